@@ -1,0 +1,296 @@
+"""The sync engine: plan → stage (SQL) → stream pages → send (retry policy) → commit.
+
+A run fixes its picture once, in the staging table, and never reads the live cohort
+again; the snapshot (delivered state) changes only when every page succeeded, and then
+by the size of the change (DESIGN.md).
+"""
+
+import logging
+import math
+import random
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import connection as db, transaction
+from django.db.models import TextField
+from django.db.models.functions import Cast
+from django.utils import timezone
+
+from cohorts.models import Profile
+from cohorts.selectors import cohort_membership
+
+from . import payloads, policy, services
+from .models import DeliveryAttempt, MemberOp, SnapshotMember, StagedMember, Sync, SyncRun
+from .policy import Outcome, Verdict
+from .sender import Destination, open_session, post_page
+
+logger = logging.getLogger(__name__)
+
+ACTIONS = {MemberOp.MEMBER: "members", MemberOp.ADD: "add_members", MemberOp.REMOVE: "remove_members"}
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    kind: str  # SyncRun.Kind
+    reason: str
+
+
+@dataclass(frozen=True)
+class PagePlan:
+    """Pages of one action in a run; at least one, so an empty diff still shows life."""
+
+    op: MemberOp
+    members: int
+
+    @property
+    def pages(self) -> int:
+        return max(1, math.ceil(self.members / policy.PAGE_SIZE))
+
+
+class ClaimLost(Exception):
+    """Another worker took the sync after our lease expired: stop sending at once."""
+
+
+def sync_run(*, sync_id: int, full: bool = False, trigger: str = "schedule", progress=None) -> SyncRun | None:
+    """Run one sync if it can be claimed; returns the run, or None when not claimed.
+
+    A scheduled trigger runs only a due sync; `manual` and `cli` run it now.
+    """
+    token = services.sync_claim(sync_id=sync_id, require_due=(trigger == "schedule"))
+    if token is None:
+        return None
+    run = None
+    try:
+        sync = Sync.objects.select_related("cohort", "connection").get(pk=sync_id)
+        plan = plan_run(sync=sync, full=full)
+        run = SyncRun.objects.create(sync=sync, kind=plan.kind, reason=plan.reason, trigger=trigger)
+        page_plans = stage_members(run=run, sync=sync)
+        verdict = deliver_run(run=run, sync=sync, page_plans=page_plans, token=token, progress=progress)
+        finish_run(run=run, sync=sync, verdict=verdict)
+        return run
+    except Exception as exc:
+        logger.exception("sync %s: run failed with an internal error", sync_id)
+        if run is not None:
+            SyncRun.objects.filter(pk=run.pk).update(
+                status=SyncRun.Status.FAILED, finished_at=timezone.now(), error_message=f"internal error: {exc!r}"[:500]
+            )
+        raise
+    finally:
+        if run is not None:
+            StagedMember.objects.filter(run_id=run.pk).delete()
+        services.sync_release(sync_id=sync_id, token=token)
+
+
+def plan_run(*, sync: Sync, full: bool = False) -> RunPlan:
+    if sync.snapshot_at is None:
+        return RunPlan(SyncRun.Kind.FULL, "first run")
+    if full or sync.force_full:
+        return RunPlan(SyncRun.Kind.FULL, "full refresh")
+    if timezone.now() - sync.snapshot_at > timedelta(hours=settings.COHORTSYNC_SNAPSHOT_MAX_AGE_HOURS):
+        return RunPlan(SyncRun.Kind.FULL, "snapshot expired")
+    return RunPlan(SyncRun.Kind.DIFF, "diff")
+
+
+# --- Stage: the run's fixed picture, computed by the database ----------------------------
+
+
+def stage_members(*, run: SyncRun, sync: Sync) -> list[PagePlan]:
+    membership_sql, membership_params = cohort_membership(cohort=sync.cohort).query.sql_with_params()
+    staged = StagedMember._meta.db_table
+    profile = Profile._meta.db_table
+    snapshot = SnapshotMember._meta.db_table
+    with db.cursor() as cursor:
+        if run.kind == SyncRun.Kind.FULL:
+            cursor.execute(
+                f"""INSERT INTO {staged} (run_id, profile_id, op, distinct_id)
+                SELECT %s, m.profile_id, {MemberOp.MEMBER}, p.distinct_id
+                FROM ({membership_sql}) m JOIN {profile} p ON p.id = m.profile_id""",
+                [run.pk, *membership_params],
+            )
+        else:
+            # One pass gives both sides of the diff (FULL OUTER JOIN, DESIGN.md).
+            cursor.execute(
+                f"""INSERT INTO {staged} (run_id, profile_id, op, distinct_id)
+                SELECT %s, COALESCE(m.profile_id, s.profile_id),
+                       CASE WHEN s.profile_id IS NULL THEN {MemberOp.ADD} ELSE {MemberOp.REMOVE} END,
+                       COALESCE(p.distinct_id, s.distinct_id)
+                FROM ({membership_sql}) m
+                FULL OUTER JOIN (SELECT profile_id, distinct_id FROM {snapshot} WHERE sync_id = %s) s
+                    ON s.profile_id = m.profile_id
+                LEFT JOIN {profile} p ON p.id = m.profile_id
+                WHERE m.profile_id IS NULL OR s.profile_id IS NULL""",
+                [run.pk, *membership_params, sync.pk],
+            )
+        cursor.execute(f"SELECT op, COUNT(*) FROM {staged} WHERE run_id = %s GROUP BY op", [run.pk])
+        counts = dict(cursor.fetchall())
+    if run.kind == SyncRun.Kind.FULL:
+        page_plans = [PagePlan(MemberOp.MEMBER, counts.get(MemberOp.MEMBER, 0))]
+    else:
+        page_plans = [PagePlan(MemberOp.ADD, counts.get(MemberOp.ADD, 0)), PagePlan(MemberOp.REMOVE, counts.get(MemberOp.REMOVE, 0))]
+    run.total_pages = sum(plan.pages for plan in page_plans)
+    run.members_count = counts.get(MemberOp.MEMBER, 0)
+    run.adds_count = counts.get(MemberOp.ADD, 0)
+    run.removes_count = counts.get(MemberOp.REMOVE, 0)
+    run.save(update_fields=["total_pages", "members_count", "adds_count", "removes_count"])
+    return page_plans
+
+
+def stream_pages(*, run: SyncRun, plan: PagePlan, properties: tuple[str, ...]) -> Iterator[list[dict]]:
+    """The members of one action, a page at a time (keyset pagination: memory flat in N)."""
+    columns = ["profile_id", "distinct_id", "profile__email", "profile__first_name", "profile__last_name",
+               "profile__phone_number"]
+    queryset = StagedMember.objects.filter(run_id=run.pk, op=plan.op).order_by("profile_id")
+    if properties:
+        # Decoded with orjson in payloads, not by the JSONField (about twice as fast).
+        queryset = queryset.annotate(properties_json=Cast("profile__properties", TextField()))
+        columns.append("properties_json")
+    last_profile_id = 0
+    for _ in range(plan.pages):
+        rows = list(queryset.filter(profile_id__gt=last_profile_id).values_list(*columns)[: policy.PAGE_SIZE])
+        if rows:
+            last_profile_id = rows[-1][0]
+        yield [
+            payloads.mixpanel_member(
+                payloads.MemberRow(row[1], row[2], row[3], row[4], row[5], row[6] if properties else None),
+                properties,
+            )
+            for row in rows
+        ]
+
+
+# --- Send ------------------------------------------------------------------------------
+
+
+def deliver_run(*, run: SyncRun, sync: Sync, page_plans: list[PagePlan], token, progress=None) -> Verdict:
+    """Send every page in order; stop at the first page that does not succeed."""
+    connection = sync.connection
+    destination = Destination(
+        url=connection.url,
+        auth_username=connection.auth_username,
+        auth_password=connection.auth_password,
+        api_key=connection.api_key,
+        headers=tuple(connection.headers.items()),
+    )
+    parameters = {
+        "mixpanel_project_id": str(sync.cohort.project_id),
+        "mixpanel_cohort_id": str(sync.cohort_id),
+        "mixpanel_cohort_name": sync.cohort.name,
+        "mixpanel_cohort_description": sync.cohort.description,
+        "mixpanel_session_id": str(run.session_id),
+    }
+    properties = tuple(sync.properties or ())
+    page_count = 0
+    notes = ""
+    with open_session() as session:
+        for plan in page_plans:
+            for members in stream_pages(run=run, plan=plan, properties=properties):
+                page_count += 1
+                body = payloads.mixpanel_body(
+                    action=ACTIONS[plan.op], parameters=parameters, total_pages=run.total_pages,
+                    page_count=page_count, members=members,
+                )
+                verdict = send_page(
+                    session=session, destination=destination, run=run, body=body, action=ACTIONS[plan.op],
+                    page_number=page_count, token=token,
+                )
+                if verdict.outcome is not Outcome.SUCCESS:
+                    return verdict
+                notes = notes or verdict.message
+                SyncRun.objects.filter(pk=run.pk).update(pages_delivered=page_count)
+                run.pages_delivered = page_count
+                if progress:
+                    progress(len(members))
+    return Verdict(Outcome.SUCCESS, notes)
+
+
+def send_page(*, session, destination: Destination, run: SyncRun, body: bytes, action: str, page_number: int,
+              token) -> Verdict:
+    """One page with its retries, inside the run so pages stay in order (DESIGN.md)."""
+    page_id = payloads.page_id(run.session_id, page_number)
+    delays = settings.COHORTSYNC_RETRY_DELAYS
+    attempt = 0
+    while True:
+        attempt += 1
+        if not services.sync_renew_claim(sync_id=run.sync_id, token=token):
+            raise ClaimLost(f"sync {run.sync_id}: claim lost during page {page_number}")
+        result = post_page(session, destination, body, page_id)
+        DeliveryAttempt.objects.create(
+            run=run, page_number=page_number, page_id=page_id, action=action, attempt_number=attempt,
+            outcome=result.verdict.outcome, http_status=result.http_status, latency_ms=result.latency_ms,
+            response_excerpt=result.response_excerpt, error=result.verdict.message,
+        )
+        verdict = result.verdict
+        if verdict.outcome is not Outcome.TRANSIENT or attempt > len(delays):
+            return verdict
+        wait = delays[attempt - 1] * random.uniform(1.0, 1.1)  # jitter spreads retries of many syncs
+        if result.retry_after is not None:
+            if result.retry_after > settings.COHORTSYNC_RETRY_AFTER_MAX:
+                # Retrying sooner than asked would be rude; the next scheduled run tries again.
+                return Verdict(Outcome.TRANSIENT, f"{verdict.message} (Retry-After {result.retry_after:.0f}s)",
+                               verdict.code)
+            wait = max(wait, result.retry_after)
+        time.sleep(wait)
+
+
+# --- Finish ----------------------------------------------------------------------------
+
+
+def finish_run(*, run: SyncRun, sync: Sync, verdict: Verdict) -> None:
+    now = timezone.now()
+    if verdict.outcome is Outcome.SUCCESS:
+        with transaction.atomic():
+            snapshot_size = commit_snapshot(run=run, sync=sync)
+            SyncRun.objects.filter(pk=run.pk).update(
+                status=SyncRun.Status.SUCCEEDED, finished_at=now, error_message=verdict.message
+            )
+            services.sync_record_success(sync=sync, snapshot_at=run.started_at, snapshot_size=snapshot_size)
+        run.status = SyncRun.Status.SUCCEEDED
+    elif verdict.outcome is Outcome.PAUSE:
+        SyncRun.objects.filter(pk=run.pk).update(
+            status=SyncRun.Status.PAUSED, finished_at=now, error_message=verdict.message, http_status=verdict.code
+        )
+        run.status = SyncRun.Status.PAUSED
+        services.sync_pause(sync=sync, message=verdict.message, status=verdict.code, run=run)
+    else:
+        SyncRun.objects.filter(pk=run.pk).update(
+            status=SyncRun.Status.FAILED, finished_at=now, error_message=verdict.message, http_status=verdict.code
+        )
+        run.status = SyncRun.Status.FAILED
+        services.sync_record_failure(sync=sync, message=verdict.message, status=verdict.code)
+    run.finished_at = now
+    run.error_message = verdict.message
+
+
+def commit_snapshot(*, run: SyncRun, sync: Sync) -> int:
+    """Advance the delivered state to the run's picture; writes O(change) (DESIGN.md)."""
+    staged = StagedMember._meta.db_table
+    snapshot = SnapshotMember._meta.db_table
+    with db.cursor() as cursor:
+        if run.kind == SyncRun.Kind.FULL:
+            cursor.execute(
+                f"""DELETE FROM {snapshot} WHERE sync_id = %s AND NOT EXISTS (
+                    SELECT 1 FROM {staged} st WHERE st.run_id = %s AND st.profile_id = {snapshot}.profile_id)""",
+                [sync.pk, run.pk],
+            )
+            cursor.execute(
+                f"""INSERT INTO {snapshot} (sync_id, profile_id, distinct_id)
+                SELECT %s, st.profile_id, st.distinct_id FROM {staged} st
+                WHERE st.run_id = %s AND NOT EXISTS (
+                    SELECT 1 FROM {snapshot} s WHERE s.sync_id = %s AND s.profile_id = st.profile_id)""",
+                [sync.pk, run.pk, sync.pk],
+            )
+            return run.members_count
+        cursor.execute(
+            f"""DELETE FROM {snapshot} WHERE sync_id = %s AND profile_id IN (
+                SELECT profile_id FROM {staged} WHERE run_id = %s AND op = {MemberOp.REMOVE})""",
+            [sync.pk, run.pk],
+        )
+        cursor.execute(
+            f"""INSERT INTO {snapshot} (sync_id, profile_id, distinct_id)
+            SELECT %s, profile_id, distinct_id FROM {staged} WHERE run_id = %s AND op = {MemberOp.ADD}""",
+            [sync.pk, run.pk],
+        )
+    return sync.snapshot_size + run.adds_count - run.removes_count

@@ -1,0 +1,54 @@
+from django.core.management.base import BaseCommand, CommandError
+from tqdm import tqdm
+
+from deliveries import engine, services
+from deliveries.models import DeliveryAttempt, Sync, SyncRun
+
+
+class Command(BaseCommand):
+    help = "Run one sync now, in the foreground, and print what it sent."
+
+    def add_arguments(self, parser):
+        parser.add_argument("sync_id", type=int)
+        parser.add_argument("--full", action="store_true", help="send the whole cohort as `members`")
+        parser.add_argument("--resume", action="store_true", help="resume a paused sync, then run it")
+
+    def handle(self, *args, sync_id: int, full: bool, resume: bool, **options):
+        sync = Sync.objects.select_related("cohort", "connection").filter(pk=sync_id).first()
+        if sync is None:
+            raise CommandError(f"There is no sync {sync_id}.")
+        if sync.state == Sync.State.PAUSED:
+            if not resume:
+                raise CommandError(
+                    f"Sync {sync_id} is paused ({sync.last_error_message or 'no message'}). "
+                    "Fix the receiver, then run again with --resume."
+                )
+            services.sync_resume(sync=sync)
+            self.stdout.write(f"Resumed sync {sync_id}.")
+        elif sync.state == Sync.State.FINISHED:
+            raise CommandError(f"Sync {sync_id} is a one-time export that has finished; create a new export.")
+
+        with tqdm(desc=f"sync {sync_id}", unit=" members", disable=None) as bar:
+            run = engine.sync_run(sync_id=sync_id, full=full, trigger="cli", progress=bar.update)
+        if run is None:
+            raise CommandError(f"Sync {sync_id} is being run by another worker right now; try again later.")
+        self._report(run)
+        if run.status != SyncRun.Status.SUCCEEDED:
+            raise CommandError(f"Run {run.session_id} {run.status}: {run.error_message}")
+
+    def _report(self, run: SyncRun) -> None:
+        self.stdout.write(f"Run {run.session_id} ({run.kind}, {run.reason}): {run.status}")
+        attempts = DeliveryAttempt.objects.filter(run=run).order_by("page_number", "attempt_number")
+        for attempt in attempts.iterator():
+            self.stdout.write(
+                f"  page {attempt.page_number}/{run.total_pages} {attempt.action} try {attempt.attempt_number}: "
+                f"{attempt.outcome} HTTP {attempt.http_status or '-'} in {attempt.latency_ms} ms"
+                + (f" — {attempt.error}" if attempt.error else "")
+            )
+        if run.kind == SyncRun.Kind.FULL:
+            self.stdout.write(f"Sent {run.members_count} members in {run.pages_delivered}/{run.total_pages} pages.")
+        else:
+            self.stdout.write(
+                f"Sent {run.adds_count} adds and {run.removes_count} removes "
+                f"in {run.pages_delivered}/{run.total_pages} pages."
+            )

@@ -1,0 +1,188 @@
+import uuid
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import models
+
+from cohorts.models import Cohort, Profile
+from integrations.models import Connection
+
+from . import policy
+
+
+class Sync(models.Model):
+    """A cohort kept in sync with a connection, one-time or on an interval."""
+
+    class Mode(models.TextChoices):
+        ONE_TIME = "one_time", "One-time export"
+        DYNAMIC = "dynamic", "Dynamic (on an interval)"
+
+    class State(models.TextChoices):
+        ACTIVE = "active", "Active"
+        PAUSED = "paused", "Paused"
+        FINISHED = "finished", "Finished"
+
+    cohort = models.ForeignKey(Cohort, on_delete=models.CASCADE, related_name="syncs")
+    connection = models.ForeignKey(Connection, on_delete=models.PROTECT, related_name="syncs")
+    mode = models.CharField(max_length=20, choices=Mode.choices, default=Mode.DYNAMIC)
+    interval_minutes = models.PositiveIntegerField(default=policy.DEFAULT_INTERVAL_MINUTES)
+    properties = models.JSONField("profile properties to export", default=list, blank=True)
+    state = models.CharField(max_length=20, choices=State.choices, default=State.ACTIVE)
+    # What the receiver told us when it last refused a run (shown in the UI and the pause email).
+    last_error_message = models.TextField(blank=True, default="")
+    last_error_status = models.PositiveSmallIntegerField(null=True, blank=True)
+    paused_at = models.DateTimeField(null=True, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    notify_users = models.ManyToManyField(settings.AUTH_USER_MODEL, blank=True, related_name="+")
+    # The next run is a full `members` load (operator's "full refresh").
+    force_full = models.BooleanField(default=False)
+    next_run_at = models.DateTimeField(null=True, blank=True)
+    # A run holds the sync by lease; a killed worker's claim simply expires.
+    claimed_until = models.DateTimeField(null=True, blank=True)
+    claim_token = models.UUIDField(null=True, blank=True, editable=False)
+    # The snapshot: when the delivered state was last advanced (the last successful run).
+    snapshot_at = models.DateTimeField(null=True, blank=True)
+    snapshot_size = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["state", "next_run_at"], name="sync_due")]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(interval_minutes__gte=policy.MIN_INTERVAL_MINUTES)
+                & models.Q(interval_minutes__lte=policy.MAX_INTERVAL_MINUTES),
+                name="sync_interval_bounds",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.cohort} → {self.connection}"
+
+    def clean(self) -> None:
+        errors = {}
+        if not isinstance(self.properties, list) or not all(isinstance(p, str) and p for p in self.properties):
+            errors["properties"] = "Properties must be a list of property names."
+        elif len(self.properties) > policy.MAX_EXPORTED_PROPERTIES:
+            errors["properties"] = f"At most {policy.MAX_EXPORTED_PROPERTIES} properties can be exported."
+        elif len(set(self.properties)) != len(self.properties):
+            errors["properties"] = "Each property may be listed once."
+        if not policy.MIN_INTERVAL_MINUTES <= (self.interval_minutes or 0) <= policy.MAX_INTERVAL_MINUTES:
+            errors["interval_minutes"] = (
+                f"Interval must be between {policy.MIN_INTERVAL_MINUTES} and {policy.MAX_INTERVAL_MINUTES} minutes."
+            )
+        if self.cohort_id and self.connection_id and self.cohort.project_id != self.connection.project_id:
+            errors["connection"] = "The connection belongs to another project than the cohort."
+        if errors:
+            raise ValidationError(errors)
+
+
+class SyncRun(models.Model):
+    """One run of a sync: one session id, its pages, counts and outcome."""
+
+    class Kind(models.TextChoices):
+        FULL = "full", "Full (members)"
+        DIFF = "diff", "Diff (add/remove)"
+
+    class Status(models.TextChoices):
+        RUNNING = "running", "Running"
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed"
+        PAUSED = "paused", "Paused the sync"
+
+    sync = models.ForeignKey(Sync, on_delete=models.CASCADE, related_name="runs")
+    session_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    kind = models.CharField(max_length=10, choices=Kind.choices)
+    reason = models.CharField(max_length=40, blank=True, default="")
+    trigger = models.CharField(max_length=20, default="schedule")
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.RUNNING)
+    started_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    total_pages = models.PositiveIntegerField(default=0)
+    pages_delivered = models.PositiveIntegerField(default=0)
+    members_count = models.PositiveIntegerField(default=0)
+    adds_count = models.PositiveIntegerField(default=0)
+    removes_count = models.PositiveIntegerField(default=0)
+    error_message = models.TextField(blank=True, default="")
+    http_status = models.PositiveSmallIntegerField(null=True, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["sync", "-started_at"], name="run_sync_recent")]
+        ordering = ["-started_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"run {self.session_id} ({self.kind}, {self.status})"
+
+
+class DeliveryAttempt(models.Model):
+    """One try of one page. Never holds a secret: no URL, no request headers."""
+
+    run = models.ForeignKey(SyncRun, on_delete=models.CASCADE, related_name="attempts")
+    page_number = models.PositiveIntegerField()
+    page_id = models.UUIDField()
+    action = models.CharField(max_length=20)
+    attempt_number = models.PositiveSmallIntegerField()
+    outcome = models.CharField(max_length=20)
+    http_status = models.PositiveSmallIntegerField(null=True, blank=True)
+    latency_ms = models.PositiveIntegerField(default=0)
+    response_excerpt = models.TextField(blank=True, default="")
+    error = models.TextField(blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["run", "page_number", "attempt_number"], name="attempt_run_page")]
+        ordering = ["run_id", "page_number", "attempt_number"]
+
+
+class MemberOp(models.IntegerChoices):
+    MEMBER = 0, "members"
+    ADD = 1, "add_members"
+    REMOVE = 2, "remove_members"
+
+
+class StagedMember(models.Model):
+    """A run's fixed picture: who it sends, computed once at the start (DESIGN.md)."""
+
+    # Indexed only by staged_run_op_profile; each extra index slows the bulk insert.
+    run = models.ForeignKey(SyncRun, on_delete=models.CASCADE, related_name="+", db_constraint=False, db_index=False)
+    # No FK constraint: a removal may name a profile that was deleted since it was delivered.
+    profile = models.ForeignKey(
+        Profile, null=True, on_delete=models.DO_NOTHING, db_constraint=False, db_index=False, related_name="+"
+    )
+    op = models.PositiveSmallIntegerField(choices=MemberOp.choices)
+    # Filled for removals from the snapshot, which outlives the profile row.
+    distinct_id = models.CharField(max_length=255, blank=True, default="")
+
+    class Meta:
+        indexes = [models.Index(fields=["run", "op", "profile"], name="staged_run_op_profile")]
+
+
+class SnapshotMember(models.Model):
+    """The delivered state: who the receiver holds after the last successful run."""
+
+    sync = models.ForeignKey(Sync, on_delete=models.CASCADE, related_name="+", db_index=False)
+    profile = models.ForeignKey(
+        Profile, null=True, on_delete=models.DO_NOTHING, db_constraint=False, db_index=False, related_name="+"
+    )
+    distinct_id = models.CharField(max_length=255)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["sync", "profile"], name="snapshot_sync_profile")]
+
+
+class Notification(models.Model):
+    """Every email we sent about a sync: to whom, why, when."""
+
+    sync = models.ForeignKey(Sync, null=True, on_delete=models.SET_NULL, related_name="notifications")
+    run = models.ForeignKey(SyncRun, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    recipient = models.EmailField()
+    reason = models.CharField(max_length=40)
+    subject = models.CharField(max_length=300)
+    sent_at = models.DateTimeField(auto_now_add=True)
+    delivered = models.BooleanField(default=True)
+    error = models.TextField(blank=True, default="")
+
+    class Meta:
+        ordering = ["-sent_at", "-id"]

@@ -1,0 +1,126 @@
+"""The HTTP layer: POST one page to one destination. Knows nothing of cohorts.
+
+One `requests.Session` per run (keep-alive), connect/read timeouts, no redirects, a cap
+on the response body read, and the SSRF guard of requests-hardened, which checks the
+address actually connected to.
+"""
+
+import email.utils
+import logging
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+import requests
+from django.conf import settings
+from requests_hardened import Config, HTTPSession
+from requests_hardened.ip_filter import InvalidIPAddress
+
+from . import policy
+from .policy import Outcome, Verdict
+
+logger = logging.getLogger(__name__)
+
+USER_AGENT = "Cohortsync/0.1.0"
+
+
+@dataclass(frozen=True)
+class Destination:
+    url: str
+    auth_username: str = ""
+    auth_password: str = ""
+    api_key: str = ""
+    headers: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class PostResult:
+    verdict: Verdict
+    http_status: int | None
+    latency_ms: int
+    response_excerpt: str
+    retry_after: float | None = None
+
+
+def open_session() -> requests.Session:
+    config = Config(
+        ip_filter_enable=not settings.COHORTSYNC_ALLOW_PRIVATE_URLS,
+        ip_filter_allow_loopback_ips=False,
+        never_redirect=True,
+        default_timeout=(settings.COHORTSYNC_CONNECT_TIMEOUT, settings.COHORTSYNC_READ_TIMEOUT),
+        user_agent_override=USER_AGENT,
+    )
+    session = HTTPSession(config)
+    session.trust_env = False  # no proxies or .netrc credentials from the worker's environment
+    return session
+
+
+def post_page(session: requests.Session, destination: Destination, body: bytes, page_id: str) -> PostResult:
+    headers = dict(destination.headers)
+    headers.update({"Content-Type": "application/json", "webhook-id": page_id})
+    if destination.api_key:
+        headers["x-api-key"] = destination.api_key
+    auth = (destination.auth_username, destination.auth_password) if destination.auth_username else None
+    started = time.monotonic()
+    try:
+        response = session.post(destination.url, data=body, headers=headers, auth=auth, stream=True)
+    except InvalidIPAddress:
+        return _failed(Outcome.PAUSE, "destination address is private, loopback or reserved (blocked)", started)
+    except requests.Timeout:
+        return _failed(Outcome.TRANSIENT, "timed out", started)
+    except requests.ConnectionError as exc:
+        return _failed(Outcome.TRANSIENT, f"connection error: {type(exc).__name__}", started)
+    except (requests.exceptions.InvalidURL, requests.exceptions.MissingSchema, requests.exceptions.InvalidSchema):
+        return _failed(Outcome.PAUSE, "invalid destination URL", started)
+    except requests.RequestException as exc:
+        return _failed(Outcome.FAIL, f"request failed: {type(exc).__name__}", started)
+    try:
+        content = _read_capped(response)
+    except (requests.RequestException, OSError) as exc:
+        response.close()
+        return _failed(Outcome.TRANSIENT, f"reading the response failed: {type(exc).__name__}", started)
+    latency_ms = int((time.monotonic() - started) * 1000)
+    verdict = policy.classify_response(response.status_code, response.reason or "", content)
+    return PostResult(
+        verdict=verdict,
+        http_status=response.status_code,
+        latency_ms=latency_ms,
+        response_excerpt=content[:policy.RESPONSE_EXCERPT_BYTES].decode("utf-8", errors="replace")[:1000],
+        retry_after=parse_retry_after(response.headers.get("Retry-After")),
+    )
+
+
+def _read_capped(response: requests.Response) -> bytes:
+    content = response.raw.read(policy.RESPONSE_EXCERPT_BYTES + 1, decode_content=True)
+    if len(content) > policy.RESPONSE_EXCERPT_BYTES:
+        response.close()  # an oversized body: drop the connection rather than read it all
+        return content[: policy.RESPONSE_EXCERPT_BYTES]
+    response.raw.release_conn()  # fully read: hand the connection back for keep-alive
+    return content
+
+
+def _failed(outcome: Outcome, message: str, started: float) -> PostResult:
+    return PostResult(
+        verdict=Verdict(outcome, message),
+        http_status=None,
+        latency_ms=int((time.monotonic() - started) * 1000),
+        response_excerpt="",
+    )
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """Retry-After as seconds (delta-seconds or an HTTP date), or None."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    return max(0.0, (when - datetime.now(timezone.utc)).total_seconds())

@@ -1,0 +1,18 @@
+"""Thin Celery wrappers: take ids, call one service."""
+
+from celery import shared_task
+
+from . import engine, services
+
+RUN_TASK_OPTIONS = dict(acks_late=True, reject_on_worker_lost=True, ignore_result=True)
+
+
+@shared_task(name="deliveries.dispatch_due_syncs", **RUN_TASK_OPTIONS, time_limit=120, soft_time_limit=110)
+def dispatch_due_syncs() -> int:
+    return len(services.syncs_dispatch_due())
+
+
+@shared_task(name="deliveries.run_sync", **RUN_TASK_OPTIONS)
+def run_sync(sync_id: int, full: bool = False, trigger: str = "schedule") -> str | None:
+    run = engine.sync_run(sync_id=sync_id, full=full, trigger=trigger)
+    return str(run.session_id) if run else None

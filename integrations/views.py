@@ -1,0 +1,54 @@
+"""The built-in test receiver: stores what arrives and shows it, page by page."""
+
+import orjson
+from django.contrib.auth.decorators import login_required
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import render
+from django.views.decorators.csrf import csrf_exempt
+
+from .models import ReceivedWebhook
+
+# Never keep credentials that a sender put in its headers.
+REDACTED_HEADERS = {"authorization", "x-api-key", "cookie"}
+INBOX_PAGE_SIZE = 100
+
+
+@csrf_exempt
+def receiver_inbox(request: HttpRequest, inbox: str) -> HttpResponse:
+    if request.method == "POST":
+        return _receive(request, inbox)
+    return _show_inbox(request, inbox)
+
+
+def _receive(request: HttpRequest, inbox: str) -> HttpResponse:
+    body = request.body.decode("utf-8", errors="replace")
+    try:
+        payload = orjson.loads(request.body)
+    except orjson.JSONDecodeError:
+        payload = None
+    parameters = payload.get("parameters", {}) if isinstance(payload, dict) else {}
+    headers = {
+        name: ("[redacted]" if name.lower() in REDACTED_HEADERS else value)
+        for name, value in request.headers.items()
+    }
+    ReceivedWebhook.objects.create(
+        inbox=inbox,
+        headers=headers,
+        body=body,
+        action=str(payload.get("action", ""))[:30] if isinstance(payload, dict) else "",
+        session_id=str(parameters.get("mixpanel_session_id", ""))[:100] if isinstance(parameters, dict) else "",
+        page_id=request.headers.get("webhook-id", "")[:100],
+    )
+    action = payload.get("action") if isinstance(payload, dict) else None
+    return JsonResponse({"action": action, "status": "success"})
+
+
+@login_required
+def _show_inbox(request: HttpRequest, inbox: str) -> HttpResponse:
+    received = list(ReceivedWebhook.objects.filter(inbox=inbox)[:INBOX_PAGE_SIZE])
+    for item in received:
+        try:
+            item.pretty_body = orjson.dumps(orjson.loads(item.body), option=orjson.OPT_INDENT_2).decode()
+        except orjson.JSONDecodeError:
+            item.pretty_body = item.body
+    return render(request, "integrations/inbox.html", {"inbox": inbox, "received": received})
