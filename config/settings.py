@@ -149,3 +149,5 @@ LOGGING = {
 }
 # Refuse plain-http destinations (contract: https in production).
 COHORTSYNC_REQUIRE_HTTPS = env.bool("COHORTSYNC_REQUIRE_HTTPS", default=False)
+# CI sets this: a test that needs PostgreSQL or Redis fails instead of skipping.
+COHORTSYNC_REQUIRE_SERVICES = env.bool("COHORTSYNC_REQUIRE_SERVICES", default=False)

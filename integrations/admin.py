@@ -15,12 +15,14 @@ class ConnectionAdminForm(forms.ModelForm):
         label="API key (sent as x-api-key)", required=False, widget=forms.PasswordInput(render_value=False),
         help_text="Leave blank to keep the current key.",
     )
+    url = forms.URLField(max_length=2000, assume_scheme="https")
     clear_auth_password = forms.BooleanField(label="Clear the stored password", required=False)
     clear_api_key = forms.BooleanField(label="Clear the stored API key", required=False)
 
     class Meta:
         model = Connection
-        fields = ["project", "name", "url", "format", "auth_username", "auth_password", "api_key", "headers"]
+        fields = ["project", "name", "url", "format", "auth_username", "auth_password", "clear_auth_password", "api_key",
+                  "clear_api_key", "headers"]
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)

@@ -1,0 +1,72 @@
+import pytest
+from django.conf import settings
+from django.db import connection as db
+
+from cohorts.models import CohortMember, Profile
+from tests.factories import CohortFactory, ConnectionFactory, SyncFactory
+from tests.support.receiver import LoopbackReceiver
+
+
+@pytest.fixture(autouse=True)
+def _fast_delivery_settings(settings):
+    """Loopback receivers need private URLs allowed; retries wait milliseconds, not a minute."""
+    settings.COHORTSYNC_ALLOW_PRIVATE_URLS = True
+    settings.COHORTSYNC_RETRY_DELAYS = [0.01, 0.02, 0.04, 0.08]
+    settings.COHORTSYNC_READ_TIMEOUT = 2.0
+    settings.COHORTSYNC_CONNECT_TIMEOUT = 2.0
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+
+
+@pytest.fixture
+def receiver():
+    with LoopbackReceiver() as running:
+        yield running
+
+
+def _needs(service: str, available: bool) -> None:
+    if available:
+        return
+    message = f"needs {service} (set DATABASE_URL / CELERY_BROKER_URL)"
+    if settings.COHORTSYNC_REQUIRE_SERVICES:
+        pytest.fail(f"{message}: required in CI")
+    pytest.skip(message)
+
+
+@pytest.fixture
+def require_postgres():
+    _needs("PostgreSQL", db.vendor == "postgresql")
+
+
+@pytest.fixture
+def require_redis():
+    _needs("Redis", settings.CELERY_BROKER_URL.startswith("redis"))
+
+
+def make_profiles(project, distinct_ids, **fields) -> list[Profile]:
+    return Profile.objects.bulk_create(
+        [Profile(project=project, distinct_id=d, email=f"{d}@example.com", **fields) for d in distinct_ids]
+    )
+
+
+def set_members(cohort, distinct_ids) -> None:
+    """Make a static cohort hold exactly these distinct ids (creating missing profiles)."""
+    existing = dict(Profile.objects.filter(project=cohort.project, distinct_id__in=list(distinct_ids))
+                    .values_list("distinct_id", "pk"))
+    missing = [d for d in distinct_ids if d not in existing]
+    for profile in make_profiles(cohort.project, missing):
+        existing[profile.distinct_id] = profile.pk
+    CohortMember.objects.filter(cohort=cohort).delete()
+    CohortMember.objects.bulk_create([CohortMember(cohort=cohort, profile_id=existing[d]) for d in distinct_ids])
+
+
+@pytest.fixture
+def make_sync(receiver):
+    """A dynamic sync of a fresh static cohort to the loopback receiver."""
+
+    def factory(members=(), **sync_fields):
+        cohort = CohortFactory()
+        connection = ConnectionFactory(project=cohort.project, url=receiver.url())
+        set_members(cohort, list(members))
+        return SyncFactory(cohort=cohort, connection=connection, **sync_fields)
+
+    return factory

@@ -1,0 +1,54 @@
+"""The "Simple Sync Scenario" of seed 000, step by step (CONTRACT.md wins on the first run:
+it is a full `members` load, where the seed shows an add page)."""
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from deliveries.engine import sync_run
+from deliveries.models import SyncRun
+from tests.conftest import set_members
+
+pytestmark = pytest.mark.django_db
+
+
+def ids(request):
+    return sorted(m["mixpanel_distinct_id"] for m in request.members)
+
+
+def run_now(sync):
+    # The scenario's clock: each step is the next scheduled run.
+    sync.refresh_from_db()
+    type(sync).objects.filter(pk=sync.pk).update(next_run_at=timezone.now() - timedelta(seconds=1))
+    return sync_run(sync_id=sync.pk)
+
+
+def test_simple_sync_scenario(make_sync, receiver):
+    sync = make_sync(members=["A", "B", "C", "D"])
+
+    # T: the whole cohort.
+    run = run_now(sync)
+    assert run.status == SyncRun.Status.SUCCEEDED
+    assert [r.action for r in receiver.requests] == ["members"]
+    assert ids(receiver.requests[0]) == ["A", "B", "C", "D"]
+    receiver.clear()
+
+    # T+0.1h B, D leave; T+0.2h E, F join; T+0.5h the diff: adds first, then removes.
+    set_members(sync.cohort, ["A", "C", "E", "F"])
+    run = run_now(sync)
+    assert run.status == SyncRun.Status.SUCCEEDED
+    assert [r.action for r in receiver.requests] == ["add_members", "remove_members"]
+    assert ids(receiver.requests[0]) == ["E", "F"]
+    assert ids(receiver.requests[1]) == ["B", "D"]
+    assert {r.session_id for r in receiver.requests} == {str(run.session_id)}
+    assert [r.page_info for r in receiver.requests] == [
+        {"total_pages": 2, "page_count": 1},
+        {"total_pages": 2, "page_count": 2},
+    ]
+    receiver.clear()
+
+    # T+1h, nothing changed: one empty add page and one empty remove page.
+    run = run_now(sync)
+    assert [r.action for r in receiver.requests] == ["add_members", "remove_members"]
+    assert [r.members for r in receiver.requests] == [[], []]
