@@ -64,12 +64,20 @@ def sync_run(*, sync_id: int, full: bool = False, trigger: str = "schedule", pro
         return None
     run = None
     try:
+        abandon_unfinished_runs(sync_id=sync_id)
         sync = Sync.objects.select_related("cohort", "connection").get(pk=sync_id)
         plan = plan_run(sync=sync, full=full)
         run = SyncRun.objects.create(sync=sync, kind=plan.kind, reason=plan.reason, trigger=trigger)
         page_plans = stage_members(run=run, sync=sync)
         verdict = deliver_run(run=run, sync=sync, page_plans=page_plans, token=token, progress=progress)
         finish_run(run=run, sync=sync, verdict=verdict)
+        return run
+    except ClaimLost as exc:
+        logger.warning("%s", exc)
+        SyncRun.objects.filter(pk=run.pk).update(
+            status=SyncRun.Status.FAILED, finished_at=timezone.now(), error_message="stopped: the claim expired"
+        )
+        run.refresh_from_db()
         return run
     except Exception as exc:
         logger.exception("sync %s: run failed with an internal error", sync_id)
@@ -82,6 +90,19 @@ def sync_run(*, sync_id: int, full: bool = False, trigger: str = "schedule", pro
         if run is not None:
             StagedMember.objects.filter(run_id=run.pk).delete()
         services.sync_release(sync_id=sync_id, token=token)
+
+
+def abandon_unfinished_runs(*, sync_id: int) -> None:
+    """Runs left `running` by a killed worker: mark them failed and drop their staging rows.
+
+    Called while holding the claim, so no live run of this sync can be among them.
+    """
+    stale = list(SyncRun.objects.filter(sync_id=sync_id, status=SyncRun.Status.RUNNING).values_list("pk", flat=True))
+    if stale:
+        StagedMember.objects.filter(run_id__in=stale).delete()
+        SyncRun.objects.filter(pk__in=stale).update(
+            status=SyncRun.Status.FAILED, finished_at=timezone.now(), error_message="abandoned: the worker stopped"
+        )
 
 
 def plan_run(*, sync: Sync, full: bool = False) -> RunPlan:
