@@ -1,5 +1,7 @@
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import models
+from django.utils import timezone
 
 
 class Project(models.Model):
@@ -36,16 +38,57 @@ class Profile(models.Model):
 class Cohort(models.Model):
     class Kind(models.TextChoices):
         STATIC = "static", "Static list"
+        RULES = "rules", "Rules over profiles and events"
 
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="cohorts")
     name = models.CharField(max_length=200)
     description = models.TextField(blank=True, default="")
     kind = models.CharField(max_length=20, choices=Kind.choices, default=Kind.STATIC)
+    # For rule cohorts: AND/OR groups of conditions (cohorts/rules.py validates and compiles it).
+    definition = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
     def __str__(self) -> str:
         return self.name
+
+    def clean(self) -> None:
+        from .rules import validate_definition  # rules import the models
+
+        if self.kind == self.Kind.RULES:
+            validate_definition(self.definition, project_id=self.project_id, cohort_id=self.pk)
+        elif self.definition:
+            raise ValidationError({"definition": "Only rule cohorts have a definition."})
+
+
+class CohortSize(models.Model):
+    """The size history: one row each time a cohort's membership is computed."""
+
+    cohort = models.ForeignKey(Cohort, on_delete=models.CASCADE, related_name="sizes")
+    size = models.PositiveIntegerField()
+    computed_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        indexes = [models.Index(fields=["cohort", "-computed_at"], name="cohort_size_recent")]
+        ordering = ["-computed_at", "-id"]
+
+
+class Event(models.Model):
+    """Something a person did. Keyed by distinct id: events may arrive before the profile."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="+", db_index=False)
+    distinct_id = models.CharField(max_length=255)
+    name = models.CharField(max_length=255)
+    time = models.DateTimeField()
+    properties = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        indexes = [
+            # Behavioural conditions: one event name in a time window, grouped by person.
+            models.Index(fields=["project", "name", "time", "distinct_id"], name="event_name_time"),
+            # Retention pruning.
+            models.Index(fields=["time"], name="event_time"),
+        ]
 
 
 class CohortMember(models.Model):

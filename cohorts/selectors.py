@@ -1,11 +1,13 @@
 """Reads over projects, profiles and cohorts."""
 
+from datetime import datetime
+
 from django.db.models import QuerySet
 
-from .models import Cohort, CohortMember, Profile
+from .models import Cohort, CohortMember, CohortSize, Profile
 
 
-def cohort_membership(*, cohort: Cohort) -> QuerySet:
+def cohort_membership(*, cohort: Cohort, now: datetime | None = None) -> QuerySet:
     """The one way to ask who is in a cohort: a queryset of `profile_id` values.
 
     The sync engine embeds its SQL in set operations (diffs, staging), so any cohort kind
@@ -13,6 +15,10 @@ def cohort_membership(*, cohort: Cohort) -> QuerySet:
     """
     if cohort.kind == Cohort.Kind.STATIC:
         return CohortMember.objects.filter(cohort_id=cohort.pk).values("profile_id")
+    if cohort.kind == Cohort.Kind.RULES:
+        from .rules import rule_membership  # rules use this function for cohort references
+
+        return rule_membership(cohort=cohort, now=now)
     raise NotImplementedError(f"cohort kind {cohort.kind!r} has no membership query")
 
 
@@ -22,3 +28,7 @@ def cohort_member_count(*, cohort: Cohort) -> int:
 
 def cohort_member_profiles(*, cohort: Cohort) -> QuerySet:
     return Profile.objects.filter(pk__in=cohort_membership(cohort=cohort))
+
+
+def cohort_size_history(*, cohort: Cohort, limit: int = 500) -> QuerySet:
+    return CohortSize.objects.filter(cohort=cohort).order_by("-computed_at")[:limit]

@@ -1,0 +1,363 @@
+"""Rule cohorts: validate a JSON definition and compile it to one SQL membership query.
+
+A definition is a group: {"match": "all" | "any", "conditions": [condition or group, ...]}.
+Conditions (see docs/cohort-rules.md for the full reference):
+  {"type": "property", "property": "plan", "operator": "equals", "value": "pro"}
+  {"type": "event", "event": "Play", "performed": true, "operator": "at_least", "count": 3,
+   "within_days": 7, "where": <property condition over the event's properties>}
+  {"type": "cohort", "cohort_id": 12, "in": true}
+Errors name the path of the bad part, e.g. `conditions[1].within_days`.
+"""
+
+from datetime import datetime, timedelta, timezone as dt_timezone
+
+from django.core.exceptions import ValidationError
+from django.db.models import Count, Exists, F, OuterRef, Q, QuerySet, Value
+from django.db.models.lookups import (
+    Exact, GreaterThan, GreaterThanOrEqual, IContains, In, IsNull, LessThan, LessThanOrEqual,
+)
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime, parse_date
+
+from .expressions import DateParam, JSONProperty
+from .models import Cohort, Event, Profile
+
+MAX_DEPTH = 5
+MAX_CONDITIONS = 50
+MAX_WITHIN_DAYS = 90
+MAX_IN_VALUES = 1000
+IDENTITY_COLUMNS = {"distinct_id", "email", "first_name", "last_name", "phone_number"}
+VALUE_TYPES = ("string", "number", "boolean", "date")
+OPERATORS = {
+    "equals": VALUE_TYPES,
+    "not_equals": VALUE_TYPES,
+    "contains": ("string",),
+    "not_contains": ("string",),
+    "gt": ("number", "date"),
+    "gte": ("number", "date"),
+    "lt": ("number", "date"),
+    "lte": ("number", "date"),
+    "between": ("number", "date"),
+    "in": ("string", "number"),
+    "not_in": ("string", "number"),
+    "is_set": VALUE_TYPES,
+    "is_not_set": VALUE_TYPES,
+    "more_than_days_ago": ("date",),
+    "less_than_days_ago": ("date",),
+}
+NO_VALUE_OPERATORS = {"is_set", "is_not_set"}
+EVENT_OPERATORS = ("at_least", "at_most", "exactly")
+
+
+# --- Validation ----------------------------------------------------------------------
+
+
+def validate_definition(definition, *, project_id: int | None, cohort_id: int | None = None) -> None:
+    """Raise ValidationError({"definition": ["<path>: <reason>", ...]}) if the definition is bad."""
+    errors: list[str] = []
+    _check_group(definition, "definition", errors, depth=0, project_id=project_id, cohort_id=cohort_id)
+    if errors:
+        raise ValidationError({"definition": errors})
+
+
+def _check_group(group, path, errors, *, depth, project_id, cohort_id) -> None:
+    if not isinstance(group, dict):
+        errors.append(f"{path}: must be an object with `match` and `conditions`")
+        return
+    _unknown_keys(group, {"match", "conditions"}, path, errors)
+    if group.get("match", "all") not in ("all", "any"):
+        errors.append(f"{path}.match: must be \"all\" or \"any\"")
+    conditions = group.get("conditions")
+    if not isinstance(conditions, list) or not conditions:
+        errors.append(f"{path}.conditions: must be a non-empty list")
+        return
+    if len(conditions) > MAX_CONDITIONS:
+        errors.append(f"{path}.conditions: at most {MAX_CONDITIONS} conditions in a group")
+    if depth >= MAX_DEPTH:
+        errors.append(f"{path}: groups nest at most {MAX_DEPTH} deep")
+        return
+    for index, condition in enumerate(conditions):
+        item_path = f"{path}.conditions[{index}]"
+        if isinstance(condition, dict) and "conditions" in condition:
+            _check_group(condition, item_path, errors, depth=depth + 1, project_id=project_id, cohort_id=cohort_id)
+        else:
+            _check_condition(condition, item_path, errors, project_id=project_id, cohort_id=cohort_id)
+
+
+def _check_condition(condition, path, errors, *, project_id, cohort_id) -> None:
+    if not isinstance(condition, dict):
+        errors.append(f"{path}: must be an object")
+        return
+    kind = condition.get("type")
+    if kind == "property":
+        _check_property(condition, path, errors, allowed_keys={"type"})
+    elif kind == "event":
+        _check_event(condition, path, errors)
+    elif kind == "cohort":
+        _check_cohort_reference(condition, path, errors, project_id=project_id, cohort_id=cohort_id)
+    else:
+        errors.append(f"{path}.type: must be \"property\", \"event\" or \"cohort\"")
+
+
+def _check_property(condition, path, errors, *, allowed_keys=frozenset()) -> None:
+    _unknown_keys(condition, {"property", "operator", "value", "value_type", *allowed_keys}, path, errors)
+    name = condition.get("property")
+    if not isinstance(name, str) or not name or len(name) > 255:
+        errors.append(f"{path}.property: must be a property name")
+        return
+    if any(ch in name for ch in "\"\\"):
+        errors.append(f"{path}.property: may not contain quotes or backslashes")
+        return
+    operator = condition.get("operator")
+    if operator not in OPERATORS:
+        errors.append(f"{path}.operator: must be one of {', '.join(OPERATORS)}")
+        return
+    value_type = _value_type(condition)
+    if value_type not in VALUE_TYPES:
+        errors.append(f"{path}.value_type: must be one of {', '.join(VALUE_TYPES)} (or give a value to infer it)")
+        return
+    if value_type not in OPERATORS[operator]:
+        errors.append(f"{path}.operator: {operator} does not apply to {value_type} values")
+        return
+    if name in IDENTITY_COLUMNS and value_type != "string":
+        errors.append(f"{path}.value_type: {name} is text")
+        return
+    if operator in NO_VALUE_OPERATORS:
+        return
+    value = condition.get("value")
+    if operator in ("more_than_days_ago", "less_than_days_ago"):
+        if not _is_number(value) or value < 0:
+            errors.append(f"{path}.value: must be a number of days (0 or more)")
+    elif operator == "between":
+        if not (isinstance(value, list) and len(value) == 2 and all(_is_typed(v, value_type) for v in value)):
+            errors.append(f"{path}.value: between takes [low, high] of {value_type} values")
+    elif operator in ("in", "not_in"):
+        if not (isinstance(value, list) and 0 < len(value) <= MAX_IN_VALUES
+                and all(_is_typed(v, value_type) for v in value)):
+            errors.append(f"{path}.value: {operator} takes a list of 1 to {MAX_IN_VALUES} {value_type} values")
+    elif not _is_typed(value, value_type):
+        errors.append(f"{path}.value: must be a {value_type}" + (" (ISO 8601)" if value_type == "date" else ""))
+
+
+def _check_event(condition, path, errors) -> None:
+    _unknown_keys(condition, {"type", "event", "performed", "operator", "count", "within_days", "where"}, path, errors)
+    if not isinstance(condition.get("event"), str) or not condition.get("event"):
+        errors.append(f"{path}.event: must be an event name")
+    if not isinstance(condition.get("performed", True), bool):
+        errors.append(f"{path}.performed: must be true or false")
+    if condition.get("operator", "at_least") not in EVENT_OPERATORS:
+        errors.append(f"{path}.operator: must be one of {', '.join(EVENT_OPERATORS)}")
+    count = condition.get("count", 1)
+    if not isinstance(count, int) or isinstance(count, bool) or count < 0:
+        errors.append(f"{path}.count: must be a whole number, 0 or more")
+    days = condition.get("within_days")
+    if not _is_number(days) or not 0 < days <= MAX_WITHIN_DAYS:
+        errors.append(f"{path}.within_days: must be a number of days, more than 0 and at most {MAX_WITHIN_DAYS}")
+    where = condition.get("where")
+    if where is not None:
+        if not isinstance(where, dict):
+            errors.append(f"{path}.where: must be a property condition")
+        else:
+            _check_property(where, f"{path}.where", errors)
+
+
+def _check_cohort_reference(condition, path, errors, *, project_id, cohort_id) -> None:
+    _unknown_keys(condition, {"type", "cohort_id", "in"}, path, errors)
+    if not isinstance(condition.get("in", True), bool):
+        errors.append(f"{path}.in: must be true or false")
+    target_id = condition.get("cohort_id")
+    if not isinstance(target_id, int) or isinstance(target_id, bool):
+        errors.append(f"{path}.cohort_id: must be a cohort id")
+        return
+    target = Cohort.objects.filter(pk=target_id, project_id=project_id).first()
+    if target is None:
+        errors.append(f"{path}.cohort_id: no cohort {target_id} in this project")
+        return
+    if cohort_id is not None and _references(target, cohort_id, seen=set()):
+        errors.append(f"{path}.cohort_id: cohort {target_id} refers back to this cohort (a cycle)")
+
+
+def _references(cohort: Cohort, target_id: int, *, seen: set[int]) -> bool:
+    """Whether `cohort`, directly or through other cohorts, uses cohort `target_id`."""
+    if cohort.pk == target_id:
+        return True
+    if cohort.pk in seen or cohort.kind != Cohort.Kind.RULES:
+        return False
+    seen.add(cohort.pk)
+    for reference_id in _cohort_references(cohort.definition):
+        child = Cohort.objects.filter(pk=reference_id).first()
+        if child is not None and _references(child, target_id, seen=seen):
+            return True
+    return False
+
+
+def _cohort_references(group) -> list[int]:
+    found = []
+    for condition in group.get("conditions", []) if isinstance(group, dict) else []:
+        if isinstance(condition, dict) and "conditions" in condition:
+            found += _cohort_references(condition)
+        elif isinstance(condition, dict) and condition.get("type") == "cohort":
+            found.append(condition.get("cohort_id"))
+    return found
+
+
+def _unknown_keys(item: dict, allowed: set[str], path: str, errors: list[str]) -> None:
+    for key in sorted(set(item) - set(allowed)):
+        errors.append(f"{path}.{key}: unknown field")
+
+
+def _value_type(condition: dict) -> str | None:
+    if "value_type" in condition:
+        return condition["value_type"]
+    if condition.get("operator") in ("more_than_days_ago", "less_than_days_ago"):
+        return "date"
+    value = condition.get("value")
+    sample = value[0] if isinstance(value, list) and value else value
+    if isinstance(sample, bool):
+        return "boolean"
+    if _is_number(sample):
+        return "number"
+    if isinstance(sample, str):
+        # Ordering only makes sense for dates among text values: "after 2024-01-01".
+        ordered = condition.get("operator") in ("gt", "gte", "lt", "lte", "between")
+        return "date" if ordered and _parse_when(sample) is not None else "string"
+    return "string" if condition.get("operator") in NO_VALUE_OPERATORS else None
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _is_typed(value, value_type: str) -> bool:
+    if value_type == "string":
+        return isinstance(value, str)
+    if value_type == "number":
+        return _is_number(value)
+    if value_type == "boolean":
+        return isinstance(value, bool)
+    return isinstance(value, str) and _parse_when(value) is not None
+
+
+def _parse_when(value: str) -> datetime | None:
+    parsed = parse_datetime(value)
+    if parsed is None:
+        day = parse_date(value)
+        parsed = datetime(day.year, day.month, day.day) if day else None
+    if parsed is not None and timezone.is_naive(parsed):
+        parsed = parsed.replace(tzinfo=dt_timezone.utc)  # naive times are UTC
+    return parsed
+
+
+# --- Compilation ---------------------------------------------------------------------
+
+
+def rule_membership(*, cohort: Cohort, now: datetime | None = None) -> QuerySet:
+    """The members of a rule cohort as a queryset of `profile_id` (cohorts.selectors contract)."""
+    now = now or timezone.now()
+    condition = compile_group(cohort.definition, project_id=cohort.project_id, now=now)
+    return Profile.objects.filter(condition, project_id=cohort.project_id).annotate(profile_id=F("id")).values(
+        "profile_id"
+    )
+
+
+def compile_group(group: dict, *, project_id: int, now: datetime) -> Q:
+    parts = []
+    for condition in group["conditions"]:
+        if "conditions" in condition:
+            parts.append(compile_group(condition, project_id=project_id, now=now))
+        else:
+            parts.append(_compile_condition(condition, project_id=project_id, now=now))
+    combined = parts[0]
+    for part in parts[1:]:
+        combined = combined | part if group.get("match", "all") == "any" else combined & part
+    return combined
+
+
+def _compile_condition(condition: dict, *, project_id: int, now: datetime) -> Q:
+    kind = condition["type"]
+    if kind == "property":
+        return property_q(condition, source=F("properties"), now=now, identity=True)
+    if kind == "event":
+        return _event_q(condition, project_id=project_id, now=now)
+    from .selectors import cohort_membership  # selectors dispatch back to rules for rule cohorts
+
+    target = Cohort.objects.get(pk=condition["cohort_id"], project_id=project_id)
+    inside = Q(pk__in=cohort_membership(cohort=target, now=now))
+    return inside if condition.get("in", True) else ~inside
+
+
+def property_q(condition: dict, *, source, now: datetime, identity: bool) -> Q:
+    """One property condition as a Q that is never NULL (so negations include missing values)."""
+    name, operator = condition["property"], condition["operator"]
+    value_type = _value_type(condition)
+    if identity and name in IDENTITY_COLUMNS:
+        expression = F(name)
+        present = ~Q(**{name: ""})
+    else:
+        expression = JSONProperty(source, name, value_type)
+        present = Q(JSONProperty(source, name, "present"))
+        if value_type in ("number", "boolean", "date"):
+            present = Q(IsNull(expression, False))  # set *and* of the right type
+    if operator == "is_set":
+        return present
+    if operator == "is_not_set":
+        return ~present
+    value = condition.get("value")
+    if value_type == "date":
+        expression, value = _date_operands(expression, operator, value, now)
+        operator = {"more_than_days_ago": "lt", "less_than_days_ago": "gte"}.get(operator, operator)
+    if operator == "equals":
+        return Q(Exact(expression, value))
+    if operator == "not_equals":
+        return ~Q(Exact(expression, value)) | Q(IsNull(expression, True))
+    if operator == "contains":
+        return Q(IContains(expression, value))
+    if operator == "not_contains":
+        return ~Q(IContains(expression, value)) | Q(IsNull(expression, True))
+    if operator == "in":
+        return Q(In(expression, value))
+    if operator == "not_in":
+        return ~Q(In(expression, value)) | Q(IsNull(expression, True))
+    if operator == "between":
+        low, high = value
+        return Q(GreaterThanOrEqual(expression, low)) & Q(LessThanOrEqual(expression, high))
+    lookup = {"gt": GreaterThan, "gte": GreaterThanOrEqual, "lt": LessThan, "lte": LessThanOrEqual}[operator]
+    return Q(lookup(expression, value))
+
+
+def _date_operands(expression, operator: str, value, now: datetime):
+    """Dates compare as timestamps; relative operators turn "N days ago" into a moment."""
+    if operator in ("more_than_days_ago", "less_than_days_ago"):
+        return expression, DateParam(Value(_sql_time(now - timedelta(days=value))))
+    if operator == "between":
+        return expression, [DateParam(Value(_sql_time(_parse_when(v)))) for v in value]
+    return expression, DateParam(Value(_sql_time(_parse_when(value))))
+
+
+def _sql_time(moment: datetime) -> str:
+    # One text format both databases parse the same way (UTC, no fractions).
+    return moment.astimezone(dt_timezone.utc).strftime("%Y-%m-%d %H:%M:%S+00:00")
+
+
+def _event_q(condition: dict, *, project_id: int, now: datetime) -> Q:
+    """Did (or did not) perform an event at least / at most / exactly N times in the last D days."""
+    since = now - timedelta(days=condition["within_days"])
+    events = Event.objects.filter(project_id=project_id, name=condition["event"], time__gte=since, time__lte=now)
+    if condition.get("where"):
+        events = events.filter(property_q(condition["where"], source=F("properties"), now=now, identity=False))
+    count = condition.get("count", 1)
+    operator = condition.get("operator", "at_least")
+    per_person = events.values("distinct_id").annotate(times=Count("id"))
+    # Phrase each case so people with no events at all are counted as 0.
+    if operator == "at_least":
+        if count > 0:
+            matched = Q(distinct_id__in=per_person.filter(times__gte=count).values("distinct_id"))
+        else:
+            matched = Q(pk__isnull=False)  # at least 0 times: everyone
+    elif operator == "at_most":
+        matched = ~Q(distinct_id__in=per_person.filter(times__gt=count).values("distinct_id"))
+    elif count == 0:  # exactly 0
+        matched = ~Q(Exists(events.filter(distinct_id=OuterRef("distinct_id"))))
+    else:
+        matched = Q(distinct_id__in=per_person.filter(times=count).values("distinct_id"))
+    return matched if condition.get("performed", True) else ~matched
