@@ -32,3 +32,14 @@ def cohort_member_profiles(*, cohort: Cohort) -> QuerySet:
 
 def cohort_size_history(*, cohort: Cohort, limit: int = 500) -> QuerySet:
     return CohortSize.objects.filter(cohort=cohort).order_by("-computed_at")[:limit]
+
+
+def cohort_preview(*, project_id: int, definition: dict, sample_size: int = 10) -> tuple[int, list[Profile]]:
+    """Count and a sample of members for an unsaved rule definition (validated first)."""
+    from .rules import validate_definition
+
+    validate_definition(definition, project_id=project_id)
+    draft = Cohort(project_id=project_id, kind=Cohort.Kind.RULES, definition=definition)
+    membership = cohort_membership(cohort=draft)
+    sample = list(Profile.objects.filter(pk__in=membership).order_by("distinct_id")[:sample_size])
+    return membership.count(), sample

@@ -4,7 +4,8 @@ from collections.abc import Iterable
 
 from django.db import transaction
 
-from .models import Cohort, CohortMember, Profile, Project
+from .models import Cohort, CohortMember, CohortSize, Profile, Project
+from .selectors import cohort_member_count
 
 BATCH_SIZE = 5000
 
@@ -69,3 +70,15 @@ def _chunks(values: Iterable[str], size: int = 900) -> Iterable[list[str]]:
             chunk = []
     if chunk:
         yield chunk
+
+
+def cohort_size_record(*, cohort: Cohort, size: int) -> CohortSize:
+    """Append to the size history (charts and alerts read it)."""
+    return CohortSize.objects.create(cohort=cohort, size=size)
+
+
+def cohort_compute(*, cohort: Cohort) -> int:
+    """Count the cohort's members now, in the database, and record the size."""
+    size = cohort_member_count(cohort=cohort)
+    cohort_size_record(cohort=cohort, size=size)
+    return size

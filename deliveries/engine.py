@@ -21,6 +21,7 @@ from django.utils import timezone
 
 from cohorts.models import Profile
 from cohorts.selectors import cohort_membership
+from cohorts.services import cohort_size_record
 
 from . import payloads, policy, services
 from .models import DeliveryAttempt, MemberOp, SnapshotMember, StagedMember, Sync, SyncRun
@@ -156,6 +157,8 @@ def stage_members(*, run: SyncRun, sync: Sync) -> list[PagePlan]:
     run.adds_count = counts.get(MemberOp.ADD, 0)
     run.removes_count = counts.get(MemberOp.REMOVE, 0)
     run.save(update_fields=["total_pages", "members_count", "adds_count", "removes_count"])
+    size = run.members_count if run.kind == SyncRun.Kind.FULL else sync.snapshot_size + run.adds_count - run.removes_count
+    cohort_size_record(cohort=sync.cohort, size=size)
     return page_plans
 
 
