@@ -13,6 +13,9 @@ SQLITE_TYPES = {
     "date": "('text')",
 }
 PG_TYPES = {"string": "'string'", "number": "'number'", "boolean": "'boolean'", "date": "'string'"}
+# ISO 8601 date, optional time, optional Z or ±HH:MM offset.
+ISO_DATE_RE = r"^\d{4}-\d{2}-\d{2}([ T]\d{2}:\d{2}(:\d{2}(\.\d+)?)?)?(Z|[+-]\d{2}:\d{2})?$"
+SQLITE_ISO_GLOB = "'[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]*'"
 OUTPUT_FIELDS = {"string": TextField, "number": FloatField, "boolean": BooleanField, "date": DateTimeField,
                  "present": BooleanField}
 
@@ -33,9 +36,11 @@ class JSONProperty(Func):
             return sql, (*params, self.key, *params, self.key)
         cast = {"string": "", "number": "::double precision", "boolean": "::boolean"}.get(kind)
         if kind == "date":
-            value = f"cohortsync_try_timestamptz({column} ->> %s)"  # NULL for text that is no date
-        else:
-            value = f"({column} ->> %s){cast}"
+            # Only ISO 8601 text is a date (not 'now', 'today' or '2026/01/15'), as on SQLite.
+            sql = (f"(CASE WHEN jsonb_typeof({column} -> %s) = 'string' AND {column} ->> %s ~ %s "
+                   f"THEN cohortsync_try_timestamptz({column} ->> %s) END)")
+            return sql, (*params, self.key, *params, self.key, ISO_DATE_RE, *params, self.key)
+        value = f"({column} ->> %s){cast}"
         sql = f"(CASE WHEN jsonb_typeof({column} -> %s) = {PG_TYPES[kind]} THEN {value} END)"
         return sql, (*params, self.key, *params, self.key)
 
@@ -48,7 +53,11 @@ class JSONProperty(Func):
             return sql, (*params, path, *params, path)
         value = f"json_extract({column}, %s)"
         if kind == "date":
-            value = f"julianday({value})"
+            # julianday() reads '10' as a Julian day and rolls 02-30 over to March: check the
+            # ISO shape and that the calendar date survives a round trip first.
+            sql = (f"(CASE WHEN json_type({column}, %s) = 'text' AND {value} GLOB {SQLITE_ISO_GLOB} "
+                   f"AND date(julianday(substr({value}, 1, 10))) = substr({value}, 1, 10) THEN julianday({value}) END)")
+            return sql, (*params, path, *params, path, *params, path, *params, path, *params, path)
         sql = f"(CASE WHEN json_type({column}, %s) IN {SQLITE_TYPES[kind]} THEN {value} END)"
         return sql, (*params, path, *params, path)
 

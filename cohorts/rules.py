@@ -25,6 +25,7 @@ from .models import Cohort, Event, Profile
 MAX_DEPTH = 5
 MAX_CONDITIONS = 50
 MAX_WITHIN_DAYS = 90
+MAX_DAYS_AGO = 36_500
 MAX_IN_VALUES = 1000
 IDENTITY_COLUMNS = {"distinct_id", "email", "first_name", "last_name", "phone_number"}
 VALUE_TYPES = ("string", "number", "boolean", "date")
@@ -109,7 +110,7 @@ def _check_property(condition, path, errors, *, allowed_keys=frozenset()) -> Non
         errors.append(f"{path}.property: may not contain quotes or backslashes")
         return
     operator = condition.get("operator")
-    if operator not in OPERATORS:
+    if not isinstance(operator, str) or operator not in OPERATORS:
         errors.append(f"{path}.operator: must be one of {', '.join(OPERATORS)}")
         return
     value_type = _value_type(condition)
@@ -126,8 +127,8 @@ def _check_property(condition, path, errors, *, allowed_keys=frozenset()) -> Non
         return
     value = condition.get("value")
     if operator in ("more_than_days_ago", "less_than_days_ago"):
-        if not _is_number(value) or value < 0:
-            errors.append(f"{path}.value: must be a number of days (0 or more)")
+        if not _is_number(value) or not 0 <= value <= MAX_DAYS_AGO:
+            errors.append(f"{path}.value: must be a number of days, 0 to {MAX_DAYS_AGO}")
     elif operator == "between":
         if not (isinstance(value, list) and len(value) == 2 and all(_is_typed(v, value_type) for v in value)):
             errors.append(f"{path}.value: between takes [low, high] of {value_type} values")
@@ -157,8 +158,10 @@ def _check_event(condition, path, errors) -> None:
     if where is not None:
         if not isinstance(where, dict):
             errors.append(f"{path}.where: must be a property condition")
+        elif where.get("type", "property") != "property":
+            errors.append(f"{path}.where.type: must be \"property\" (a condition on the event's properties)")
         else:
-            _check_property(where, f"{path}.where", errors)
+            _check_property(where, f"{path}.where", errors, allowed_keys={"type"})
 
 
 def _check_cohort_reference(condition, path, errors, *, project_id, cohort_id) -> None:
@@ -281,8 +284,11 @@ def _compile_condition(condition: dict, *, project_id: int, now: datetime) -> Q:
         return _event_q(condition, project_id=project_id, now=now)
     from .selectors import cohort_membership  # selectors dispatch back to rules for rule cohorts
 
-    target = Cohort.objects.get(pk=condition["cohort_id"], project_id=project_id)
-    inside = Q(pk__in=cohort_membership(cohort=target, now=now))
+    target = Cohort.objects.filter(pk=condition["cohort_id"], project_id=project_id).first()
+    if target is None:  # deleted since this definition was saved: it has no members
+        inside = Q(pk__in=[])
+    else:
+        inside = Q(pk__in=cohort_membership(cohort=target, now=now))
     return inside if condition.get("in", True) else ~inside
 
 
@@ -305,7 +311,10 @@ def property_q(condition: dict, *, source, now: datetime, identity: bool) -> Q:
     value = condition.get("value")
     if value_type == "date":
         expression, value = _date_operands(expression, operator, value, now)
-        operator = {"more_than_days_ago": "lt", "less_than_days_ago": "gte"}.get(operator, operator)
+        if operator == "less_than_days_ago":  # within the last N days, not in the future
+            since, until = value
+            return Q(GreaterThanOrEqual(expression, since)) & Q(LessThanOrEqual(expression, until))
+        operator = {"more_than_days_ago": "lt"}.get(operator, operator)
     if operator == "equals":
         return Q(Exact(expression, value))
     if operator == "not_equals":
@@ -327,16 +336,18 @@ def property_q(condition: dict, *, source, now: datetime, identity: bool) -> Q:
 
 def _date_operands(expression, operator: str, value, now: datetime):
     """Dates compare as timestamps; relative operators turn "N days ago" into a moment."""
-    if operator in ("more_than_days_ago", "less_than_days_ago"):
+    if operator == "more_than_days_ago":
         return expression, DateParam(Value(_sql_time(now - timedelta(days=value))))
+    if operator == "less_than_days_ago":
+        return expression, (DateParam(Value(_sql_time(now - timedelta(days=value)))), DateParam(Value(_sql_time(now))))
     if operator == "between":
         return expression, [DateParam(Value(_sql_time(_parse_when(v)))) for v in value]
     return expression, DateParam(Value(_sql_time(_parse_when(value))))
 
 
 def _sql_time(moment: datetime) -> str:
-    # One text format both databases parse the same way (UTC, no fractions).
-    return moment.astimezone(dt_timezone.utc).strftime("%Y-%m-%d %H:%M:%S+00:00")
+    # One text format both databases parse the same way (UTC, with fractions of a second).
+    return moment.astimezone(dt_timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f+00:00")
 
 
 def _event_q(condition: dict, *, project_id: int, now: datetime) -> Q:

@@ -1,8 +1,13 @@
+from datetime import timedelta
+
 import pytest
 from django.conf import settings
 from django.db import connection as db
+from django.utils import timezone
 
 from cohorts.models import CohortMember, Profile
+from deliveries.engine import sync_run
+from deliveries.models import Sync
 from tests.factories import CohortFactory, ConnectionFactory, SyncFactory
 from tests.support.receiver import LoopbackReceiver
 
@@ -70,3 +75,11 @@ def make_sync(receiver):
         return SyncFactory(cohort=cohort, connection=connection, **sync_fields)
 
     return factory
+
+
+def run_now(sync, **run_options):
+    """Run a sync as its next scheduled run: make it due, then let the engine claim it."""
+    Sync.objects.filter(pk=sync.pk).update(next_run_at=timezone.now() - timedelta(seconds=1))
+    run = sync_run(sync_id=sync.pk, **run_options)
+    sync.refresh_from_db()
+    return run

@@ -78,10 +78,7 @@ def bob_is_deleted(project) -> None:
 
 @pytest.mark.parametrize("bob_leaves", [
     pytest.param(bob_stops_playing, id="member-stops-matching"),
-    pytest.param(bob_is_deleted, id="member-profile-deleted", marks=pytest.mark.xfail(strict=True, reason=(
-        "BUG (deliveries/engine.py stream_pages, not the rules): the keyset filter profile_id__gt turns "
-        "the LEFT JOIN to cohorts_profile into an INNER JOIN, so the staged removal of a deleted "
-        "profile is counted (removes_count 2) but never sent, and commit_snapshot drops it anyway"))),
+    pytest.param(bob_is_deleted, id="member-profile-deleted"),
 ])
 def test_a_rule_cohort_syncs_exact_pages_as_data_changes(project, pro_players, receiver, bob_leaves):
     pro_players.full_clean()

@@ -234,9 +234,6 @@ def test_all_errors_are_reported_in_order(project):
     ]
 
 
-@pytest.mark.xfail(strict=True, raises=TypeError, reason=(
-    "BUG: _check_property tests `operator not in OPERATORS` against a dict, so a JSON list or "
-    "object as the operator raises TypeError (unhashable type) instead of a ValidationError"))
 @pytest.mark.parametrize("operator", [["equals"], {"equals": True}])
 def test_an_operator_that_is_no_text_is_an_error_not_a_crash(project, operator):
     messages = errors(second(prop(operator=operator, value=1)), project_id=project.pk)

@@ -1,27 +1,16 @@
 """The "Simple Sync Scenario" of seed 000, step by step (CONTRACT.md wins on the first run:
 it is a full `members` load, where the seed shows an add page)."""
 
-from datetime import timedelta
-
 import pytest
-from django.utils import timezone
 
-from deliveries.engine import sync_run
 from deliveries.models import SyncRun
-from tests.conftest import set_members
+from tests.conftest import run_now, set_members
 
 pytestmark = pytest.mark.django_db
 
 
 def ids(request):
     return sorted(m["mixpanel_distinct_id"] for m in request.members)
-
-
-def run_now(sync):
-    # The scenario's clock: each step is the next scheduled run.
-    sync.refresh_from_db()
-    type(sync).objects.filter(pk=sync.pk).update(next_run_at=timezone.now() - timedelta(seconds=1))
-    return sync_run(sync_id=sync.pk)
 
 
 def test_simple_sync_scenario(make_sync, receiver):
