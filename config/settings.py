@@ -112,12 +112,13 @@ CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 if CELERY_BROKER_URL.startswith("filesystem://"):
     BROKER_DIR = VAR_DIR / "broker"
-    for sub in ("queue", "processed"):
+    for sub in ("queue", "processed", "control"):
         (BROKER_DIR / sub).mkdir(parents=True, exist_ok=True)
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(BROKER_DIR / "queue"),
         "data_folder_out": str(BROKER_DIR / "queue"),
         "processed_folder": str(BROKER_DIR / "processed"),
+        "control_folder": str(BROKER_DIR / "control"),  # else kombu writes ./control
         "store_processed": False,
     }
 else:
@@ -139,6 +140,8 @@ COHORTSYNC_READ_TIMEOUT = env.float("COHORTSYNC_READ_TIMEOUT", default=30.0)
 COHORTSYNC_CLAIM_LEASE_SECONDS = env.int("COHORTSYNC_CLAIM_LEASE_SECONDS", default=600)
 COHORTSYNC_SNAPSHOT_MAX_AGE_HOURS = env.float("COHORTSYNC_SNAPSHOT_MAX_AGE_HOURS", default=72)
 COHORTSYNC_BASE_URL = env.str("COHORTSYNC_BASE_URL", default="http://127.0.0.1:8000")
+# Events older than this are refused on the way in and pruned daily (cohorts.prune_events).
+COHORTSYNC_EVENT_RETENTION_DAYS = env.int("COHORTSYNC_EVENT_RETENTION_DAYS", default=90)
 
 LOGGING = {
     "version": 1,
