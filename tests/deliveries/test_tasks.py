@@ -88,10 +88,17 @@ def worker_broker(tmp_path, monkeypatch):
     """
     if not settings.CELERY_BROKER_URL.startswith("filesystem://"):
         return
-    folder = tmp_path / "broker"
-    folder.mkdir()
-    monkeypatch.setitem(celery_app.conf, "broker_transport_options",
-                        {"data_folder_in": str(folder), "data_folder_out": str(folder), "store_processed": False})
+    folders = {name: tmp_path / name for name in ("queue", "processed", "control")}
+    for folder in folders.values():
+        folder.mkdir()
+    options = {
+        **celery_app.conf.broker_transport_options,
+        "data_folder_in": str(folders["queue"]),
+        "data_folder_out": str(folders["queue"]),
+        "processed_folder": str(folders["processed"]),
+        "control_folder": str(folders["control"]),
+    }
+    monkeypatch.setitem(celery_app.conf, "broker_transport_options", options)
     # Connections made earlier in the session point at the shared folder: start new pools.
     monkeypatch.setattr(celery_app, "_pool", None)
     monkeypatch.setattr(celery_app.amqp, "_producer_pool", None)
