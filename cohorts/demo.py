@@ -108,7 +108,7 @@ def demo_cohort_churn(*, cohort: Cohort, percent: float) -> tuple[int, int]:
     """Swap `percent` % of the members: half removed at random, half new profiles added."""
     size = CohortMember.objects.filter(cohort=cohort).count()
     # Equal halves keep the cohort's size, so repeated churn does not drift it.
-    half = max(1, round(size * percent / 200)) if percent > 0 else 0
+    half = max(1, round(size * percent / 200)) if percent > 0 and size else 0
     removed_count = added_count = half
     member = CohortMember._meta.db_table
     with db.cursor() as cursor:

@@ -69,7 +69,7 @@ def sync_run(*, sync_id: int, full: bool = False, trigger: str = "schedule", pro
         run = SyncRun.objects.create(sync=sync, kind=plan.kind, reason=plan.reason, trigger=trigger)
         page_plans = stage_members(run=run, sync=sync)
         verdict = deliver_run(run=run, sync=sync, page_plans=page_plans, token=token, progress=progress)
-        finish_run(run=run, sync=sync, verdict=verdict)
+        finish_run(run=run, sync=sync, verdict=verdict, token=token)
         return run
     except ClaimLost as exc:
         logger.warning("%s", exc)
@@ -270,10 +270,13 @@ def send_page(*, session, destination: Destination, run: SyncRun, body: bytes, a
 # --- Finish ----------------------------------------------------------------------------
 
 
-def finish_run(*, run: SyncRun, sync: Sync, verdict: Verdict) -> None:
+def finish_run(*, run: SyncRun, sync: Sync, verdict: Verdict, token) -> None:
     now = timezone.now()
     if verdict.outcome is Outcome.SUCCESS:
         with transaction.atomic():
+            # A run whose lease expired may have been superseded: only the holder commits.
+            if not Sync.objects.select_for_update().filter(pk=sync.pk, claim_token=token).exists():
+                raise ClaimLost(f"sync {sync.pk}: claim lost before the snapshot was committed")
             snapshot_size = commit_snapshot(run=run, sync=sync)
             SyncRun.objects.filter(pk=run.pk).update(
                 status=SyncRun.Status.SUCCEEDED, finished_at=now, error_message=verdict.message

@@ -45,7 +45,7 @@ def classify_response(status: int, reason: str, body: bytes) -> Verdict:
     payload = _json_object(body)
     error = payload.get("error") if payload else None
     message = error.get("message") if isinstance(error, dict) else None
-    message = str(message)[:ERROR_MESSAGE_CHARS] if message else ""
+    message = storable_text(str(message))[:ERROR_MESSAGE_CHARS] if message else ""
     outcome = classify_status(status)
     if outcome is Outcome.SUCCESS:
         if payload and payload.get("status") == "failure":
@@ -65,3 +65,8 @@ def _json_object(body: bytes) -> dict | None:
     except orjson.JSONDecodeError:
         return None
     return value if isinstance(value, dict) else None
+
+
+def storable_text(text: str) -> str:
+    """Receiver text as the database can keep it (PostgreSQL refuses NUL characters)."""
+    return text.replace("\x00", "\ufffd")

@@ -72,6 +72,9 @@ def post_page(session: requests.Session, destination: Destination, body: bytes, 
         return _failed(Outcome.TRANSIENT, f"connection error: {type(exc).__name__}", started)
     except (requests.exceptions.InvalidURL, requests.exceptions.MissingSchema, requests.exceptions.InvalidSchema):
         return _failed(Outcome.PAUSE, "invalid destination URL", started)
+    except (requests.exceptions.InvalidHeader, UnicodeError):
+        # A connection saved before header validation tightened: an operator must fix it.
+        return _failed(Outcome.PAUSE, "a custom header cannot be sent (invalid name or value)", started)
     except requests.RequestException as exc:
         return _failed(Outcome.FAIL, f"request failed: {type(exc).__name__}", started)
     try:
@@ -85,7 +88,7 @@ def post_page(session: requests.Session, destination: Destination, body: bytes, 
         verdict=verdict,
         http_status=response.status_code,
         latency_ms=latency_ms,
-        response_excerpt=content[:policy.RESPONSE_EXCERPT_BYTES].decode("utf-8", errors="replace")[:1000],
+        response_excerpt=policy.storable_text(content.decode("utf-8", errors="replace"))[:1000],
         retry_after=parse_retry_after(response.headers.get("Retry-After")),
     )
 

@@ -40,7 +40,7 @@ def validate_custom_headers(headers, *, has_api_key: bool = False) -> None:
     seen: set[str] = set()
     for name, value in headers.items():
         lowered = str(name).lower()
-        if not isinstance(name, str) or not HEADER_NAME_RE.match(name):
+        if not isinstance(name, str) or not HEADER_NAME_RE.fullmatch(name):
             errors.append(f"Header name {name!r} is not a valid HTTP header name.")
         elif lowered in RESERVED_HEADERS or (has_api_key and lowered == "x-api-key"):
             errors.append(f"Header {name!r} is set by Cohortsync and cannot be overridden.")
@@ -53,8 +53,21 @@ def validate_custom_headers(headers, *, has_api_key: bool = False) -> None:
             errors.append(f"Header {name!r} contains a line break or NUL character.")
         elif len(value) > MAX_HEADER_VALUE_LENGTH:
             errors.append(f"Header {name!r} is longer than {MAX_HEADER_VALUE_LENGTH} characters.")
+        elif value != value.strip():
+            errors.append(f"Header {name!r} starts or ends with whitespace.")
+        elif not _is_latin1(value):
+            # HTTP/1.1 header values are bytes; requests sends them as Latin-1.
+            errors.append(f"Header {name!r} has characters that cannot be sent in an HTTP header.")
     if errors:
         raise ValidationError({"headers": errors})
+
+
+def _is_latin1(value: str) -> bool:
+    try:
+        value.encode("latin-1")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def validate_destination_url(url: str) -> None:
@@ -77,7 +90,7 @@ def validate_destination_url(url: str) -> None:
         raise ValidationError({"url": "URL has an invalid port."}) from None
     if settings.COHORTSYNC_ALLOW_PRIVATE_URLS:
         return
-    host = parts.hostname.lower()
+    host = parts.hostname.lower().rstrip(".")
     if host == "localhost" or host.endswith(".localhost"):
         raise ValidationError({"url": "Loopback destinations are not allowed."})
     try:

@@ -21,7 +21,8 @@ def receiver_inbox(request: HttpRequest, inbox: str) -> HttpResponse:
 
 
 def _receive(request: HttpRequest, inbox: str) -> HttpResponse:
-    body = request.body.decode("utf-8", errors="replace")
+    # PostgreSQL text refuses NUL characters; keep everything else as it came.
+    body = request.body.decode("utf-8", errors="replace").replace("\x00", "\ufffd")
     try:
         payload = orjson.loads(request.body)
     except orjson.JSONDecodeError:

@@ -129,11 +129,6 @@ def test_repeated_churn_does_not_drift_the_size():
     assert Profile.objects.filter(project=cohort.project).count() == 30 + 5 * 3
 
 
-@pytest.mark.xfail(
-    reason="BUG: demo_cohort_churn takes half = max(1, ...) even for an empty cohort, so it removes 0 "
-           "but adds 1: the size is not kept",
-    strict=True,
-)
 def test_churn_of_an_empty_cohort_keeps_it_empty():
     cohort = CohortFactory()
 

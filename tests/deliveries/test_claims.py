@@ -217,12 +217,6 @@ def test_a_run_that_lost_its_claim_stops_sending(make_sync, receiver):
     assert not StagedMember.objects.exists()
 
 
-@pytest.mark.xfail(
-    reason="BUG: engine.finish_run commits the snapshot without checking that the run still holds the claim; "
-    "a run whose lease expired during its last page commits after the new owner abandoned it and dropped its "
-    "staging rows, so a full run's commit_snapshot deletes the whole snapshot",
-    strict=True,
-)
 @pytest.mark.django_db(transaction=True)
 def test_a_run_that_lost_its_claim_on_the_last_page_does_not_commit(make_sync, receiver):
     sync = make_sync(members=["A", "B", "C"])

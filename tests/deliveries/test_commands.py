@@ -138,12 +138,6 @@ def test_demo_refuses_an_invalid_url_without_the_private_hint():
     assert "COHORTSYNC_ALLOW_PRIVATE_URLS" not in str(caught.value)
 
 
-@pytest.mark.xfail(
-    reason="BUG: demo creates the admin user (and prints its one-time password) only after the URL check "
-           "would have passed; a refused --url leaves an admin whose password was never shown, and every "
-           "later run says 'exists; password unchanged'",
-    strict=True,
-)
 def test_a_refused_url_does_not_lose_the_admin_password(settings, receiver):
     settings.COHORTSYNC_ALLOW_PRIVATE_URLS = False
     with pytest.raises(CommandError):

@@ -350,12 +350,6 @@ def test_200_with_a_body_that_is_not_json_is_delivered_and_noted(make_sync, rece
     assert snapshot_ids(sync) == {"A"}
 
 
-@pytest.mark.xfail(
-    reason="BUG: sender.post_page and policy.classify_response keep NUL characters of the response in "
-    "response_excerpt / the error message; PostgreSQL text columns refuse them (DataError), so the run "
-    "crashes with an internal error after the receiver accepted the page",
-    strict=True,
-)
 @pytest.mark.parametrize(
     "reply",
     [Reply(status=200, body=b"\x00\xffgarbage\x00"),

@@ -96,12 +96,6 @@ def test_odd_json_shapes_are_stored_without_error(client, body):
     assert stored.session_id == ""
 
 
-@pytest.mark.xfail(
-    db.vendor == "postgresql",
-    reason="BUG: views._receive stores the raw body in a TextField; PostgreSQL text cannot hold NUL, "
-           "so a binary POST is a 500 instead of being stored",
-    strict=True,
-)
 def test_binary_post_is_stored_and_answered_200(client):
     response = post(client, b"\x00\x01binary\xff", content_type="application/octet-stream")
 

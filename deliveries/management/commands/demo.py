@@ -27,6 +27,7 @@ class Command(BaseCommand):
         parser.add_argument("--url", default=None, help="webhook URL (default: the built-in test receiver)")
         parser.add_argument("--churn", type=float, default=0.0, help="swap this %% of the cohort's members")
 
+    @transaction.atomic  # a refused URL must not leave an admin whose password was never shown
     def handle(self, *args, members: int | None, url: str | None, churn: float, **options):
         if members is not None and members < 0:
             raise CommandError("--members must be zero or more.")
@@ -82,7 +83,6 @@ class Command(BaseCommand):
             return integration_services.connection_update(connection=connection, url=url)
         return connection
 
-    @transaction.atomic
     def _size_cohort(self, cohort: Cohort, size: int | None) -> None:
         if size is None:
             return
