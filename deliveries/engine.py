@@ -198,14 +198,7 @@ def stream_pages(*, run: SyncRun, plan: PagePlan, properties: tuple[str, ...]) -
 
 def deliver_run(*, run: SyncRun, sync: Sync, page_plans: list[PagePlan], token, progress=None) -> Verdict:
     """Send every page in order; stop at the first page that does not succeed."""
-    connection = sync.connection
-    destination = Destination(
-        url=connection.url,
-        auth_username=connection.auth_username,
-        auth_password=connection.auth_password,
-        api_key=connection.api_key,
-        headers=tuple(connection.headers.items()),
-    )
+    destination = Destination.from_connection(sync.connection)
     parameters = {
         "mixpanel_project_id": str(sync.cohort.project_id),
         "mixpanel_cohort_id": str(sync.cohort_id),

@@ -32,6 +32,16 @@ class Destination:
     api_key: str = ""
     headers: tuple[tuple[str, str], ...] = ()
 
+    @classmethod
+    def from_connection(cls, connection) -> "Destination":
+        return cls(
+            url=connection.url,
+            auth_username=connection.auth_username,
+            auth_password=connection.auth_password,
+            api_key=connection.api_key,
+            headers=tuple((connection.headers or {}).items()),
+        )
+
 
 @dataclass(frozen=True)
 class PostResult:

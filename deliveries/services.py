@@ -2,6 +2,7 @@
 
 import logging
 import uuid
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
@@ -15,7 +16,9 @@ from django.utils import timezone
 from cohorts.models import Cohort
 from integrations.models import Connection
 
+from . import payloads
 from .models import Notification, Sync, SyncRun
+from .sender import Destination, open_session, post_page
 
 logger = logging.getLogger(__name__)
 
@@ -199,3 +202,45 @@ def sync_enqueue_run(*, sync: Sync, full: bool = False) -> None:
     from .tasks import run_sync
 
     transaction.on_commit(lambda: run_sync.delay(sync.pk, full=full, trigger="manual"))
+
+
+# --- Connection test ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ConnectionTestResult:
+    outcome: str  # policy.Outcome value
+    http_status: int | None
+    latency_ms: int
+    response_excerpt: str
+    message: str
+
+
+def connection_send_test(*, connection: Connection) -> ConnectionTestResult:
+    """POST one harmless sample page (an empty `add_members` for a test cohort) and report the answer.
+
+    Empty on purpose: a receiver that applies it changes nothing. No sync state is touched.
+    """
+    session_id = uuid.uuid4()
+    body = payloads.mixpanel_body(
+        action="add_members",
+        parameters={
+            "mixpanel_project_id": str(connection.project_id),
+            "mixpanel_cohort_id": "cohortsync-connection-test",
+            "mixpanel_cohort_name": "Cohortsync connection test",
+            "mixpanel_cohort_description": "A test page sent from Cohortsync; it adds nobody.",
+            "mixpanel_session_id": str(session_id),
+        },
+        total_pages=1,
+        page_count=1,
+        members=[],
+    )
+    with open_session() as session:
+        result = post_page(session, Destination.from_connection(connection), body, payloads.page_id(session_id, 1))
+    return ConnectionTestResult(
+        outcome=str(result.verdict.outcome),
+        http_status=result.http_status,
+        latency_ms=result.latency_ms,
+        response_excerpt=result.response_excerpt[:500],
+        message=result.verdict.message,
+    )
