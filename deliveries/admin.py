@@ -17,7 +17,7 @@ class SyncAdmin(admin.ModelAdmin):
     @admin.action(description="Run now")
     def run_now(self, request, queryset):
         for sync in queryset:
-            services.sync_enqueue_run(sync=sync)
+            services.sync_request_run(sync=sync)
         messages.info(request, f"Queued {queryset.count()} run(s).")
 
     @admin.action(description="Pause")

@@ -53,20 +53,28 @@ class ClaimLost(Exception):
     """Another worker took the sync after our lease expired: stop sending at once."""
 
 
-def sync_run(*, sync_id: int, full: bool = False, trigger: str = "schedule", progress=None) -> SyncRun | None:
+def sync_run(
+    *, sync_id: int, full: bool = False, trigger: str = "schedule", run_id: int | None = None, progress=None
+) -> SyncRun | None:
     """Run one sync if it can be claimed; returns the run, or None when not claimed.
 
-    A scheduled trigger runs only a due sync; `manual` and `cli` run it now.
+    A scheduled trigger runs only a due sync; others (`manual`, `api`, `cli`) run it now.
+    `run_id` names a run queued by services.sync_request_run, which this run then fills in.
     """
     token = services.sync_claim(sync_id=sync_id, require_due=(trigger == "schedule"))
     if token is None:
+        if run_id is not None:
+            SyncRun.objects.filter(pk=run_id, status=SyncRun.Status.QUEUED).update(
+                status=SyncRun.Status.SKIPPED, finished_at=timezone.now(),
+                error_message="not run: the sync was paused, finished or already running",
+            )
         return None
     run = None
     try:
         abandon_unfinished_runs(sync_id=sync_id)
         sync = Sync.objects.select_related("cohort", "connection").get(pk=sync_id)
         plan = plan_run(sync=sync, full=full)
-        run = SyncRun.objects.create(sync=sync, kind=plan.kind, reason=plan.reason, trigger=trigger)
+        run = _start_run(sync=sync, plan=plan, trigger=trigger, run_id=run_id)
         page_plans = stage_members(run=run, sync=sync)
         verdict = deliver_run(run=run, sync=sync, page_plans=page_plans, token=token, progress=progress)
         finish_run(run=run, sync=sync, verdict=verdict, token=token)
@@ -89,6 +97,15 @@ def sync_run(*, sync_id: int, full: bool = False, trigger: str = "schedule", pro
         if run is not None:
             StagedMember.objects.filter(run_id=run.pk).delete()
         services.sync_release(sync_id=sync_id, token=token)
+
+
+def _start_run(*, sync: Sync, plan: "RunPlan", trigger: str, run_id: int | None) -> SyncRun:
+    fields = dict(kind=plan.kind, reason=plan.reason, trigger=trigger, status=SyncRun.Status.RUNNING)
+    if run_id is not None:
+        queued = SyncRun.objects.filter(pk=run_id, sync=sync, status=SyncRun.Status.QUEUED)
+        if queued.update(**fields, started_at=timezone.now()):
+            return SyncRun.objects.get(pk=run_id)
+    return SyncRun.objects.create(sync=sync, **fields)
 
 
 def abandon_unfinished_runs(*, sync_id: int) -> None:

@@ -87,14 +87,16 @@ class SyncRun(models.Model):
         DIFF = "diff", "Diff (add/remove)"
 
     class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
         RUNNING = "running", "Running"
         SUCCEEDED = "succeeded", "Succeeded"
         FAILED = "failed", "Failed"
         PAUSED = "paused", "Paused the sync"
+        SKIPPED = "skipped", "Skipped (could not claim the sync)"
 
     sync = models.ForeignKey(Sync, on_delete=models.CASCADE, related_name="runs")
     session_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
-    kind = models.CharField(max_length=10, choices=Kind.choices)
+    kind = models.CharField(max_length=10, choices=Kind.choices, blank=True, default="")  # set when it starts
     reason = models.CharField(max_length=40, blank=True, default="")
     trigger = models.CharField(max_length=20, default="schedule")
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.RUNNING)

@@ -197,11 +197,13 @@ def syncs_dispatch_due(*, now: datetime | None = None) -> list[int]:
     return due_ids
 
 
-def sync_enqueue_run(*, sync: Sync, full: bool = False) -> None:
-    """Run a sync now, from a worker (admin and API actions)."""
+def sync_request_run(*, sync: Sync, full: bool = False, trigger: str = "manual") -> SyncRun:
+    """Queue a run now (admin, API, status pages): the run row exists at once, so callers get its id."""
     from .tasks import run_sync
 
-    transaction.on_commit(lambda: run_sync.delay(sync.pk, full=full, trigger="manual"))
+    run = SyncRun.objects.create(sync=sync, status=SyncRun.Status.QUEUED, trigger=trigger)
+    transaction.on_commit(lambda: run_sync.delay(sync.pk, full=full, trigger=trigger, run_id=run.pk))
+    return run
 
 
 # --- Connection test ------------------------------------------------------------------

@@ -13,6 +13,6 @@ def dispatch_due_syncs() -> int:
 
 
 @shared_task(name="deliveries.run_sync", **RUN_TASK_OPTIONS)
-def run_sync(sync_id: int, full: bool = False, trigger: str = "schedule") -> str | None:
-    run = engine.sync_run(sync_id=sync_id, full=full, trigger=trigger)
+def run_sync(sync_id: int, full: bool = False, trigger: str = "schedule", run_id: int | None = None) -> str | None:
+    run = engine.sync_run(sync_id=sync_id, full=full, trigger=trigger, run_id=run_id)
     return str(run.session_id) if run else None

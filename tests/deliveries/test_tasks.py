@@ -155,13 +155,16 @@ def test_run_now_runs_a_sync_that_is_not_due_through_the_worker(worker_broker, m
     sync = make_sync(members=["A"], next_run_at=timezone.now() + timedelta(hours=1))
 
     with start_worker(celery_app, pool="solo", perform_ping_check=False, shutdown_timeout=WAIT_SECONDS):
-        services.sync_enqueue_run(sync=sync)  # what the admin's "Run now" calls: enqueued on commit
+        queued = services.sync_request_run(sync=sync)  # what the admin's "Run now" calls: enqueued on commit
+        assert queued.status == SyncRun.Status.QUEUED
 
         run = wait_for(
-            lambda: SyncRun.objects.filter(sync=sync).exclude(status=SyncRun.Status.RUNNING).first(),
+            lambda: SyncRun.objects.filter(sync=sync)
+            .exclude(status__in=[SyncRun.Status.QUEUED, SyncRun.Status.RUNNING]).first(),
             "the run to finish",
         )
 
+    assert run.pk == queued.pk  # the worker filled in the run whose id the caller got
     assert run.status == SyncRun.Status.SUCCEEDED
     assert run.trigger == "manual"
     assert [r.action for r in receiver.requests] == ["members"]
