@@ -1,13 +1,17 @@
 """Changes to projects, profiles and static cohort membership."""
 
 from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Literal
 
+from django.core.exceptions import ValidationError
 from django.db import transaction
 
 from .models import Cohort, CohortMember, CohortSize, Profile, Project
 from .selectors import cohort_member_count
 
 BATCH_SIZE = 5000
+UNKNOWN_SAMPLE_SIZE = 10  # unknown distinct ids named back to whoever sent a member list
 
 
 def profile_upsert_many(*, project: Project, profiles: Iterable[dict]) -> int:
@@ -58,6 +62,56 @@ def cohort_members_remove(*, cohort: Cohort, distinct_ids: Iterable[str]) -> int
 def cohort_members_replace(*, cohort: Cohort, distinct_ids: Iterable[str]) -> None:
     CohortMember.objects.filter(cohort=cohort).delete()
     cohort_members_add(cohort=cohort, distinct_ids=distinct_ids)
+
+
+@dataclass
+class MembershipChange:
+    added: int
+    removed: int
+    size: int  # members after the change
+    unknown_count: int  # distinct ids with no profile in the cohort's project
+    unknown_sample: list[str]
+
+
+@transaction.atomic
+def cohort_members_import(
+    *, cohort: Cohort, distinct_ids: Iterable[str], mode: Literal["add", "remove", "replace"]
+) -> MembershipChange:
+    """Add, remove or replace a static cohort's members from a list of distinct ids (a file);
+    counts what really changed and which ids name no profile."""
+    if cohort.kind != Cohort.Kind.STATIC:
+        raise ValidationError(f"Cohort {cohort.pk} is a {cohort.get_kind_display().lower()} cohort; only static "
+                              "cohorts take member lists.")
+    distinct_ids = list(dict.fromkeys(distinct_ids))
+    members = CohortMember.objects.filter(cohort=cohort)
+    before = members.count()
+    if mode == "add":
+        # Counted from the table: cohort_members_add counts the rows it tried, not those added.
+        cohort_members_add(cohort=cohort, distinct_ids=distinct_ids)
+        added, removed = members.count() - before, 0
+    elif mode == "remove":
+        added, removed = 0, cohort_members_remove(cohort=cohort, distinct_ids=distinct_ids)
+    elif mode == "replace":
+        kept = sum(members.filter(profile__distinct_id__in=chunk).count() for chunk in _chunks(distinct_ids))
+        cohort_members_replace(cohort=cohort, distinct_ids=distinct_ids)
+        added, removed = members.count() - kept, before - kept
+    else:
+        raise ValueError(f"unknown mode {mode!r}")
+    unknown_count, unknown_sample = _unknown_distinct_ids(cohort.project_id, distinct_ids)
+    return MembershipChange(added, removed, before + added - removed, unknown_count, unknown_sample)
+
+
+def _unknown_distinct_ids(project_id: int, distinct_ids: list[str]) -> tuple[int, list[str]]:
+    count, sample = 0, []
+    for chunk in _chunks(distinct_ids):
+        known = set(Profile.objects.filter(project_id=project_id, distinct_id__in=chunk)
+                    .values_list("distinct_id", flat=True))
+        for distinct_id in chunk:
+            if distinct_id not in known:
+                count += 1
+                if len(sample) < UNKNOWN_SAMPLE_SIZE:
+                    sample.append(distinct_id)
+    return count, sample
 
 
 def _chunks(values: Iterable[str], size: int = 900) -> Iterable[list[str]]:

@@ -1,0 +1,439 @@
+"""Data in: batches of profiles and events, validated item by item.
+
+The REST API and the import commands call these services. A batch answers with a BatchResult:
+how many items were accepted and, for each refused item, its index, field and reason. Valid
+items are written even when others in the batch are refused.
+"""
+
+import logging
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, NamedTuple
+
+import orjson
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import connection as db, transaction
+from django.utils import timezone
+
+from .models import Event, Profile, Project
+
+logger = logging.getLogger(__name__)
+
+MAX_BATCH = 10_000
+MAX_NAME_LENGTH = 255  # distinct ids, event names and property names
+# Clocks drift a little; an event further ahead is a unit mistake (milliseconds as seconds).
+FUTURE_TOLERANCE = timedelta(hours=1)
+_HOURS_AHEAD = FUTURE_TOLERANCE / timedelta(hours=1)
+_TOO_FAR_AHEAD = f"is more than {_HOURS_AHEAD:g} hour{'' if _HOURS_AHEAD == 1 else 's'} in the future"
+PRUNE_CHUNK = 10_000  # event rows deleted per statement, so no delete holds locks for long
+
+IDENTITY_FIELDS = ("email", "first_name", "last_name", "phone_number")
+IDENTITY_MAX_LENGTHS = {name: Profile._meta.get_field(name).max_length for name in IDENTITY_FIELDS}
+PROFILE_FIELDS = frozenset({"distinct_id", *IDENTITY_FIELDS, "set", "set_once", "unset"})
+EVENT_FIELDS = frozenset({"distinct_id", "event", "time", "properties"})
+# PostgreSQL refuses NUL in text and jsonb: an escaped \u0000 not itself escaped.
+_JSON_NUL = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
+_JSON_TYPES = {type(None): "null", bool: "a boolean", int: "a number", float: "a number", str: "a string",
+               list: "an array", dict: "an object"}
+
+
+@dataclass(frozen=True)
+class ItemError:
+    index: int  # position of the item in the batch
+    field: str | None  # None when the item as a whole is wrong
+    message: str
+
+
+@dataclass
+class BatchResult:
+    accepted: int = 0
+    errors: list[ItemError] = field(default_factory=list)
+
+    @property
+    def rejected(self) -> int:
+        return len({error.index for error in self.errors})
+
+
+class _ItemInvalid(Exception):
+    def __init__(self, field: str | None, message: str):
+        super().__init__(message)
+        self.field, self.message = field, message
+
+
+# --- Profiles ------------------------------------------------------------------------------
+
+
+@dataclass
+class _ProfileChange:
+    identity: dict[str, str]
+    set: dict[str, Any]
+    set_once: dict[str, Any]
+    unset: list[str]
+
+
+def profiles_upsert(*, project: Project, items: Sequence[dict]) -> BatchResult:
+    """Create or update profiles by distinct id ("Data in: profiles, batch upsert").
+
+    Identity fields given replace the stored ones, absent ones stay. Properties change by
+    `set`, `set_once` (only where the profile has no such property yet) and `unset`, applied
+    in that order within an item, and items for one distinct id in batch order.
+    """
+    _check_batch_size(items)
+    result = BatchResult()
+    changes: dict[str, list[_ProfileChange]] = {}
+    for index, item in enumerate(items):
+        try:
+            distinct_id, change = _profile_change(item)
+        except _ItemInvalid as invalid:
+            result.errors.append(ItemError(index, invalid.field, invalid.message))
+            continue
+        changes.setdefault(distinct_id, []).append(change)
+        result.accepted += 1
+    if changes:
+        _profiles_write(project, changes)
+    return result
+
+
+def profile_delete(*, project: Project, distinct_id: str) -> bool:
+    """Delete a profile; it leaves every cohort (its CohortMember rows cascade) and the next
+    sync of each sends the removal. Returns whether there was such a profile."""
+    deleted, _ = Profile.objects.filter(project=project, distinct_id=distinct_id).delete()
+    return deleted > 0
+
+
+def _profile_change(item: Any) -> tuple[str, _ProfileChange]:
+    _check_object(item, PROFILE_FIELDS)
+    distinct_id = _required_name(item, "distinct_id")
+    identity = {}
+    for name in IDENTITY_FIELDS:
+        if name in item:
+            identity[name] = _identity_value(item[name], name)
+    # Decoded from our own encoding: only plain JSON values reach the merge and the database.
+    set_properties = orjson.loads(_properties(item["set"], "set")) if "set" in item else {}
+    set_once = orjson.loads(_properties(item["set_once"], "set_once")) if "set_once" in item else {}
+    unset = _property_names(item["unset"], "unset") if "unset" in item else []
+    return distinct_id, _ProfileChange(identity, set_properties, set_once, unset)
+
+
+def _identity_value(value: Any, name: str) -> str:
+    if not isinstance(value, str):
+        raise _ItemInvalid(name, f"must be a string, not {_json_type(value)}")
+    limit = IDENTITY_MAX_LENGTHS[name]
+    if len(value) > limit:
+        raise _ItemInvalid(name, f"must be at most {limit} characters")
+    if "\x00" in value:
+        raise _ItemInvalid(name, "must not contain NUL characters")
+    return value
+
+
+def _property_names(value: Any, name: str) -> list[str]:
+    if not isinstance(value, list):
+        raise _ItemInvalid(name, f"must be an array of property names, not {_json_type(value)}")
+    for property_name in value:
+        _check_property_name(property_name, name)
+    return value
+
+
+class _StoredProfile(NamedTuple):
+    pk: int
+    identity: tuple[str, ...]
+    properties: dict
+    ctid: str | None = None  # PostgreSQL: the row version we hold locked, found again by a TID scan
+
+
+def _profiles_write(project: Project, changes: dict[str, list[_ProfileChange]]) -> None:
+    # Sorted, so that concurrent batches lock and create rows in one order (no deadlock).
+    distinct_ids = sorted(changes)
+    if db.vendor == "postgresql":
+        _profiles_write_postgresql(project, distinct_ids, changes)
+        return
+    with transaction.atomic():
+        stored = {
+            row[0]: _StoredProfile(row[1], row[2:-1], row[-1])
+            for row in Profile.objects.filter(project=project, distinct_id__in=distinct_ids).values_list(
+                "distinct_id", "pk", *IDENTITY_FIELDS, "properties"
+            )
+        }
+        Profile.objects.bulk_create(
+            [
+                Profile(project=project, distinct_id=d, **_profile_merged(stored.get(d), changes[d]))
+                for d in distinct_ids
+            ],
+            update_conflicts=True,
+            unique_fields=["project", "distinct_id"],
+            update_fields=[*IDENTITY_FIELDS, "properties", "updated_at"],
+        )
+
+
+# The batch's merged rows on their way in: COPY into it, then one INSERT and one UPDATE from
+# it (an ORM bulk upsert of 10,000 rows spends seconds building and quoting its SQL).
+_BATCH_TABLE = "cohortsync_profile_batch"
+_BATCH_TABLE_CREATE = f"""CREATE TEMPORARY TABLE IF NOT EXISTS {_BATCH_TABLE} (
+    distinct_id text PRIMARY KEY, is_new boolean, email text, first_name text, last_name text, phone_number text,
+    properties jsonb
+) ON COMMIT DELETE ROWS"""
+_BATCH_COLUMNS = f"distinct_id, is_new, {', '.join(IDENTITY_FIELDS)}, properties"
+
+
+def _profiles_write_postgresql(project: Project, distinct_ids: list[str], changes: dict) -> None:
+    import psycopg  # the PostgreSQL driver, only needed here
+
+    profile_table = Profile._meta.db_table
+    now = timezone.now()  # the application's clock, as auto_now uses (SQL now() is the transaction's start)
+    with transaction.atomic(), db.cursor() as wrapper:
+        # Server-side binding: array parameters travel as values instead of being quoted into the SQL.
+        cursor = psycopg.Cursor(wrapper.cursor.connection)
+        cursor.execute(_BATCH_TABLE_CREATE)
+        cursor.execute(f"TRUNCATE {_BATCH_TABLE}")
+        stored = _profiles_locked(cursor, project, distinct_ids)
+        _batch_table_fill(cursor, {d: _profile_merged(stored.get(d), changes[d]) for d in distinct_ids}, stored)
+        cursor.execute(
+            f"""INSERT INTO {profile_table} (project_id, distinct_id, {', '.join(IDENTITY_FIELDS)}, properties,
+                created_at, updated_at)
+            SELECT %s, distinct_id, {', '.join(IDENTITY_FIELDS)}, properties, %s, %s
+            FROM {_BATCH_TABLE} WHERE is_new ORDER BY distinct_id
+            ON CONFLICT (project_id, distinct_id) DO NOTHING RETURNING distinct_id""",
+            [project.pk, now, now],
+        )
+        inserted = {row[0] for row in cursor.fetchall()}
+        raced = [d for d in distinct_ids if d not in stored and d not in inserted]
+        if raced:
+            # A concurrent batch created these ids after we looked: merge onto its rows.
+            stored_raced = _profiles_locked(cursor, project, raced)
+            cursor.execute(f"DELETE FROM {_BATCH_TABLE} WHERE distinct_id = ANY(%s)", [raced])
+            _batch_table_fill(cursor, {d: _profile_merged(stored_raced[d], changes[d]) for d in stored_raced},
+                              stored_raced)
+            stored |= stored_raced
+        if stored:
+            # The locked rows by TID: no plan can turn this into a scan of the table.
+            cursor.execute(
+                f"""UPDATE {profile_table} p SET {', '.join(f'{f} = b.{f}' for f in IDENTITY_FIELDS)},
+                    properties = b.properties, updated_at = %s
+                FROM {_BATCH_TABLE} b WHERE p.ctid = ANY(%s::tid[]) AND b.distinct_id = p.distinct_id""",
+                [now, [profile.ctid for profile in stored.values()]],
+            )
+
+
+def _profiles_locked(cursor, project: Project, distinct_ids: list[str]) -> dict[str, _StoredProfile]:
+    """The stored profiles among these distinct ids, locked until commit so that a concurrent
+    batch's changes cannot be lost by our write."""
+    # One index lookup a distinct id, locked in the order given. A plain `distinct_id = ANY`
+    # lets a planner with stale statistics read every profile of the project instead.
+    cursor.execute(
+        f"""SELECT p.distinct_id, p.id, {', '.join(f'p.{f}' for f in IDENTITY_FIELDS)}, p.properties::text,
+            p.ctid::text
+        FROM unnest(%s::text[]) AS wanted (distinct_id) CROSS JOIN LATERAL (
+            SELECT *, ctid FROM {Profile._meta.db_table} p
+            WHERE p.project_id = %s AND p.distinct_id = wanted.distinct_id FOR UPDATE
+        ) p""",
+        [distinct_ids, project.pk],
+    )
+    return {row[0]: _StoredProfile(row[1], row[2:-2], orjson.loads(row[-2]), row[-1]) for row in cursor.fetchall()}
+
+
+def _batch_table_fill(cursor, rows: dict[str, dict], stored: dict[str, _StoredProfile]) -> None:
+    with cursor.copy(f"COPY {_BATCH_TABLE} ({_BATCH_COLUMNS}) FROM STDIN") as copy:
+        for distinct_id, row in rows.items():
+            copy.write_row((
+                distinct_id, distinct_id not in stored, *(row[f] for f in IDENTITY_FIELDS),
+                orjson.dumps(row["properties"]).decode(),
+            ))
+
+
+def _profile_merged(stored: _StoredProfile | None, changes: list[_ProfileChange]) -> dict[str, Any]:
+    """The profile's fields after applying the batch's changes, in order, to the stored ones."""
+    if stored is None:
+        identity, properties = dict.fromkeys(IDENTITY_FIELDS, ""), {}
+    else:
+        identity, properties = dict(zip(IDENTITY_FIELDS, stored.identity)), dict(stored.properties or {})
+    for change in changes:
+        identity.update(change.identity)
+        for name, value in change.set_once.items():
+            properties.setdefault(name, value)
+        properties.update(change.set)
+        for name in change.unset:
+            properties.pop(name, None)
+    return {**identity, "properties": properties}
+
+
+# --- Events --------------------------------------------------------------------------------
+
+
+def events_track(*, project: Project, items: Sequence[dict]) -> BatchResult:
+    """Record events ("Data in: events, batch track"); times more than an hour ahead or older
+    than the retention window (COHORTSYNC_EVENT_RETENTION_DAYS) are refused."""
+    _check_batch_size(items)
+    result = BatchResult()
+    now = timezone.now()
+    window = _EventWindow(
+        latest=now + FUTURE_TOLERANCE,
+        earliest=now - timedelta(days=settings.COHORTSYNC_EVENT_RETENTION_DAYS),
+    )
+    rows: list[tuple[str, str, datetime, bytes]] = []
+    for index, item in enumerate(items):
+        try:
+            rows.append(_event_row(item, window))
+        except _ItemInvalid as invalid:
+            result.errors.append(ItemError(index, invalid.field, invalid.message))
+    if rows:
+        _events_write(project, rows)
+    result.accepted = len(rows)
+    return result
+
+
+@dataclass(frozen=True)
+class _EventWindow:
+    latest: datetime
+    earliest: datetime
+
+
+def _event_row(item: Any, window: _EventWindow) -> tuple[str, str, datetime, bytes]:
+    _check_object(item, EVENT_FIELDS)
+    distinct_id = _required_name(item, "distinct_id")
+    name = _required_name(item, "event")
+    if "time" not in item:
+        raise _ItemInvalid("time", "is required")
+    time = _event_time(item["time"], window)
+    properties = _properties(item["properties"], "properties") if "properties" in item else b"{}"
+    return distinct_id, name, time, properties
+
+
+def _event_time(value: Any, window: _EventWindow) -> datetime:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if not math.isfinite(value):
+            raise _ItemInvalid("time", "must be a finite number of seconds")
+        if value > window.latest.timestamp():
+            raise _ItemInvalid("time", f"{_TOO_FAR_AHEAD} (unix time in milliseconds? send seconds)")
+        try:
+            time = datetime.fromtimestamp(value, tz=UTC)
+        except (OverflowError, OSError, ValueError):
+            raise _ItemInvalid("time", "is out of range") from None
+    elif isinstance(value, str):
+        try:
+            time = datetime.fromisoformat(value)
+        except ValueError:
+            raise _ItemInvalid(
+                "time", f"{value[:40]!r} is not an ISO 8601 date-time (e.g. 2024-05-01T12:00:00Z) or unix seconds"
+            ) from None
+        # Times without an offset are UTC, whatever the server's zone.
+        time = time.replace(tzinfo=UTC) if time.tzinfo is None else time.astimezone(UTC)
+    else:
+        raise _ItemInvalid("time", f"must be an ISO 8601 string or unix seconds, not {_json_type(value)}")
+    if time > window.latest:
+        raise _ItemInvalid("time", _TOO_FAR_AHEAD)
+    if time < window.earliest:
+        days = settings.COHORTSYNC_EVENT_RETENTION_DAYS
+        raise _ItemInvalid("time", f"is older than the {days}-day retention window")
+    return time
+
+
+def _events_write(project: Project, rows: list[tuple[str, str, datetime, bytes]]) -> None:
+    if db.vendor == "postgresql":
+        # COPY: several times faster than a multi-row INSERT for batches of thousands.
+        copy_sql = f"COPY {Event._meta.db_table} (project_id, distinct_id, name, time, properties) FROM STDIN"
+        with transaction.atomic(), db.cursor() as cursor:
+            with cursor.cursor.copy(copy_sql) as copy:
+                for distinct_id, name, time, properties in rows:
+                    copy.write_row((project.pk, distinct_id, name, time, properties.decode()))
+    else:
+        Event.objects.bulk_create(
+            Event(project=project, distinct_id=distinct_id, name=name, time=time, properties=orjson.loads(properties))
+            for distinct_id, name, time, properties in rows
+        )
+
+
+def events_prune(*, older_than_days: int | None = None) -> int:
+    """Delete events older than the retention window (COHORTSYNC_EVENT_RETENTION_DAYS by
+    default), a chunk a statement; returns how many were deleted."""
+    days = settings.COHORTSYNC_EVENT_RETENTION_DAYS if older_than_days is None else older_than_days
+    cutoff = timezone.now() - timedelta(days=days)
+    deleted = 0
+    while True:
+        # One short statement a chunk (each its own transaction) rather than one huge DELETE.
+        chunk = Event.objects.filter(time__lt=cutoff).values("pk")[:PRUNE_CHUNK]
+        count, _ = Event.objects.filter(pk__in=chunk).delete()
+        deleted += count
+        if count < PRUNE_CHUNK:
+            break
+    if deleted:
+        logger.info("pruned %d events older than %s", deleted, cutoff.isoformat())
+    return deleted
+
+
+# --- Validation shared by profiles and events -------------------------------------------------
+
+
+def _check_batch_size(items: Sequence) -> None:
+    if len(items) > MAX_BATCH:
+        raise ValidationError(
+            f"A batch holds at most {MAX_BATCH:,} items; this one has {len(items):,}. Send it in smaller batches.",
+            code="batch_too_large",
+        )
+
+
+def _check_object(item: Any, allowed: frozenset[str]) -> None:
+    if not isinstance(item, dict):
+        raise _ItemInvalid(None, f"must be an object, not {_json_type(item)}")
+    if not item.keys() <= allowed:
+        unknown = next(key for key in item if key not in allowed)
+        raise _ItemInvalid(str(unknown), f"unknown field (expected {', '.join(sorted(allowed))})")
+
+
+def _required_name(item: dict, name: str) -> str:
+    if name not in item:
+        raise _ItemInvalid(name, "is required")
+    value = item[name]
+    if not isinstance(value, str):
+        raise _ItemInvalid(name, f"must be a string, not {_json_type(value)}")
+    if not value.strip():
+        raise _ItemInvalid(name, "must not be blank")
+    if len(value) > MAX_NAME_LENGTH:
+        raise _ItemInvalid(name, f"must be at most {MAX_NAME_LENGTH} characters")
+    if "\x00" in value:
+        raise _ItemInvalid(name, "must not contain NUL characters")
+    return value
+
+
+def _properties(value: Any, name: str) -> bytes:
+    """An object of properties, checked and encoded as JSON."""
+    if not isinstance(value, dict):
+        raise _ItemInvalid(name, f"must be an object, not {_json_type(value)}")
+    if not value:
+        return b"{}"
+    for property_name in value:
+        _check_property_name(property_name, name)
+    try:
+        encoded = orjson.dumps(value)
+    except TypeError:
+        raise _ItemInvalid(f"{name}.{_unencodable(value)}", "is not a JSON value") from None
+    if b"\\u0000" in encoded and _JSON_NUL.search(encoded):
+        raise _ItemInvalid(name, "values must not contain NUL characters")
+    return encoded
+
+
+def _check_property_name(value: Any, name: str) -> None:
+    if not isinstance(value, str):
+        raise _ItemInvalid(name, f"property names must be strings, not {_json_type(value)}")
+    if not value:
+        raise _ItemInvalid(name, "property names must not be empty")
+    if len(value) > MAX_NAME_LENGTH:
+        raise _ItemInvalid(name, f"property name {value[:20]!r}… is longer than {MAX_NAME_LENGTH} characters")
+    if "\x00" in value:
+        raise _ItemInvalid(name, "property names must not contain NUL characters")
+
+
+def _unencodable(properties: dict) -> str:
+    for name, value in properties.items():
+        try:
+            orjson.dumps(value)
+        except TypeError:
+            return name
+    return "?"
+
+
+def _json_type(value: Any) -> str:
+    return _JSON_TYPES.get(type(value), type(value).__name__)
