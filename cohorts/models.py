@@ -16,7 +16,9 @@ class Project(models.Model):
 
 
 class Profile(models.Model):
-    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="profiles")
+    # No index of its own: (project, distinct_id) serves project lookups, and a lone project_id
+    # index tempts the planner into reading a whole project.
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="profiles", db_index=False)
     distinct_id = models.CharField(max_length=255)
     email = models.CharField(max_length=254, blank=True, default="")
     first_name = models.CharField(max_length=150, blank=True, default="")

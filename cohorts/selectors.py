@@ -43,3 +43,12 @@ def cohort_preview(*, project_id: int, definition: dict, sample_size: int = 10) 
     membership = cohort_membership(cohort=draft)
     sample = list(Profile.objects.filter(pk__in=membership).order_by("distinct_id")[:sample_size])
     return membership.count(), sample
+
+
+def cohort_list(*, projects: QuerySet) -> QuerySet:
+    """Cohorts of these projects (the REST API passes the projects its client acts for)."""
+    return Cohort.objects.filter(project__in=projects).order_by("id")
+
+
+def profile_list(*, projects: QuerySet) -> QuerySet:
+    return Profile.objects.filter(project__in=projects).order_by("id")

@@ -7,35 +7,10 @@ from typing import Literal
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
-from .models import Cohort, CohortMember, CohortSize, Profile, Project
+from .models import Cohort, CohortMember, CohortSize, Profile
 from .selectors import cohort_member_count
 
-BATCH_SIZE = 5000
 UNKNOWN_SAMPLE_SIZE = 10  # unknown distinct ids named back to whoever sent a member list
-
-
-def profile_upsert_many(*, project: Project, profiles: Iterable[dict]) -> int:
-    """Insert or update profiles by distinct id, in batches; returns how many were written."""
-    written = 0
-    batch: list[Profile] = []
-    for item in profiles:
-        batch.append(Profile(project=project, **item))
-        if len(batch) >= BATCH_SIZE:
-            written += _profile_write_batch(batch)
-            batch = []
-    if batch:
-        written += _profile_write_batch(batch)
-    return written
-
-
-def _profile_write_batch(batch: list[Profile]) -> int:
-    Profile.objects.bulk_create(
-        batch,
-        update_conflicts=True,
-        unique_fields=["project", "distinct_id"],
-        update_fields=["email", "first_name", "last_name", "phone_number", "properties"],
-    )
-    return len(batch)
 
 
 def cohort_members_add(*, cohort: Cohort, distinct_ids: Iterable[str]) -> int:
@@ -45,8 +20,11 @@ def cohort_members_add(*, cohort: Cohort, distinct_ids: Iterable[str]) -> int:
         profile_ids = Profile.objects.filter(project_id=cohort.project_id, distinct_id__in=chunk).values_list(
             "pk", flat=True
         )
-        rows = [CohortMember(cohort=cohort, profile_id=pid) for pid in profile_ids]
-        CohortMember.objects.bulk_create(rows, ignore_conflicts=True)
+        present = set(
+            CohortMember.objects.filter(cohort=cohort, profile_id__in=profile_ids).values_list("profile_id", flat=True)
+        )
+        rows = [CohortMember(cohort=cohort, profile_id=pid) for pid in profile_ids if pid not in present]
+        CohortMember.objects.bulk_create(rows, ignore_conflicts=True)  # a concurrent add may still win
         added += len(rows)
     return added
 

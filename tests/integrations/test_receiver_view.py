@@ -3,7 +3,6 @@
 import json
 
 import pytest
-from django.db import connection as db
 from django.urls import reverse
 
 from integrations.models import ReceivedWebhook
