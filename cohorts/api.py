@@ -132,9 +132,9 @@ class CohortViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Des
                     viewsets.GenericViewSet):
     """Static cohorts (explicit member lists) and rule cohorts (a definition over profiles and events)."""
 
+    queryset = Cohort.objects.none()  # for the schema; get_queryset scopes it to the client
     serializer_class = CohortOutput
     http_method_names = ["get", "post", "put", "patch", "delete", "head", "options"]
-    lookup_value_regex = r"\d+"
 
     def get_queryset(self):
         return cohort_list(projects=client_projects(self.request))
@@ -217,9 +217,10 @@ def _batch_too_large(field: str, error: ValidationError) -> serializers.Validati
 class ProfileViewSet(mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     """People, by distinct id."""
 
+    queryset = Profile.objects.none()  # for the schema; get_queryset scopes it to the client
     serializer_class = ProfileOutput
     lookup_field = "distinct_id"
-    lookup_value_regex = r"[^/]+"
+    lookup_value_regex = r".+"  # distinct ids may hold slashes (send them as %2F)
 
     def get_queryset(self):
         return profile_list(projects=client_projects(self.request))

@@ -7,7 +7,7 @@ from typing import Literal
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
-from .models import Cohort, CohortMember, CohortSize, Profile
+from .models import Cohort, CohortMember, CohortSize, Profile, Project
 from .selectors import cohort_member_count
 
 UNKNOWN_SAMPLE_SIZE = 10  # unknown distinct ids named back to whoever sent a member list
@@ -114,3 +114,22 @@ def cohort_compute(*, cohort: Cohort) -> int:
     size = cohort_member_count(cohort=cohort)
     cohort_size_record(cohort=cohort, size=size)
     return size
+
+
+def cohort_create(
+    *, project: Project, name: str, description: str = "", kind: str = Cohort.Kind.STATIC, definition: dict | None = None
+) -> Cohort:
+    """A static cohort, or a rule cohort whose definition is validated (docs/cohort-rules.md)."""
+    cohort = Cohort(project=project, name=name, description=description, kind=kind, definition=definition or {})
+    cohort.full_clean()
+    cohort.save()
+    return cohort
+
+
+def cohort_update(*, cohort: Cohort, **fields) -> Cohort:
+    """Change a cohort's fields (name, description, definition) and validate the result."""
+    for field, value in fields.items():
+        setattr(cohort, field, value)
+    cohort.full_clean()
+    cohort.save()
+    return cohort

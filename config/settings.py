@@ -30,10 +30,13 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI assets served from here: /api/docs/ works offline
     "django_celery_beat",
     "cohorts",
     "integrations",
     "deliveries",
+    "access",
 ]
 
 MIDDLEWARE = [
@@ -89,6 +92,51 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = VAR_DIR / "static"
 LOGIN_URL = "/admin/login/"
+
+# --- Cache ----------------------------------------------------------------------------
+# API throttling counts requests here. The default is per process; several web processes
+# share counts through e.g. CACHE_URL=redis://127.0.0.1:6379/1
+CACHES = {"default": env.cache("CACHE_URL", default="locmemcache://")}
+
+# --- REST API (/api/v1/) ---------------------------------------------------------------
+# Requests per API key (or per logged-in user), e.g. "1000/min", "50/s", "20000/hour".
+COHORTSYNC_API_THROTTLE_RATE = env.str("COHORTSYNC_API_THROTTLE_RATE", default="1000/min")
+REST_FRAMEWORK = {
+    # The first class answers unauthenticated requests: 401 with `WWW-Authenticate: Bearer`.
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "access.authentication.ApiKeyAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_THROTTLE_CLASSES": ["access.throttling.ApiClientThrottle"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PAGINATION_CLASS": "access.api.PagePagination",
+    "DEFAULT_SCHEMA_CLASS": "access.schema.ApiAutoSchema",
+    "EXCEPTION_HANDLER": "access.api.api_exception_handler",
+    "TEST_REQUEST_DEFAULT_FORMAT": "json",
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Cohortsync API",
+    "DESCRIPTION": (
+        "Connections, cohorts, exports (syncs), their runs, and data in (profiles, events) for one project. "
+        "Authenticate with `Authorization: Bearer <API key>` (keys are created in the admin or with "
+        "`manage.py create_api_key`), or with a logged-in session."
+    ),
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    # No online validator badge: the page makes no request outside this server.
+    "SWAGGER_UI_SETTINGS": {"deepLinking": True, "validatorUrl": None},
+    "COMPONENT_SPLIT_REQUEST": True,
+    "SCHEMA_PATH_PREFIX": r"/api/v1",  # tags and operation ids from the first word after it
+    "ENUM_NAME_OVERRIDES": {
+        "CohortKindEnum": "cohorts.models.Cohort.Kind",
+        "RunKindEnum": "deliveries.models.SyncRun.Kind",
+    },
+}
 
 # --- Email ----------------------------------------------------------------------------
 # Console by default; SMTP with EMAIL_URL=smtp+tls://user:password@host:587

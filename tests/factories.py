@@ -1,9 +1,11 @@
+import uuid
+
 import factory
 from django.contrib.auth import get_user_model
 from django.utils import timezone
 
 from cohorts.models import Cohort, CohortMember, Profile, Project
-from deliveries.models import Sync
+from deliveries.models import DeliveryAttempt, Sync, SyncRun
 from integrations.models import Connection
 
 
@@ -73,3 +75,31 @@ class SyncFactory(factory.django.DjangoModelFactory):
     interval_minutes = 30
     created_by = factory.SubFactory(UserFactory)
     next_run_at = factory.LazyFunction(timezone.now)
+
+
+class SyncRunFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = SyncRun
+
+    sync = factory.SubFactory(SyncFactory)
+    kind = SyncRun.Kind.FULL
+    reason = "first run"
+    trigger = "schedule"
+    status = SyncRun.Status.SUCCEEDED
+    finished_at = factory.LazyFunction(timezone.now)
+    total_pages = 1
+    pages_delivered = 1
+
+
+class DeliveryAttemptFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = DeliveryAttempt
+
+    run = factory.SubFactory(SyncRunFactory)
+    page_number = 1
+    page_id = factory.LazyFunction(uuid.uuid4)
+    action = "members"
+    attempt_number = 1
+    outcome = "success"
+    http_status = 200
+    latency_ms = 12

@@ -1,0 +1,53 @@
+"""`Authorization: Bearer <key>`: a request made with an API key acts for the key's project."""
+
+from dataclasses import dataclass
+
+from rest_framework import authentication, exceptions
+
+from .models import ApiKey
+from .selectors import api_key_for_secret
+from .services import api_key_mark_used
+
+MAX_KEY_LENGTH = 200  # a real key is 46 characters; anything far longer is not one
+
+
+@dataclass(frozen=True)
+class ApiKeyClient:
+    """`request.user` for a key-authenticated request: the key's project, not a person."""
+
+    api_key: ApiKey
+    is_authenticated = True
+    is_anonymous = False
+    is_active = True
+    is_staff = False
+    is_superuser = False
+    pk = None
+
+    def __str__(self) -> str:
+        return f"API key {self.api_key.prefix}… of project {self.api_key.project_id}"
+
+
+class ApiKeyAuthentication(authentication.BaseAuthentication):
+    keyword = "Bearer"
+
+    def authenticate(self, request):
+        header = authentication.get_authorization_header(request).split()
+        if not header or header[0].lower() != self.keyword.lower().encode():
+            return None  # not ours: another scheme, or a session
+        if len(header) != 2:
+            raise exceptions.AuthenticationFailed("Malformed Authorization header: send `Authorization: Bearer <key>`.")
+        try:
+            key = header[1].decode("ascii")
+        except UnicodeDecodeError:
+            raise exceptions.AuthenticationFailed("Invalid API key.") from None
+        api_key = api_key_for_secret(key=key) if len(key) <= MAX_KEY_LENGTH else None
+        if api_key is None:
+            raise exceptions.AuthenticationFailed("Invalid API key.")
+        if api_key.is_revoked:
+            raise exceptions.AuthenticationFailed(f"This API key ({api_key.prefix}…) was revoked.")
+        api_key_mark_used(api_key=api_key)
+        return ApiKeyClient(api_key), api_key
+
+    def authenticate_header(self, request) -> str:
+        # Present, so DRF answers unauthenticated requests with 401 rather than 403.
+        return f'{self.keyword} realm="api"'

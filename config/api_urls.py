@@ -1,0 +1,20 @@
+"""The REST API, version 1 (included under /api/v1/)."""
+
+from rest_framework.routers import DefaultRouter
+
+from cohorts.api import CohortViewSet, EventViewSet, ProfileViewSet
+from deliveries.api import SyncRunViewSet, SyncViewSet
+from integrations.api import ConnectionViewSet
+
+app_name = "api"
+
+router = DefaultRouter(trailing_slash=True)
+router.include_root_view = False
+router.register("connections", ConnectionViewSet, basename="connection")
+router.register("cohorts", CohortViewSet, basename="cohort")
+router.register("syncs", SyncViewSet, basename="sync")
+router.register("runs", SyncRunViewSet, basename="run")
+router.register("profiles", ProfileViewSet, basename="profile")
+router.register("events", EventViewSet, basename="event")
+
+urlpatterns = router.urls

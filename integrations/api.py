@@ -1,0 +1,105 @@
+"""REST API for connections: CRUD with write-only secrets, and a test send."""
+
+from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
+from rest_framework import mixins, serializers, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.response import Response
+
+from access.api import ProjectScopedInput, client_projects
+from access.schema import ErrorOutput
+from deliveries.services import connection_send_test
+
+from .models import Connection
+from .selectors import connection_list
+from .services import connection_create, connection_update
+
+SECRET_HELP = "Write-only. Omit to keep the stored value, send \"\" to remove it."
+
+
+def _secret_field(label: str) -> serializers.CharField:
+    return serializers.CharField(required=False, allow_blank=True, trim_whitespace=False, max_length=1000,
+                                 help_text=f"{label}. {SECRET_HELP}", style={"input_type": "password"})
+
+
+def _headers_field() -> serializers.DictField:
+    return serializers.DictField(
+        child=serializers.CharField(allow_blank=True, trim_whitespace=False), required=False,
+        help_text="Up to 5 custom headers, name: value. Content-Type, User-Agent, Authorization and "
+        "x-api-key (when an API key is set) are Cohortsync's own and cannot be overridden.",
+    )
+
+
+class ConnectionOutput(serializers.ModelSerializer):
+    has_password = serializers.BooleanField(read_only=True, help_text="A Basic Auth password is stored.")
+    has_api_key = serializers.BooleanField(read_only=True, help_text="An API key (sent as x-api-key) is stored.")
+    headers = serializers.DictField(child=serializers.CharField(), read_only=True)
+
+    class Meta:
+        model = Connection
+        fields = ["id", "project", "name", "url", "format", "auth_username", "has_password", "has_api_key",
+                  "headers", "created_at", "updated_at"]
+        read_only_fields = fields
+
+
+class ConnectionUpdateInput(serializers.Serializer):
+    name = serializers.CharField(max_length=200, required=False)
+    url = serializers.CharField(max_length=2000, required=False, help_text="https:// (or http:// where allowed)")
+    format = serializers.ChoiceField(choices=Connection.Format.choices, required=False)
+    auth_username = serializers.CharField(max_length=200, required=False, allow_blank=True)
+    auth_password = _secret_field("Basic Auth password")
+    api_key = _secret_field("API key sent as x-api-key")
+    headers = _headers_field()
+
+
+class ConnectionInput(ProjectScopedInput, ConnectionUpdateInput):
+    name = serializers.CharField(max_length=200)
+    url = serializers.CharField(max_length=2000, help_text="https:// (or http:// where allowed)")
+
+
+class ConnectionTestOutput(serializers.Serializer):
+    outcome = serializers.CharField(help_text="success, transient, pause or fail (how a sync would take it)")
+    http_status = serializers.IntegerField(allow_null=True, help_text="The receiver's status; null if none came.")
+    latency_ms = serializers.IntegerField()
+    response_excerpt = serializers.CharField(allow_blank=True, help_text="The start of the receiver's answer.")
+    message = serializers.CharField(allow_blank=True)
+
+
+@extend_schema_view(
+    list=extend_schema(summary="List connections"),
+    retrieve=extend_schema(summary="Read a connection"),
+    destroy=extend_schema(summary="Delete a connection", responses={
+        204: None, 409: OpenApiResponse(ErrorOutput, "Syncs still use the connection.")}),
+)
+class ConnectionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.DestroyModelMixin,
+                        viewsets.GenericViewSet):
+    """Where exports are delivered. Secrets are write-only: reads say only whether one is set."""
+
+    queryset = Connection.objects.none()  # for the schema; get_queryset scopes it to the client
+    serializer_class = ConnectionOutput
+    http_method_names = ["get", "post", "patch", "delete", "head", "options"]
+
+    def get_queryset(self):
+        return connection_list(projects=client_projects(self.request))
+
+    @extend_schema(summary="Create a connection", request=ConnectionInput, responses={201: ConnectionOutput})
+    def create(self, request):
+        data = ConnectionInput(data=request.data, context=self.get_serializer_context())
+        data.is_valid(raise_exception=True)
+        connection = connection_create(**data.validated_data)
+        return Response(ConnectionOutput(connection).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(summary="Change a connection", request=ConnectionUpdateInput, responses=ConnectionOutput)
+    def partial_update(self, request, pk=None):
+        connection = self.get_object()
+        data = ConnectionUpdateInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        connection = connection_update(connection=connection, **data.validated_data)
+        return Response(ConnectionOutput(connection).data)
+
+    @extend_schema(summary="Send a test page", request=None, responses=ConnectionTestOutput)
+    @action(detail=True, methods=["post"])
+    def test(self, request, pk=None):
+        """POST one harmless page (an empty `add_members` for a test cohort) to the connection's URL
+        and report the receiver's answer: status, latency and the start of its body."""
+        result = connection_send_test(connection=self.get_object())
+        return Response(ConnectionTestOutput(result).data)

@@ -1,0 +1,146 @@
+"""connections/: CRUD with write-only secrets, header rules, the test send."""
+
+import pytest
+
+from integrations.models import Connection
+from tests.factories import ConnectionFactory, SyncFactory
+from tests.support.receiver import Reply
+
+pytestmark = pytest.mark.django_db
+
+URL = "/api/v1/connections/"
+
+
+def test_create_keeps_secrets_and_never_shows_them(api):
+    response = api.post(URL, {
+        "name": "CRM", "url": "https://crm.example.com/hook", "auth_username": "cohortsync",
+        "auth_password": "s3cret-pass", "api_key": "k-123456", "headers": {"X-Team": "growth"},
+    })
+    assert response.status_code == 201, response.json()
+    body = response.json()
+    assert body["has_password"] is True and body["has_api_key"] is True
+    assert "auth_password" not in body and "api_key" not in body
+    assert "s3cret-pass" not in response.content.decode() and "k-123456" not in response.content.decode()
+    connection = Connection.objects.get(pk=body["id"])
+    assert (connection.project, connection.auth_password, connection.api_key) == (api.project, "s3cret-pass",
+                                                                                   "k-123456")
+    for read in (api.get(f"{URL}{connection.pk}/"), api.get(URL)):
+        assert "s3cret-pass" not in read.content.decode() and "k-123456" not in read.content.decode()
+    assert api.get(f"{URL}{connection.pk}/").json() == body
+
+
+def test_list_and_read(api):
+    connection = ConnectionFactory(project=api.project, name="Hooks", url="https://hooks.example.com/in")
+    listed = api.get(URL).json()
+    assert listed["count"] == 1
+    assert listed["results"][0] == api.get(f"{URL}{connection.pk}/").json()
+    assert listed["results"][0]["has_password"] is False
+    assert listed["results"][0]["url"] == "https://hooks.example.com/in"
+
+
+def test_update_changes_given_fields_and_keeps_omitted_secrets(api):
+    connection = ConnectionFactory(project=api.project, auth_username="u", auth_password="old", api_key="key")
+    response = api.patch(f"{URL}{connection.pk}/", {"name": "Renamed", "auth_password": "new"})
+    assert response.status_code == 200, response.json()
+    connection.refresh_from_db()
+    assert (connection.name, connection.auth_password, connection.api_key) == ("Renamed", "new", "key")
+    response = api.patch(f"{URL}{connection.pk}/", {"api_key": ""})
+    assert response.json()["has_api_key"] is False
+    connection.refresh_from_db()
+    assert connection.api_key == "" and connection.auth_password == "new"
+
+
+def test_put_is_not_offered(api):
+    connection = ConnectionFactory(project=api.project)
+    assert api.put(f"{URL}{connection.pk}/", {"name": "x", "url": "https://example.com"}).status_code == 405
+
+
+def test_delete(api):
+    connection = ConnectionFactory(project=api.project)
+    assert api.delete(f"{URL}{connection.pk}/").status_code == 204
+    assert not Connection.objects.filter(pk=connection.pk).exists()
+
+
+def test_delete_of_a_connection_in_use_is_a_409(api):
+    sync = SyncFactory(cohort__project=api.project)
+    response = api.delete(f"{URL}{sync.connection_id}/")
+    assert response.status_code == 409
+    assert response.json() == {"detail": f"Cannot delete it: it is used by 1 sync ({sync.pk}); delete it first."}
+
+
+@pytest.mark.parametrize("headers, message", [
+    ({"Content-Type": "text/plain"}, "Header 'Content-Type' is set by Cohortsync and cannot be overridden."),
+    ({"Authorization": "Bearer x"}, "Header 'Authorization' is set by Cohortsync and cannot be overridden."),
+    ({"Bad Name": "x"}, "Header name 'Bad Name' is not a valid HTTP header name."),
+    ({f"X-H{i}": "v" for i in range(6)}, "At most 5 custom headers are allowed (got 6)."),
+    ({"X-Space": " padded"}, "Header 'X-Space' starts or ends with whitespace."),
+])
+def test_header_rules_are_400s_on_the_headers_field(api, headers, message):
+    response = api.post(URL, {"name": "x", "url": "https://example.com/h", "headers": headers})
+    assert response.status_code == 400
+    assert message in response.json()["headers"]
+
+
+def test_x_api_key_header_is_refused_when_an_api_key_is_set(api):
+    response = api.post(URL, {"name": "x", "url": "https://example.com/h", "api_key": "k",
+                              "headers": {"X-Api-Key": "other"}})
+    assert response.json() == {"headers": ["Header 'X-Api-Key' is set by Cohortsync and cannot be overridden."]}
+
+
+@pytest.mark.parametrize("payload, field", [
+    ({"name": "x", "url": "ftp://example.com"}, "url"),
+    ({"name": "x", "url": "https://user:pw@example.com"}, "url"),
+    ({"name": "x", "url": "https://example.com", "auth_password": "pw"}, "auth_username"),
+    ({"url": "https://example.com"}, "name"),
+    ({"name": "x", "url": "https://example.com", "format": "csv"}, "format"),
+    ({"name": "x", "url": "https://example.com", "headers": ["X-A"]}, "headers"),
+])
+def test_validation_errors_name_the_field(api, payload, field):
+    response = api.post(URL, payload)
+    assert response.status_code == 400
+    assert list(response.json()) == [field]
+
+
+def test_private_destinations_are_refused_unless_allowed(api, settings):
+    settings.COHORTSYNC_ALLOW_PRIVATE_URLS = False
+    response = api.post(URL, {"name": "x", "url": "http://10.0.0.5/hook"})
+    assert response.json() == {"url": ["Destination address 10.0.0.5 is private, loopback or reserved."]}
+
+
+def test_the_test_action_reports_the_receivers_answer(api, receiver):
+    connection = ConnectionFactory(project=api.project, url=receiver.url(), api_key="secret-key")
+    response = api.post(f"{URL}{connection.pk}/test/")
+    assert response.status_code == 200
+    result = response.json()
+    assert result["outcome"] == "success" and result["http_status"] == 200
+    assert result["latency_ms"] >= 0
+    assert '"status": "success"' in result["response_excerpt"]
+    sent = receiver.requests[0]
+    assert sent.action == "add_members" and sent.members == []
+    assert sent.headers["x-api-key"] == "secret-key"
+    assert "secret-key" not in response.content.decode()
+
+
+def test_the_test_action_reports_a_refusal(api, receiver):
+    receiver.reply(Reply(status=401, body={"status": "failure", "error": {"message": "bad token", "code": 401}}))
+    connection = ConnectionFactory(project=api.project, url=receiver.url())
+    result = api.post(f"{URL}{connection.pk}/test/").json()
+    assert (result["outcome"], result["http_status"], result["message"]) == ("pause", 401, "bad token")
+    assert "bad token" in result["response_excerpt"]
+
+
+def test_the_test_action_reports_an_unreachable_receiver(api):
+    connection = ConnectionFactory(project=api.project, url="http://127.0.0.1:9/hook")
+    result = api.post(f"{URL}{connection.pk}/test/").json()
+    assert result["http_status"] is None and result["outcome"] == "transient"
+
+
+def test_another_projects_connection_cannot_be_tested(api, other_project, receiver):
+    connection = ConnectionFactory(project=other_project, url=receiver.url())
+    assert api.post(f"{URL}{connection.pk}/test/").status_code == 404
+    assert receiver.requests == []
+
+
+def test_no_credentials(db, client):
+    assert client.get(URL).status_code == 401
+    assert client.post(URL, {}, content_type="application/json").status_code == 401
