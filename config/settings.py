@@ -91,7 +91,10 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = VAR_DIR / "static"
-LOGIN_URL = "/admin/login/"
+# The status pages' login (the admin keeps its own); after it, the dashboard of one's syncs.
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "deliveries:dashboard"
+LOGOUT_REDIRECT_URL = "login"
 
 # --- Cache ----------------------------------------------------------------------------
 # API throttling counts requests here. The default is per process; several web processes

@@ -1,6 +1,13 @@
 """Reads over syncs and their runs."""
 
-from django.db.models import Prefetch, QuerySet
+from datetime import datetime
+
+from django.db.models import Case, F, Prefetch, Q, QuerySet, Value, When
+
+from access.selectors import projects_for_client
+from cohorts.charts import RunChange
+from cohorts.models import Project
+from cohorts.selectors import cohort_size_history
 
 from .models import DeliveryAttempt, Sync, SyncRun
 
@@ -32,3 +39,58 @@ def sync_run_with_attempts(*, runs: QuerySet) -> QuerySet:
     return runs.prefetch_related(
         Prefetch("attempts", queryset=DeliveryAttempt.objects.order_by("page_number", "attempt_number", "id"))
     )
+
+
+# --- Status pages ---------------------------------------------------------------------
+
+CHART_RUNS = 60
+
+
+def sync_list_for_user(*, user) -> QuerySet:
+    """The syncs a person sees on the status pages and may act on: those of the projects they
+    are a member of (superusers: all), paused first, then failing, then the rest.
+
+    Each sync carries `health`: "paused", "failing" (a stored receiver error), or its state.
+    """
+    projects = Project.objects.all() if user.is_superuser else projects_for_client(user=user, api_key=None)
+    health = Case(
+        When(state=Sync.State.PAUSED, then=Value("paused")),
+        When(~Q(last_error_message=""), then=Value("failing")),
+        default="state",
+    )
+    attention = Case(
+        When(state=Sync.State.PAUSED, then=Value(0)), When(~Q(last_error_message=""), then=Value(1)), default=Value(2)
+    )
+    return (
+        sync_list(projects=projects)
+        .select_related("cohort__project", "connection")
+        .annotate(health=health)
+        .alias(attention=attention)
+        .order_by("attention", "cohort__project__name", "cohort__name", "id")
+    )
+
+
+def sync_run_history(*, sync: Sync) -> QuerySet:
+    """The sync's runs, newest first, each with its page attempts (the status page's history)."""
+    runs = SyncRun.objects.filter(sync=sync).annotate(duration=F("finished_at") - F("started_at"))
+    return sync_run_with_attempts(runs=runs.order_by("-started_at", "-id"))
+
+
+def sync_activity(*, sync: Sync, runs: int = CHART_RUNS) -> tuple[list[tuple[datetime, int]], list[RunChange]]:
+    """The cohort's size history and what each of the last successful runs delivered, for the chart."""
+    delivered = list(
+        SyncRun.objects.filter(sync=sync, status=SyncRun.Status.SUCCEEDED)
+        .order_by("-started_at", "-id")
+        .values_list("started_at", "kind", "members_count", "adds_count", "removes_count")[:runs]
+    )
+    changes = [
+        RunChange(at=at, full=kind == SyncRun.Kind.FULL, members=members, adds=adds, removes=removes)
+        for at, kind, members, adds, removes in delivered
+    ]
+    since = min((c.at for c in changes), default=None)
+    sizes = [
+        (size.computed_at, size.size)
+        for size in cohort_size_history(cohort=sync.cohort)
+        if since is None or size.computed_at >= since
+    ]
+    return sizes, changes

@@ -11,6 +11,7 @@ from django.core.mail import EmailMultiAlternatives
 from django.db import transaction
 from django.db.models import Q
 from django.template.loader import render_to_string
+from django.urls import reverse
 from django.utils import timezone
 
 from cohorts.models import Cohort
@@ -144,13 +145,16 @@ def sync_notification_recipients(*, sync: Sync) -> list[str]:
 
 
 def notify_sync_paused(*, sync: Sync, run: SyncRun | None) -> list[Notification]:
+    sync_url = _absolute(reverse("deliveries:sync", kwargs={"sync_id": sync.pk}))
     context = {
         "sync": sync,
         "cohort": sync.cohort,
         "connection": sync.connection,
         "message": sync.last_error_message,
         "status": sync.last_error_status,
-        "sync_url": _absolute(f"/admin/deliveries/sync/{sync.pk}/change/"),
+        "sync_url": sync_url,
+        # Resuming is a POST from the sync page; the link lands on its resume button.
+        "resume_url": f"{sync_url}#resume",
     }
     subject = f"Cohortsync paused the sync of “{sync.cohort.name}” to “{sync.connection.name}”"
     text = render_to_string("deliveries/email/sync_paused.txt", context)

@@ -108,7 +108,7 @@ def test_get_redirects_anonymous_visitors_to_login(client):
     response = client.get("/receiver/demo/")
 
     assert response.status_code == 302
-    assert response["Location"] == "/admin/login/?next=/receiver/demo/"
+    assert response["Location"] == "/login/?next=/receiver/demo/"  # the status pages' login
 
 
 def test_get_shows_pretty_printed_pages_newest_first_when_logged_in(client, staff_client):
