@@ -1,6 +1,7 @@
 """REST API for cohorts (CRUD, members, preview) and data in (profiles, events)."""
 
 from django.core.exceptions import ValidationError
+from django.http import Http404
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import mixins, serializers, status, viewsets
@@ -228,10 +229,13 @@ class ProfileViewSet(mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     def get_object(self):
         query = ProjectQuery(data=self.request.query_params, context=self.get_serializer_context())
         query.is_valid(raise_exception=True)
+        if "\x00" in self.kwargs["distinct_id"]:
+            raise Http404  # ingestion never stores one, and PostgreSQL cannot even compare it
         return get_object_or_404(self.get_queryset(), project=query.validated_data["project"],
                                  distinct_id=self.kwargs["distinct_id"])
 
-    @extend_schema(summary="Create or update profiles (batch)", request=ProfilesInput, responses=BatchResultOutput)
+    @extend_schema(summary="Create or update profiles (batch)", request=ProfilesInput,
+                   responses={200: BatchResultOutput})
     def create(self, request):
         """Upsert by distinct id. Each refused item is reported with its index, field and reason; the
         accepted items are written all the same."""
@@ -255,7 +259,8 @@ class EventViewSet(viewsets.GenericViewSet):
 
     serializer_class = EventsInput
 
-    @extend_schema(summary="Track events (batch)", request=EventsInput, responses=BatchResultOutput)
+    @extend_schema(summary="Track events (batch)", request=EventsInput,
+                   responses={200: BatchResultOutput})
     def create(self, request):
         """Each refused item is reported with its index, field and reason; the accepted ones are kept."""
         data = EventsInput(data=request.data, context=self.get_serializer_context())

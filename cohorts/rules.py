@@ -56,7 +56,12 @@ EVENT_OPERATORS = ("at_least", "at_most", "exactly")
 def validate_definition(definition, *, project_id: int | None, cohort_id: int | None = None) -> None:
     """Raise ValidationError({"definition": ["<path>: <reason>", ...]}) if the definition is bad."""
     errors: list[str] = []
-    _check_group(definition, "definition", errors, depth=0, project_id=project_id, cohort_id=cohort_id)
+    nul_path = _nul_path(definition, "definition")
+    if nul_path is not None:
+        # PostgreSQL refuses NUL in jsonb (and in query parameters): say where, instead of failing on save.
+        errors.append(f"{nul_path}: must not contain NUL characters")
+    else:
+        _check_group(definition, "definition", errors, depth=0, project_id=project_id, cohort_id=cohort_id)
     if errors:
         raise ValidationError({"definition": errors})
 
@@ -204,6 +209,23 @@ def _cohort_references(group) -> list[int]:
     return found
 
 
+def _nul_path(value, path: str) -> str | None:
+    """The path of the first text (key or value) holding a NUL character, if any."""
+    if isinstance(value, str):
+        return path if "\x00" in value else None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            found = f"{path}.{key!r}" if "\x00" in str(key) else _nul_path(item, f"{path}.{key}")
+            if found is not None:
+                return found
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            found = _nul_path(item, f"{path}[{index}]")
+            if found is not None:
+                return found
+    return None
+
+
 def _unknown_keys(item: dict, allowed: set[str], path: str, errors: list[str]) -> None:
     for key in sorted(set(item) - set(allowed)):
         errors.append(f"{path}.{key}: unknown field")
@@ -248,6 +270,11 @@ def _parse_when(value: str) -> datetime | None:
         parsed = datetime(day.year, day.month, day.day) if day else None
     if parsed is not None and timezone.is_naive(parsed):
         parsed = parsed.replace(tzinfo=dt_timezone.utc)  # naive times are UTC
+    if parsed is not None:
+        try:
+            parsed.astimezone(dt_timezone.utc)  # compared in UTC: 0001-01-01T00:00+14:00 has no UTC time
+        except OverflowError:
+            return None
     return parsed
 
 

@@ -203,3 +203,21 @@ def test_preview_only_counts_the_clients_project(api, other_project):
 def test_no_credentials(client):
     assert client.get(URL).status_code == 401
     assert client.post(f"{URL}preview/", {}, content_type="application/json").status_code == 401
+
+
+# --- Input PostgreSQL cannot store or compare: 400s and 404s, not 500s ----------------------
+
+
+@pytest.mark.parametrize("condition, message", [
+    ({"type": "event", "event": "Pl\x00ay", "within_days": 3},
+     "definition.conditions[0].event: must not contain NUL characters"),
+    ({"type": "property", "property": "plan", "operator": "in", "value": ["pro", "fr\x00ee"]},
+     "definition.conditions[0].value[1]: must not contain NUL characters"),
+    ({"type": "property", "property": "d", "operator": "gt", "value": "0001-01-01T00:00:00+14:00"},
+     "definition.conditions[0].operator: gt does not apply to string values"),  # no UTC time: not a date
+])
+def test_definitions_the_database_cannot_take_are_400s(api, condition, message):
+    for url in (URL, f"{URL}preview/"):
+        response = api.post(url, {"name": "x", "kind": "rules", "definition": {"conditions": [condition]}})
+        assert response.status_code == 400
+        assert response.json() == {"definition": [message]}

@@ -121,3 +121,8 @@ def test_no_credentials(client):
     assert client.post("/api/v1/profiles/", {}, content_type="application/json").status_code == 401
     assert client.post("/api/v1/events/", {}, content_type="application/json").status_code == 401
     assert client.get("/api/v1/profiles/a/").status_code == 401
+
+
+def test_a_distinct_id_with_a_nul_character_is_a_404(api):
+    assert api.get("/api/v1/profiles/a%00b/").status_code == 404
+    assert api.delete("/api/v1/profiles/a%00b/").status_code == 404
