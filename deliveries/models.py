@@ -111,7 +111,12 @@ class SyncRun(models.Model):
     http_status = models.PositiveSmallIntegerField(null=True, blank=True)
 
     class Meta:
-        indexes = [models.Index(fields=["sync", "-started_at"], name="run_sync_recent")]
+        indexes = [
+            models.Index(fields=["sync", "-started_at"], name="run_sync_recent"),
+            # The admin's run list: newest first, whole or filtered by status.
+            models.Index(fields=["-started_at", "-id"], name="run_recent"),
+            models.Index(fields=["status", "-started_at", "-id"], name="run_status_recent"),
+        ]
         ordering = ["-started_at", "-id"]
 
     def __str__(self) -> str:
@@ -134,7 +139,12 @@ class DeliveryAttempt(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
-        indexes = [models.Index(fields=["run", "page_number", "attempt_number"], name="attempt_run_page")]
+        indexes = [
+            models.Index(fields=["run", "page_number", "attempt_number"], name="attempt_run_page"),
+            # The admin's "not a success" filter, newest first; partial, so successful tries
+            # (nearly all of them) cost the insert nothing.
+            models.Index(fields=["-id"], condition=~models.Q(outcome="success"), name="attempt_problems"),
+        ]
         ordering = ["run_id", "page_number", "attempt_number"]
 
 

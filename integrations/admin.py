@@ -1,7 +1,13 @@
 from django import forms
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.http import HttpResponseNotAllowed, HttpResponseRedirect
+from django.shortcuts import get_object_or_404
+from django.urls import path, reverse
+
+from deliveries.services import connection_send_test
 
 from .models import Connection, ReceivedWebhook
+from .validation import MAX_CUSTOM_HEADERS
 
 
 class ConnectionAdminForm(forms.ModelForm):
@@ -15,7 +21,15 @@ class ConnectionAdminForm(forms.ModelForm):
         label="API key (sent as x-api-key)", required=False, widget=forms.PasswordInput(render_value=False),
         help_text="Leave blank to keep the current key.",
     )
-    url = forms.URLField(max_length=2000, assume_scheme="https")
+    url = forms.URLField(max_length=2000, assume_scheme="https", widget=forms.URLInput(attrs={"class": "vURLField"}))
+    headers = forms.JSONField(
+        label="Custom headers", required=False,
+        widget=forms.Textarea(attrs={"rows": MAX_CUSTOM_HEADERS + 2, "cols": 60,
+                                     "placeholder": '{"X-Team": "growth", "X-Source": "cohortsync"}'}),
+        help_text=f"A JSON object of header name → value; at most {MAX_CUSTOM_HEADERS} headers. The headers "
+                  "Cohortsync sets itself (Content-Type, User-Agent, Authorization, webhook-id, …, and x-api-key "
+                  "when an API key is stored) cannot be overridden.",
+    )
     clear_auth_password = forms.BooleanField(label="Clear the stored password", required=False)
     clear_api_key = forms.BooleanField(label="Clear the stored API key", required=False)
 
@@ -39,13 +53,49 @@ class ConnectionAdminForm(forms.ModelForm):
     def clean_api_key(self):
         return self._clean_secret("api_key")
 
+    def clean_headers(self):
+        return self.cleaned_data.get("headers") or {}
+
 
 @admin.register(Connection)
 class ConnectionAdmin(admin.ModelAdmin):
     form = ConnectionAdminForm
     list_display = ["name", "project", "url", "format", "has_password", "has_api_key", "updated_at"]
     list_filter = ["format", "project"]
+    list_select_related = ["project"]
     search_fields = ["name", "url"]
+    actions = ["send_test"]
+    change_form_template = "admin/integrations/connection/change_form.html"
+
+    def get_urls(self):
+        send_test = self.admin_site.admin_view(self.send_test_view)
+        return [path("<int:connection_id>/send-test/", send_test, name="integrations_connection_send_test"),
+                *super().get_urls()]
+
+    def send_test_view(self, request, connection_id: int):
+        """The change page's "Send a test page" button (a POST: it sends a request out)."""
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        connection = get_object_or_404(Connection, pk=connection_id)
+        if not self.has_change_permission(request, connection):
+            return HttpResponseRedirect(reverse("admin:index"))
+        self._send_test(request, connection)
+        return HttpResponseRedirect(reverse("admin:integrations_connection_change", args=[connection.pk]))
+
+    @admin.action(description="Send a test page (an empty add_members)")
+    def send_test(self, request, queryset):
+        for connection in queryset:
+            self._send_test(request, connection)
+
+    def _send_test(self, request, connection: Connection) -> None:
+        result = connection_send_test(connection=connection)
+        status = f"HTTP {result.http_status}" if result.http_status else "no HTTP answer"
+        text = f"Test page to “{connection.name}”: {result.outcome}, {status} in {result.latency_ms} ms."
+        if result.message:
+            text += f" {result.message}."
+        if result.response_excerpt:
+            text += f" The receiver answered: {result.response_excerpt}"
+        messages.add_message(request, messages.SUCCESS if result.outcome == "success" else messages.ERROR, text)
 
     @admin.display(boolean=True, description="password set")
     def has_password(self, obj):
