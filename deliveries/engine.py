@@ -25,6 +25,7 @@ from . import payloads, policy, services
 from .models import DeliveryAttempt, MemberOp, SnapshotMember, StagedMember, Sync, SyncRun
 from .policy import Outcome, Verdict
 from .sender import Destination, open_session, post_page
+from .templating import PayloadTemplateError
 
 logger = logging.getLogger(__name__)
 
@@ -43,10 +44,11 @@ class PagePlan:
 
     op: MemberOp
     members: int
+    page_size: int = policy.PAGE_SIZE
 
     @property
     def pages(self) -> int:
-        return max(1, math.ceil(self.members / policy.PAGE_SIZE))
+        return max(1, math.ceil(self.members / self.page_size))
 
 
 class ClaimLost(Exception):
@@ -163,10 +165,12 @@ def stage_members(*, run: SyncRun, sync: Sync) -> list[PagePlan]:
             )
         cursor.execute(f"SELECT op, COUNT(*) FROM {staged} WHERE run_id = %s GROUP BY op", [run.pk])
         counts = dict(cursor.fetchall())
+    page_size = min(sync.connection.page_size or policy.PAGE_SIZE, policy.PAGE_SIZE)
     if run.kind == SyncRun.Kind.FULL:
-        page_plans = [PagePlan(MemberOp.MEMBER, counts.get(MemberOp.MEMBER, 0))]
+        ops = [MemberOp.MEMBER]
     else:
-        page_plans = [PagePlan(MemberOp.ADD, counts.get(MemberOp.ADD, 0)), PagePlan(MemberOp.REMOVE, counts.get(MemberOp.REMOVE, 0))]
+        ops = [MemberOp.ADD, MemberOp.REMOVE]  # adds first, then removes (CONTRACT.md)
+    page_plans = [PagePlan(op, counts.get(op, 0), page_size) for op in ops]
     run.total_pages = sum(plan.pages for plan in page_plans)
     run.members_count = counts.get(MemberOp.MEMBER, 0)
     run.adds_count = counts.get(MemberOp.ADD, 0)
@@ -177,7 +181,7 @@ def stage_members(*, run: SyncRun, sync: Sync) -> list[PagePlan]:
     return page_plans
 
 
-def stream_pages(*, run: SyncRun, plan: PagePlan, properties: tuple[str, ...]) -> Iterator[list[dict]]:
+def stream_pages(*, run: SyncRun, plan: PagePlan, properties: tuple[str, ...]) -> Iterator[list[payloads.MemberRow]]:
     """The members of one action, a page at a time (keyset pagination: memory flat in N).
 
     LEFT JOIN: a removal may name a profile deleted since it was delivered; it goes out
@@ -197,15 +201,12 @@ def stream_pages(*, run: SyncRun, plan: PagePlan, properties: tuple[str, ...]) -
     last_profile_id = 0
     with db.cursor() as cursor:
         for _ in range(plan.pages):
-            cursor.execute(sql, [run.pk, int(plan.op), last_profile_id, policy.PAGE_SIZE])
+            cursor.execute(sql, [run.pk, int(plan.op), last_profile_id, plan.page_size])
             rows = cursor.fetchall()
             if rows:
                 last_profile_id = rows[-1][0]
             yield [
-                payloads.mixpanel_member(
-                    payloads.MemberRow(row[1], row[2], row[3], row[4], row[5], row[6] if properties else None),
-                    properties,
-                )
+                payloads.MemberRow(row[1], row[2], row[3], row[4], row[5], row[6] if properties else None)
                 for row in rows
             ]
 
@@ -215,27 +216,31 @@ def stream_pages(*, run: SyncRun, plan: PagePlan, properties: tuple[str, ...]) -
 
 def deliver_run(*, run: SyncRun, sync: Sync, page_plans: list[PagePlan], token, progress=None) -> Verdict:
     """Send every page in order; stop at the first page that does not succeed."""
-    destination = Destination.from_connection(sync.connection)
-    parameters = {
-        "mixpanel_project_id": str(sync.cohort.project_id),
-        "mixpanel_cohort_id": str(sync.cohort_id),
-        "mixpanel_cohort_name": sync.cohort.name,
-        "mixpanel_cohort_description": sync.cohort.description,
-        "mixpanel_session_id": str(run.session_id),
-    }
+    connection = sync.connection
+    destination = Destination.from_connection(connection)
+    try:
+        render = payloads.page_renderer(connection)
+    except PayloadTemplateError as exc:  # saved before validation tightened: an operator must fix it
+        return Verdict(Outcome.PAUSE, f"the payload template is invalid: {exc}")
     properties = tuple(sync.properties or ())
     page_count = 0
     notes = ""
     with open_session() as session:
         for plan in page_plans:
-            for members in stream_pages(run=run, plan=plan, properties=properties):
+            for rows in stream_pages(run=run, plan=plan, properties=properties):
                 page_count += 1
-                body = payloads.mixpanel_body(
-                    action=ACTIONS[plan.op], parameters=parameters, total_pages=run.total_pages,
-                    page_count=page_count, members=members,
+                context = payloads.PageContext(
+                    action=ACTIONS[plan.op], project_id=str(sync.cohort.project_id), cohort_id=str(sync.cohort_id),
+                    cohort_name=sync.cohort.name, cohort_description=sync.cohort.description,
+                    session_id=str(run.session_id), page_id=payloads.page_id(run.session_id, page_count),
+                    page_count=page_count, total_pages=run.total_pages, computed_time=int(run.started_at.timestamp()),
                 )
+                try:
+                    body = render(context, rows, properties)
+                except PayloadTemplateError as exc:
+                    return Verdict(Outcome.PAUSE, f"the payload template failed on page {page_count}: {exc}")
                 verdict = send_page(
-                    session=session, destination=destination, run=run, body=body, action=ACTIONS[plan.op],
+                    session=session, destination=destination, run=run, body=body, action=context.action,
                     page_number=page_count, token=token,
                 )
                 if verdict.outcome is not Outcome.SUCCESS:
@@ -244,7 +249,7 @@ def deliver_run(*, run: SyncRun, sync: Sync, page_plans: list[PagePlan], token, 
                 SyncRun.objects.filter(pk=run.pk).update(pages_delivered=page_count)
                 run.pages_delivered = page_count
                 if progress:
-                    progress(len(members))
+                    progress(len(rows))
     return Verdict(Outcome.SUCCESS, notes)
 
 

@@ -1,9 +1,17 @@
-"""Wire formats. `mixpanel` is CONTRACT.md's default body, byte for byte in field names."""
+"""Wire formats: one page of members in the connection's format (CONTRACT.md).
+
+- `mixpanel` (default): `{"action", "parameters": {..., "page_info", "members"}}`.
+- `amplitude`: `{"cohort_name", "cohort_id", "in_cohort", "computed_time", "message_id", "users"}`.
+- `template`: the user's sandboxed template over Amplitude's `input` object plus our
+  session and page fields (deliveries/templating.py).
+"""
 
 import uuid
 from dataclasses import dataclass
 
 import orjson
+
+from .templating import compile_template, render_template
 
 IDENTITY_FIELDS = ("email", "first_name", "last_name", "phone_number")
 
@@ -20,9 +28,46 @@ class MemberRow:
     properties_json: str | None
 
 
+@dataclass(frozen=True)
+class PageContext:
+    """Everything about a page except its members."""
+
+    action: str  # members | add_members | remove_members
+    project_id: str
+    cohort_id: str
+    cohort_name: str
+    cohort_description: str
+    session_id: str
+    page_id: str
+    page_count: int  # 1-based
+    total_pages: int
+    computed_time: int  # unix seconds: when the run fixed its picture
+
+    @property
+    def in_cohort(self) -> bool:
+        return self.action != "remove_members"
+
+
 def page_id(session_id: uuid.UUID, page_number: int) -> str:
     """Stable across retries of a page, unique across pages and runs (the `webhook-id`)."""
     return str(uuid.uuid5(session_id, str(page_number)))
+
+
+def selected_properties(row: MemberRow, properties: tuple[str, ...]) -> dict:
+    """The sync's exported properties (≤ 50) of one member; identity names read their columns."""
+    if not properties:
+        return {}
+    custom = orjson.loads(row.properties_json) if row.properties_json else {}
+    if not isinstance(custom, dict):
+        custom = {}
+    selected = {}
+    for name in properties:
+        if name in IDENTITY_FIELDS:
+            if getattr(row, name):
+                selected[name] = getattr(row, name)
+        elif name in custom:
+            selected[name] = custom[name]
+    return selected
 
 
 def mixpanel_member(row: MemberRow, properties: tuple[str, ...]) -> dict:
@@ -32,12 +77,8 @@ def mixpanel_member(row: MemberRow, properties: tuple[str, ...]) -> dict:
         value = getattr(row, field)
         if value:
             member[field] = value
-    if properties and row.properties_json:
-        custom = orjson.loads(row.properties_json)
-        if isinstance(custom, dict):
-            for name in properties:
-                if name in custom and name not in member:
-                    member[name] = custom[name]
+    for name, value in selected_properties(row, properties).items():
+        member.setdefault(name, value)
     return member
 
 
@@ -51,4 +92,79 @@ def mixpanel_body(*, action: str, parameters: dict, total_pages: int, page_count
                 "members": members,
             },
         }
+    )
+
+
+def mixpanel_page(context: PageContext, rows: list[MemberRow], properties: tuple[str, ...]) -> bytes:
+    return mixpanel_body(
+        action=context.action,
+        parameters={
+            "mixpanel_project_id": context.project_id,
+            "mixpanel_cohort_id": context.cohort_id,
+            "mixpanel_cohort_name": context.cohort_name,
+            "mixpanel_cohort_description": context.cohort_description,
+            "mixpanel_session_id": context.session_id,
+        },
+        total_pages=context.total_pages,
+        page_count=context.page_count,
+        members=[mixpanel_member(row, properties) for row in rows],
+    )
+
+
+def amplitude_input(context: PageContext, rows: list[MemberRow], properties: tuple[str, ...]) -> dict:
+    return {
+        "cohort_name": context.cohort_name,
+        "cohort_id": context.cohort_id,
+        "in_cohort": context.in_cohort,
+        "computed_time": str(context.computed_time),
+        "message_id": context.page_id,
+        "users": [{"user_id": row.distinct_id, "user_properties": selected_properties(row, properties)}
+                  for row in rows],
+    }
+
+
+def amplitude_page(context: PageContext, rows: list[MemberRow], properties: tuple[str, ...]) -> bytes:
+    return orjson.dumps(amplitude_input(context, rows, properties))
+
+
+def template_input(context: PageContext, rows: list[MemberRow], properties: tuple[str, ...]) -> dict:
+    """Amplitude's `input` object, plus our session and page fields."""
+    return {
+        **amplitude_input(context, rows, properties),
+        "action": context.action,
+        "project_id": context.project_id,
+        "cohort_description": context.cohort_description,
+        "session_id": context.session_id,
+        "page_count": context.page_count,
+        "total_pages": context.total_pages,
+    }
+
+
+def template_page(context: PageContext, rows: list[MemberRow], properties: tuple[str, ...], template) -> bytes:
+    return render_template(template, template_input(context, rows, properties)).encode()
+
+
+def page_renderer(connection):
+    """The body builder of a connection's format: (context, rows, properties) -> bytes."""
+    if connection.format == "amplitude":
+        return amplitude_page
+    if connection.format == "template":
+        template = compile_template(connection.body_template)
+        return lambda context, rows, properties: template_page(context, rows, properties, template)
+    return mixpanel_page
+
+
+SAMPLE_ROWS = [
+    MemberRow("user-1", "ada@example.com", "Ada", "Lovelace", "+1-555-0100", '{"plan": "pro", "score": 42}'),
+    MemberRow("user-2", "", "Alan", "", "", '{"plan": "free"}'),
+]
+
+
+def sample_context(*, action: str = "add_members") -> PageContext:
+    """A page for validating templates on save and for documentation examples."""
+    session_id = uuid.UUID("6f1c1f0e-7d4f-4e59-9a55-3d6c0b0c2d8e")
+    return PageContext(
+        action=action, project_id="1", cohort_id="12", cohort_name="Pro users",
+        cohort_description="People on the pro plan", session_id=str(session_id),
+        page_id=page_id(session_id, 1), page_count=1, total_pages=2, computed_time=1767225600,
     )

@@ -18,6 +18,7 @@ from requests_hardened.ip_filter import InvalidIPAddress
 
 from . import policy
 from .policy import Outcome, Verdict
+from .signing import signature_headers
 
 logger = logging.getLogger(__name__)
 
@@ -31,6 +32,8 @@ class Destination:
     auth_password: str = ""
     api_key: str = ""
     headers: tuple[tuple[str, str], ...] = ()
+    content_type: str = "application/json"
+    signing_secrets: tuple[str, ...] = ()
 
     @classmethod
     def from_connection(cls, connection) -> "Destination":
@@ -40,6 +43,8 @@ class Destination:
             auth_password=connection.auth_password,
             api_key=connection.api_key,
             headers=tuple((connection.headers or {}).items()),
+            content_type=connection.content_type or "application/json",
+            signing_secrets=connection.active_signing_secrets,
         )
 
 
@@ -67,7 +72,10 @@ def open_session() -> requests.Session:
 
 def post_page(session: requests.Session, destination: Destination, body: bytes, page_id: str) -> PostResult:
     headers = dict(destination.headers)
-    headers.update({"Content-Type": "application/json", "webhook-id": page_id})
+    headers.update({"Content-Type": destination.content_type, "webhook-id": page_id})
+    # Signed per try: the timestamp is the moment of sending, the id stays the page's.
+    headers.update(signature_headers(signing_secrets=destination.signing_secrets, page_id=page_id,
+                                     sent_at=datetime.now(timezone.utc), body=body))
     if destination.api_key:
         headers["x-api-key"] = destination.api_key
     auth = (destination.auth_username, destination.auth_password) if destination.auth_username else None

@@ -20,6 +20,7 @@ from integrations.models import Connection
 from . import payloads
 from .models import Notification, Sync, SyncRun
 from .sender import Destination, open_session, post_page
+from .templating import PayloadTemplateError
 
 logger = logging.getLogger(__name__)
 
@@ -226,23 +227,22 @@ def connection_send_test(*, connection: Connection) -> ConnectionTestResult:
     """POST one harmless sample page (an empty `add_members` for a test cohort) and report the answer.
 
     Empty on purpose: a receiver that applies it changes nothing. No sync state is touched.
+    The page is in the connection's own format, signed and authenticated like a real one.
     """
     session_id = uuid.uuid4()
-    body = payloads.mixpanel_body(
-        action="add_members",
-        parameters={
-            "mixpanel_project_id": str(connection.project_id),
-            "mixpanel_cohort_id": "cohortsync-connection-test",
-            "mixpanel_cohort_name": "Cohortsync connection test",
-            "mixpanel_cohort_description": "A test page sent from Cohortsync; it adds nobody.",
-            "mixpanel_session_id": str(session_id),
-        },
-        total_pages=1,
-        page_count=1,
-        members=[],
+    context = payloads.PageContext(
+        action="add_members", project_id=str(connection.project_id), cohort_id="cohortsync-connection-test",
+        cohort_name="Cohortsync connection test", cohort_description="A test page sent from Cohortsync; it adds nobody.",
+        session_id=str(session_id), page_id=payloads.page_id(session_id, 1), page_count=1, total_pages=1,
+        computed_time=int(timezone.now().timestamp()),
     )
+    try:
+        body = payloads.page_renderer(connection)(context, [], ())
+    except PayloadTemplateError as exc:
+        return ConnectionTestResult(outcome="pause", http_status=None, latency_ms=0, response_excerpt="",
+                                    message=f"the payload template failed: {exc}")
     with open_session() as session:
-        result = post_page(session, Destination.from_connection(connection), body, payloads.page_id(session_id, 1))
+        result = post_page(session, Destination.from_connection(connection), body, context.page_id)
     return ConnectionTestResult(
         outcome=str(result.verdict.outcome),
         http_status=result.http_status,

@@ -1,10 +1,14 @@
 from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
+from django.utils import timezone
 
 from cohorts.models import Project
 
 from .fields import EncryptedTextField
-from .validation import validate_custom_headers, validate_destination_url
+from .validation import validate_content_type, validate_custom_headers, validate_destination_url
+
+MAX_PAGE_SIZE = 1000  # the contract's cap on members per request
 
 
 class Connection(models.Model):
@@ -12,6 +16,8 @@ class Connection(models.Model):
 
     class Format(models.TextChoices):
         MIXPANEL = "mixpanel", "Mixpanel cohort webhook"
+        AMPLITUDE = "amplitude", "Amplitude cohort webhook"
+        TEMPLATE = "template", "Custom template"
 
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="connections")
     name = models.CharField(max_length=200)
@@ -22,8 +28,29 @@ class Connection(models.Model):
     api_key = EncryptedTextField("API key (sent as x-api-key)", blank=True, default="")
     headers = models.JSONField("custom headers", default=dict, blank=True)
     format = models.CharField(max_length=20, choices=Format.choices, default=Format.MIXPANEL)
+    body_template = models.TextField(
+        blank=True, default="", help_text="For the custom template format: the body, over the `input` object."
+    )
+    content_type = models.CharField(max_length=100, default="application/json")
+    page_size = models.PositiveSmallIntegerField(
+        default=MAX_PAGE_SIZE, validators=[MinValueValidator(1), MaxValueValidator(MAX_PAGE_SIZE)],
+        help_text=f"Members per request, 1 to {MAX_PAGE_SIZE}.",
+    )
+    # Standard Webhooks signing: shown once when generated; the previous secret keeps
+    # signing beside the new one until the rotation's overlap ends.
+    signing_secret = EncryptedTextField(blank=True, default="")
+    previous_signing_secret = EncryptedTextField(blank=True, default="")
+    previous_signing_secret_expires_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(page_size__gte=1) & models.Q(page_size__lte=MAX_PAGE_SIZE),
+                name="connection_page_size_bounds",
+            ),
+        ]
 
     def __str__(self) -> str:
         return self.name
@@ -31,8 +58,28 @@ class Connection(models.Model):
     def clean(self) -> None:
         validate_destination_url(self.url)
         validate_custom_headers(self.headers, has_api_key=bool(self.api_key))
+        validate_content_type(self.content_type)
         if self.auth_password and not self.auth_username:
             raise ValidationError({"auth_username": "A Basic Auth password needs a username."})
+        if self.format == self.Format.TEMPLATE:
+            if not self.body_template.strip():
+                raise ValidationError({"body_template": "The custom template format needs a template."})
+            # Rendering lives with the other wire formats in deliveries (imported late: it imports us).
+            from deliveries.payloads import SAMPLE_ROWS, sample_context, template_input
+            from deliveries.templating import validate_template
+
+            sample = template_input(sample_context(), SAMPLE_ROWS, ("plan", "score", "email"))
+            validate_template(self.body_template, content_type=self.content_type, sample_input=sample)
+
+    @property
+    def active_signing_secrets(self) -> tuple[str, ...]:
+        """Secrets that sign requests now: the current one, and the previous during its overlap."""
+        secrets = [self.signing_secret] if self.signing_secret else []
+        if self.previous_signing_secret and self.previous_signing_secret_expires_at and (
+            self.previous_signing_secret_expires_at > timezone.now()
+        ):
+            secrets.append(self.previous_signing_secret)
+        return tuple(secrets)
 
     @property
     def has_password(self) -> bool:

@@ -1,5 +1,9 @@
 """Changes to connections; every interface creates them through here so validation holds."""
 
+from datetime import timedelta
+
+from django.utils import timezone
+
 from cohorts.models import Project
 
 from .models import Connection
@@ -37,3 +41,31 @@ def connection_update(*, connection: Connection, **fields) -> Connection:
     connection.full_clean()
     connection.save()
     return connection
+
+
+def connection_rotate_signing_secret(*, connection: Connection, overlap_hours: float = 24) -> str:
+    """Generate a new signing secret and return it (shown once).
+
+    The old secret keeps signing beside the new one for `overlap_hours`, so receivers can
+    switch without dropping a request; with no old secret this just turns signing on.
+    """
+    from deliveries.signing import signing_secret_generate  # signing is the delivery side's
+
+    new_secret = signing_secret_generate()
+    if connection.signing_secret and overlap_hours > 0:
+        connection.previous_signing_secret = connection.signing_secret
+        connection.previous_signing_secret_expires_at = timezone.now() + timedelta(hours=overlap_hours)
+    else:
+        connection.previous_signing_secret = ""
+        connection.previous_signing_secret_expires_at = None
+    connection.signing_secret = new_secret
+    connection.save(update_fields=["signing_secret", "previous_signing_secret", "previous_signing_secret_expires_at",
+                                   "updated_at"])
+    return new_secret
+
+
+def connection_disable_signing(*, connection: Connection) -> None:
+    connection.signing_secret = connection.previous_signing_secret = ""
+    connection.previous_signing_secret_expires_at = None
+    connection.save(update_fields=["signing_secret", "previous_signing_secret", "previous_signing_secret_expires_at",
+                                   "updated_at"])

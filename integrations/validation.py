@@ -113,3 +113,11 @@ def is_forbidden_address(address: ipaddress.IPv4Address | ipaddress.IPv6Address)
         or address.is_unspecified
         or address in CGNAT_NETWORK
     )
+
+
+CONTENT_TYPE_RE = re.compile(r"^[A-Za-z0-9!#$&^_.+-]+/[A-Za-z0-9!#$&^_.+-]+(\s*;\s*[A-Za-z0-9_.-]+=[A-Za-z0-9_.\"-]+)*$")
+
+
+def validate_content_type(content_type: str) -> None:
+    if not CONTENT_TYPE_RE.fullmatch(content_type or ""):
+        raise ValidationError({"content_type": "Content type must look like type/subtype, e.g. application/json."})
