@@ -63,6 +63,9 @@ class SyncFilter(serializers.Serializer):
 
 
 class SyncRunOutput(serializers.ModelSerializer):
+    kind = serializers.ChoiceField(choices=SyncRun.Kind.choices, allow_blank=True, read_only=True,
+                                   help_text="Empty while the run is queued: decided when it starts.")
+
     class Meta:
         model = SyncRun
         fields = ["id", "sync", "session_id", "kind", "reason", "trigger", "status", "started_at", "finished_at",

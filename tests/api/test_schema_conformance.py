@@ -1,35 +1,55 @@
 """Schemathesis over the whole generated schema: no 5xx anywhere, every response as documented.
 
-One test per operation, authenticated with an API key of a project that holds a few objects.
+One test per operation, authenticated with an API key of a project that holds a few objects;
+generated path ids are the real ids of those objects about half of the time, so the success
+paths are exercised as well as the 404s.
 """
 
 import pytest
 import schemathesis
 from django.core.signals import request_finished, request_started
 from django.db import close_old_connections
-from hypothesis import HealthCheck, settings as hypothesis_settings
+from hypothesis import HealthCheck, settings as hypothesis_settings, strategies as st
 from schemathesis.checks import negative_data_rejection, positive_data_acceptance
 
+from cohorts.models import Cohort
 from config.wsgi import application
 from tests.api.conftest import key_client
 from tests.conftest import set_members
-from tests.factories import CohortFactory, ConnectionFactory, SyncFactory, SyncRunFactory
+from tests.factories import CohortFactory, ConnectionFactory, DeliveryAttemptFactory, SyncFactory
 
 MAX_EXAMPLES = 25  # per operation: the whole run stays well under two minutes on two cores
 
 # Loaded at collection (the schema view touches no database); each call runs inside a test.
 schema = schemathesis.openapi.from_wsgi("/api/schema/", application)
+# The objects of the running test, by the first word of the path ("cohorts", "syncs", ...).
+existing: dict[str, list] = {}
+
+
+@schema.hook
+def flatmap_path_parameters(context, path_parameters):
+    resource = context.operation.path.removeprefix("/api/v1/").split("/")[0]
+    name = "distinct_id" if resource == "profiles" else "id"
+    if not path_parameters or name not in path_parameters or not existing.get(resource):
+        return st.just(path_parameters)
+    return st.sampled_from([path_parameters[name], *existing[resource]]).map(
+        lambda value: {**path_parameters, name: value})
 
 
 @pytest.fixture
 def auth_headers(project, receiver, settings):
     settings.COHORTSYNC_API_THROTTLE_RATE = "1000000/min"
-    # Some objects for generated ids to find (most ids will be 404s, which the schema documents).
-    cohort = CohortFactory(project=project)
-    set_members(cohort, ["a", "b", "c"])
+    static = CohortFactory(project=project)
+    set_members(static, ["a", "b", "c"])
+    rules = CohortFactory(project=project, kind=Cohort.Kind.RULES, definition={"conditions": [
+        {"type": "property", "property": "distinct_id", "operator": "in", "value": ["a", "c"]}]})
     connection = ConnectionFactory(project=project, url=receiver.url())
-    SyncRunFactory(sync=SyncFactory(cohort=cohort, connection=connection))
-    return {"Authorization": f"Bearer {key_client(project).key}"}
+    sync = SyncFactory(cohort=static, connection=connection)
+    attempt = DeliveryAttemptFactory(run__sync=sync)
+    existing.update(cohorts=[static.pk, rules.pk], connections=[connection.pk], syncs=[sync.pk],
+                    runs=[attempt.run_id], profiles=["a", "b"])
+    yield {"Authorization": f"Bearer {key_client(project).key}"}
+    existing.clear()
 
 
 @pytest.fixture(autouse=True)
