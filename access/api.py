@@ -6,7 +6,7 @@ views filter their querysets by `client_projects`, so another project's object i
 """
 
 from django.conf import settings
-from django.core.exceptions import NON_FIELD_ERRORS, ValidationError as DjangoValidationError
+from django.core.exceptions import NON_FIELD_ERRORS, RequestDataTooBig, ValidationError as DjangoValidationError
 from django.db.models import ProtectedError, QuerySet
 from django.http import JsonResponse
 from django.views import defaults
@@ -136,6 +136,17 @@ class IdCursorPagination(pagination.CursorPagination):
 
 def _is_api(request) -> bool:
     return request.path.startswith("/api/")
+
+
+def bad_request(request, exception):
+    """Errors Django answers before a view runs, e.g. a body over DATA_UPLOAD_MAX_MEMORY_SIZE."""
+    if not _is_api(request):
+        return defaults.bad_request(request, exception)
+    if isinstance(exception, RequestDataTooBig):
+        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        return JsonResponse({"detail": f"The request body is larger than the {limit:,} bytes allowed: "
+                                       "send smaller batches."}, status=400)
+    return JsonResponse({"detail": "Bad request."}, status=400)
 
 
 def not_found(request, exception):

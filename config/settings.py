@@ -104,6 +104,8 @@ CACHES = {"default": env.cache("CACHE_URL", default="locmemcache://")}
 # --- REST API (/api/v1/) ---------------------------------------------------------------
 # Requests per API key (or per logged-in user), e.g. "1000/min", "50/s", "20000/hour".
 COHORTSYNC_API_THROTTLE_RATE = env.str("COHORTSYNC_API_THROTTLE_RATE", default="1000/min")
+# Largest request body: a batch of 10,000 profiles or events must fit (Django's default is 2.5 MB).
+DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("COHORTSYNC_MAX_REQUEST_BYTES", default=16 * 1024 * 1024)
 REST_FRAMEWORK = {
     # The first class answers unauthenticated requests: 401 with `WWW-Authenticate: Bearer`.
     "DEFAULT_AUTHENTICATION_CLASSES": [

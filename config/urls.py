@@ -15,5 +15,6 @@ urlpatterns = [
 ]
 
 # API clients get JSON errors; everyone else Django's pages.
+handler400 = "access.api.bad_request"
 handler404 = "access.api.not_found"
 handler500 = "access.api.server_error"

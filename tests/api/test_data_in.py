@@ -126,3 +126,17 @@ def test_no_credentials(client):
 def test_a_distinct_id_with_a_nul_character_is_a_404(api):
     assert api.get("/api/v1/profiles/a%00b/").status_code == 404
     assert api.delete("/api/v1/profiles/a%00b/").status_code == 404
+
+
+def test_a_full_batch_fits_in_a_request(api):
+    items = [{"distinct_id": f"user-{i:05d}", "email": f"user{i}@example.com", "set": {"bio": "x" * 200}}
+             for i in range(ingestion.MAX_BATCH)]
+    assert api.post("/api/v1/profiles/", {"profiles": items}).json()["accepted"] == ingestion.MAX_BATCH
+
+
+def test_a_body_over_the_limit_is_a_json_400(api, settings):
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1000
+    response = api.post("/api/v1/events/", {"events": [{"distinct_id": "a" * 2000}]})
+    assert response.status_code == 400
+    assert response.json() == {"detail": "The request body is larger than the 1,000 bytes allowed: send smaller "
+                                         "batches."}
