@@ -6,7 +6,7 @@ from django.template.loader import render_to_string
 from django.utils.functional import cached_property
 from django.utils.html import format_html, format_html_join
 
-from .charts import size_chart
+from .charts import SizePoint, size_chart
 from .models import Cohort, CohortSize, Event, Profile, Project
 from .selectors import cohort_member_count, cohort_member_profiles, cohort_preview, cohort_size_history
 
@@ -77,7 +77,7 @@ class CohortAdmin(admin.ModelAdmin):
         history = list(cohort_size_history(cohort=obj, limit=SIZE_CHART_POINTS)) if obj.pk else []
         if not history:
             return "Not measured yet: each sync run and each count records the size."
-        chart = size_chart(sizes=[(row.computed_at, row.size) for row in history])
+        chart = size_chart(points=[SizePoint(at=row.computed_at, size=row.size) for row in history])
         rows = format_html_join("", "<tr><td>{}</td><td>{}</td></tr>",
                                 ((row.computed_at.strftime("%Y-%m-%d %H:%M:%S"), row.size)
                                  for row in history[:SIZE_HISTORY_ROWS]))

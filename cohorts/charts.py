@@ -2,23 +2,26 @@
 
 Server-rendered on purpose: the status pages and the admin draw it with no script and no
 network (templates/cohorts/size_chart.html). Only coordinates are computed here.
+
+The x axis is ordinal, one slot per point (a run, or a measurement): runs come in bursts and
+lulls, and on a time axis a burst of runs would collapse into one column.
 """
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 
 WIDTH = 960
 SIZE_PANEL_HEIGHT = 150
 CHANGE_PANEL_HEIGHT = 90
 LEFT, RIGHT, TOP, GAP, BOTTOM = 64, 16, 14, 36, 30
+MAX_BAR_WIDTH = 18
 
 
 @dataclass(frozen=True)
 class RunChange:
     """What one run sent: a full load (`members`) or a diff (adds and removes)."""
 
-    at: datetime
     full: bool = False
     members: int = 0
     adds: int = 0
@@ -26,8 +29,17 @@ class RunChange:
 
 
 @dataclass(frozen=True)
+class SizePoint:
+    """One slot of the chart: when, the cohort's size then (if measured), and what a run sent."""
+
+    at: datetime
+    size: int | None = None
+    run: RunChange | None = None
+
+
+@dataclass(frozen=True)
 class Bar:
-    kind: str  # "members", "adds" or "removes": the CSS class and legend entry
+    kind: str  # "members", "adds" or "removes": the colour and legend entry
     x: float
     y: float
     width: float
@@ -66,83 +78,87 @@ class SizeChart:
         return bool(self.bars)
 
 
-def size_chart(*, sizes: Sequence[tuple[datetime, int]], changes: Sequence[RunChange] = ()) -> SizeChart | None:
-    """Geometry for sizes (oldest first or not) and per-run changes on one time axis; None when empty."""
-    sizes = sorted(sizes)
-    changes = sorted(changes, key=lambda c: c.at)
-    times = [at for at, _ in sizes] + [c.at for c in changes]
-    if not times:
+def size_chart(*, points: Sequence[SizePoint]) -> SizeChart | None:
+    """Geometry for these points (any order; drawn oldest first); None when there is nothing to draw."""
+    points = sorted(points, key=lambda p: p.at)
+    if not points:
         return None
-    start, end = min(times), max(times)
-    if end - start < timedelta(minutes=2):  # one point, or a burst: give it room in the middle
-        start, end = start - timedelta(minutes=1), end + timedelta(minutes=1)
-    span = (end - start).total_seconds()
     right = WIDTH - RIGHT
+    slot = (right - LEFT) / len(points)
 
-    def x_of(at: datetime) -> float:
-        return round(LEFT + (at - start).total_seconds() / span * (right - LEFT), 1)
+    def x_of(index: int) -> float:
+        return round(LEFT + (index + 0.5) * slot, 1)
 
     size_top, size_bottom = TOP, TOP + SIZE_PANEL_HEIGHT
-    high = max([size for _, size in sizes] + [1])
-    low = 0
+    sized = [(i, p) for i, p in enumerate(points) if p.size is not None]
+    high = max([p.size for _, p in sized] + [1])
 
     def y_of_size(size: int) -> float:
-        return round(size_bottom - (size - low) / (high - low) * (size_bottom - size_top), 1)
+        return round(size_bottom - size / high * (size_bottom - size_top), 1)
 
-    points = [(x_of(at), y_of_size(size), size, at) for at, size in sizes]
-    size_line = " ".join(f"{x},{y}" for x, y, _, _ in points)
-    size_dots = [Tick(x, y, f"{size} members at {at:%Y-%m-%d %H:%M} UTC") for x, y, size, at in points]
-    size_ticks = [Tick(LEFT, y_of_size(v), f"{v:,}") for v in sorted({low, high // 2, high})]
-
-    height = size_bottom + BOTTOM
+    size_line = " ".join(f"{x_of(i)},{y_of_size(p.size)}" for i, p in sized)
+    size_dots = [Tick(x_of(i), y_of_size(p.size), f"{p.size:,} members, {_when(p.at)}") for i, p in sized]
+    size_ticks = [Tick(LEFT, y_of_size(v), f"{v:,}") for v in sorted({0, high // 2, high})]
     chart = dict(
         width=WIDTH, left=LEFT, right=right, size_top=size_top, size_bottom=size_bottom, size_line=size_line,
         size_dots=size_dots, size_ticks=size_ticks,
     )
-    if changes:
+    height = size_bottom + BOTTOM
+
+    runs = [(i, p) for i, p in enumerate(points) if p.run is not None]
+    if runs:
         change_top = size_bottom + GAP
         change_bottom = change_top + CHANGE_PANEL_HEIGHT
-        zero = (change_top + change_bottom) / 2
-        peak = max([max(c.members, c.adds, c.removes) for c in changes] + [1])
+        zero = round((change_top + change_bottom) / 2, 1)
         half = (change_bottom - change_top) / 2
-        width = max(3.0, min(14.0, (right - LEFT) / (len(changes) * 2.5)))
+        peak = max([max(p.run.members, p.run.adds, p.run.removes) for _, p in runs] + [1])
+        width = round(min(MAX_BAR_WIDTH, slot * 0.6), 1)
+
+        def length(value: int) -> float:  # at least 1px, so a run that changed nothing still shows
+            return max(round(value / peak * half, 1), 1.0)
+
         bars = []
-        for change in changes:
-            x = x_of(change.at) - width / 2
-            when = f"{change.at:%Y-%m-%d %H:%M} UTC"
-            if change.full:
-                kind, value, label = "members", change.members, f"full load of {change.members} members, {when}"
-            else:
-                kind, value, label = "adds", change.adds, f"{change.adds} added, {when}"
-            h = round(value / peak * half, 1)  # at least a 1px mark, so a run with no change still shows
-            bars.append(Bar(kind, round(x, 1), round(zero - max(h, 1.0), 1), round(width, 1), max(h, 1.0), label))
-            if not change.full:
-                h = round(change.removes / peak * half, 1)
-                bars.append(Bar("removes", round(x, 1), round(zero, 1), round(width, 1), max(h, 1.0),
-                                f"{change.removes} removed, {when}"))
+        for i, point in runs:
+            x, run, when = round(x_of(i) - width / 2, 1), point.run, _when(point.at)
+            if run.full:
+                h = length(run.members)
+                label = f"full load of {run.members:,} members, {when}"
+                bars.append(Bar("members", x, round(zero - h, 1), width, h, label))
+                continue
+            h = length(run.adds)
+            bars.append(Bar("adds", x, round(zero - h, 1), width, h, f"{run.adds:,} added, {when}"))
+            bars.append(Bar("removes", x, zero, width, length(run.removes), f"{run.removes:,} removed, {when}"))
         chart.update(
-            change_top=change_top, change_bottom=change_bottom, change_zero=round(zero, 1), bars=bars,
+            change_top=change_top, change_bottom=change_bottom, change_zero=zero, bars=bars,
             change_ticks=[Tick(LEFT, change_top, f"+{peak:,}"), Tick(LEFT, zero, "0"),
                           Tick(LEFT, change_bottom, f"−{peak:,}")],
         )
         height = change_bottom + BOTTOM
     axis_y = height - BOTTOM + 18
-    chart["time_ticks"] = [Tick(LEFT, axis_y, f"{start:%Y-%m-%d %H:%M}"), Tick(right, axis_y, f"{end:%Y-%m-%d %H:%M}")]
-    chart["summary"] = _summary(sizes, changes)
+    chart["time_ticks"] = [Tick(LEFT, axis_y, _when(points[0].at))]
+    if len(points) > 1:
+        chart["time_ticks"].append(Tick(right, axis_y, _when(points[-1].at)))
+    chart["summary"] = _summary(points)
     return SizeChart(height=height, **chart)
 
 
-def _summary(sizes: Sequence[tuple[datetime, int]], changes: Sequence[RunChange]) -> str:
-    """The chart in one sentence, for screen readers (the SVG's <desc>)."""
+def _when(at: datetime) -> str:
+    return f"{at:%Y-%m-%d %H:%M}"
+
+
+def _summary(points: Sequence[SizePoint]) -> str:
+    """The chart in words, for screen readers (the SVG's <desc>)."""
     parts = []
+    sizes = [p.size for p in points if p.size is not None]
     if sizes:
         parts.append(
-            f"Cohort size went from {sizes[0][1]:,} to {sizes[-1][1]:,} over {len(sizes)} measurements"
-            f" (lowest {min(s for _, s in sizes):,}, highest {max(s for _, s in sizes):,})."
+            f"Cohort size went from {sizes[0]:,} to {sizes[-1]:,} over {len(sizes)} measurements"
+            f" (lowest {min(sizes):,}, highest {max(sizes):,})."
         )
-    if changes:
+    runs = [p.run for p in points if p.run is not None]
+    if runs:
         parts.append(
-            f"{len(changes)} runs sent {sum(c.members for c in changes):,} members in full loads, "
-            f"added {sum(c.adds for c in changes):,} and removed {sum(c.removes for c in changes):,}."
+            f"{len(runs)} run{'s' if len(runs) != 1 else ''} sent {sum(r.members for r in runs):,} members in full loads, "
+            f"added {sum(r.adds for r in runs):,} and removed {sum(r.removes for r in runs):,}."
         )
     return " ".join(parts)

@@ -1,11 +1,9 @@
 """Reads over syncs and their runs."""
 
-from datetime import datetime
-
 from django.db.models import Case, F, Prefetch, Q, QuerySet, Value, When
 
 from access.selectors import projects_for_client
-from cohorts.charts import RunChange
+from cohorts.charts import RunChange, SizePoint
 from cohorts.models import Project
 from cohorts.selectors import cohort_size_history
 
@@ -76,21 +74,27 @@ def sync_run_history(*, sync: Sync) -> QuerySet:
     return sync_run_with_attempts(runs=runs.order_by("-started_at", "-id"))
 
 
-def sync_activity(*, sync: Sync, runs: int = CHART_RUNS) -> tuple[list[tuple[datetime, int]], list[RunChange]]:
-    """The cohort's size history and what each of the last successful runs delivered, for the chart."""
+def sync_activity(*, sync: Sync, runs: int = CHART_RUNS) -> list[SizePoint]:
+    """The last successful runs, oldest first, each with what it sent and the cohort's size it
+    measured (the engine records one at staging), for the sync page's chart."""
     delivered = list(
         SyncRun.objects.filter(sync=sync, status=SyncRun.Status.SUCCEEDED)
         .order_by("-started_at", "-id")
-        .values_list("started_at", "kind", "members_count", "adds_count", "removes_count")[:runs]
-    )
-    changes = [
-        RunChange(at=at, full=kind == SyncRun.Kind.FULL, members=members, adds=adds, removes=removes)
-        for at, kind, members, adds, removes in delivered
-    ]
-    since = min((c.at for c in changes), default=None)
-    sizes = [
+        .values_list("started_at", "finished_at", "kind", "members_count", "adds_count", "removes_count")[:runs]
+    )[::-1]
+    if not delivered:
+        return []
+    measured = sorted(
         (size.computed_at, size.size)
-        for size in cohort_size_history(cohort=sync.cohort)
-        if since is None or size.computed_at >= since
-    ]
-    return sizes, changes
+        for size in cohort_size_history(cohort=sync.cohort, limit=runs * 4)
+        if size.computed_at >= delivered[0][0]
+    )
+    points = []
+    for started_at, finished_at, kind, members, adds, removes in delivered:
+        during = [size for at, size in measured if started_at <= at <= (finished_at or started_at)]
+        points.append(SizePoint(
+            at=started_at,
+            size=during[-1] if during else None,
+            run=RunChange(full=kind == SyncRun.Kind.FULL, members=members, adds=adds, removes=removes),
+        ))
+    return points

@@ -29,8 +29,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
 def sync_detail(request: HttpRequest, sync_id: int) -> HttpResponse:
     sync = _visible_sync(request, sync_id)
     runs = Paginator(selectors.sync_run_history(sync=sync), RUNS_PER_PAGE).get_page(request.GET.get("page"))
-    sizes, changes = selectors.sync_activity(sync=sync)
-    context = {"sync": sync, "runs": runs, "chart": size_chart(sizes=sizes, changes=changes)}
+    context = {"sync": sync, "runs": runs, "chart": size_chart(points=selectors.sync_activity(sync=sync))}
     return render(request, "deliveries/sync_detail.html", context)
 
 

@@ -1,4 +1,5 @@
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from django.conf import settings
@@ -28,10 +29,10 @@ def receiver():
         yield running
 
 
-def _needs(service: str, available: bool) -> None:
+def _needs(service: str, available: bool, how: str = "set DATABASE_URL / CELERY_BROKER_URL") -> None:
     if available:
         return
-    message = f"needs {service} (set DATABASE_URL / CELERY_BROKER_URL)"
+    message = f"needs {service} ({how})"
     if settings.COHORTSYNC_REQUIRE_SERVICES:
         pytest.fail(f"{message}: required in CI")
     pytest.skip(message)
@@ -45,6 +46,16 @@ def require_postgres():
 @pytest.fixture
 def require_redis():
     _needs("Redis", settings.CELERY_BROKER_URL.startswith("redis"))
+
+
+CHROMIUM = "/usr/bin/chromium"
+
+
+@pytest.fixture
+def require_chromium() -> str:
+    """Browser tests drive Debian's chromium (.ci/run installs it); returns its path."""
+    _needs("Debian's chromium", Path(CHROMIUM).exists(), how="apt-get install chromium")
+    return CHROMIUM
 
 
 def make_profiles(project, distinct_ids, **fields) -> list[Profile]:

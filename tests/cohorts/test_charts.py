@@ -2,39 +2,45 @@
 
 from datetime import datetime, timedelta, timezone
 
-from cohorts.charts import LEFT, WIDTH, RunChange, size_chart
+from cohorts.charts import LEFT, WIDTH, RunChange, SizePoint, size_chart
 
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=timezone.utc)
 
 
+def coordinates(chart) -> list[tuple[float, float]]:
+    return [tuple(map(float, p.split(","))) for p in chart.size_line.split()]
+
+
 def test_nothing_to_draw_gives_no_chart():
-    assert size_chart(sizes=[]) is None
+    assert size_chart(points=[]) is None
 
 
-def test_sizes_span_the_width_and_the_largest_is_at_the_top():
-    chart = size_chart(sizes=[(T0 + timedelta(hours=1), 30), (T0, 10)])  # any order
+def test_points_are_drawn_oldest_first_in_equal_slots_largest_at_the_top():
+    chart = size_chart(points=[SizePoint(at=T0 + timedelta(hours=1), size=30), SizePoint(at=T0, size=10)])
 
-    (first, last) = [tuple(map(float, p.split(","))) for p in chart.size_line.split()]
-    assert (first[0], last[0]) == (LEFT, chart.right) and chart.width == WIDTH
+    (first, last) = coordinates(chart)
+    slot = (chart.right - LEFT) / 2
+    assert (first[0], last[0]) == (LEFT + slot / 2, chart.right - slot / 2) and chart.width == WIDTH
     assert last[1] == chart.size_top and first[1] > last[1]  # 30 at the top, 10 below it
     assert [t.label for t in chart.size_ticks] == ["0", "15", "30"]
-    assert not chart.has_changes and chart.height < 260
+    assert [t.label for t in chart.time_ticks] == ["2026-01-01 12:00", "2026-01-01 13:00"]
+    assert not chart.has_changes
     assert "from 10 to 30" in chart.summary
 
 
-def test_a_single_point_sits_in_the_middle():
-    chart = size_chart(sizes=[(T0, 5)])
+def test_a_burst_of_runs_still_gets_one_column_each():
+    points = [SizePoint(at=T0 + timedelta(milliseconds=n), size=n, run=RunChange(adds=1)) for n in range(3)]
 
-    ((x, _),) = [tuple(map(float, p.split(","))) for p in chart.size_line.split()]
-    assert x == (LEFT + chart.right) / 2
+    xs = [x for x, _ in coordinates(size_chart(points=points))]
+
+    assert len(set(xs)) == 3 and xs == sorted(xs)
 
 
 def test_runs_draw_full_loads_up_adds_up_and_removes_down():
-    chart = size_chart(
-        sizes=[(T0, 100), (T0 + timedelta(hours=1), 104)],
-        changes=[RunChange(at=T0, full=True, members=100),
-                 RunChange(at=T0 + timedelta(hours=1), adds=10, removes=6)],
-    )
+    chart = size_chart(points=[
+        SizePoint(at=T0, size=100, run=RunChange(full=True, members=100)),
+        SizePoint(at=T0 + timedelta(hours=1), size=104, run=RunChange(adds=10, removes=6)),
+    ])
 
     kinds = {bar.kind: bar for bar in chart.bars}
     assert set(kinds) == {"members", "adds", "removes"}
@@ -46,7 +52,8 @@ def test_runs_draw_full_loads_up_adds_up_and_removes_down():
     assert "full load of 100 members" in kinds["members"].label
 
 
-def test_a_run_that_changed_nothing_still_shows_a_mark():
-    chart = size_chart(sizes=[], changes=[RunChange(at=T0, adds=0, removes=0)])
+def test_a_run_that_changed_nothing_still_shows_a_mark_and_an_unmeasured_one_no_dot():
+    chart = size_chart(points=[SizePoint(at=T0, run=RunChange())])
 
     assert [(b.kind, b.height) for b in chart.bars] == [("adds", 1.0), ("removes", 1.0)]
+    assert chart.size_dots == [] and chart.size_line == ""

@@ -1,6 +1,8 @@
 """The users' status pages (deliveries/views.py, deliveries/selectors.sync_list_for_user), through
 Django's test client: who sees what, the order of the dashboard, the POST-only actions."""
 
+from datetime import timedelta
+
 import pytest
 from django.test import Client
 from django.urls import reverse
@@ -147,14 +149,15 @@ def test_sync_list_for_user_is_scoped_by_membership(member, project):
 def test_the_sync_page_shows_runs_with_their_attempts_and_a_chart(member_client, project):
     sync = sync_in(project, state=Sync.State.PAUSED, next_run_at=None, last_error_message="Invalid API key",
                    last_error_status=401)
-    first = SyncRunFactory(sync=sync, kind=SyncRun.Kind.FULL, members_count=40)
+    first = SyncRunFactory(sync=sync, kind=SyncRun.Kind.FULL, members_count=40,
+                           finished_at=timezone.now() + timedelta(seconds=5))
+    cohort_size_record(cohort=sync.cohort, size=40)  # as the engine does while the run stages
     second = SyncRunFactory(sync=sync, kind=SyncRun.Kind.DIFF, adds_count=7, removes_count=3,
                             status=SyncRun.Status.PAUSED, error_message="Invalid API key", http_status=401,
                             pages_delivered=0, total_pages=2)
     DeliveryAttemptFactory(run=first, response_excerpt='{"status": "success"}')
     DeliveryAttemptFactory(run=second, action="add_members", outcome="pause", http_status=401, latency_ms=87,
                            error="Invalid API key")
-    cohort_size_record(cohort=sync.cohort, size=40)
 
     response = member_client.get(sync_url(sync))
 
@@ -166,6 +169,7 @@ def test_the_sync_page_shows_runs_with_their_attempts_and_a_chart(member_client,
     assert "Page attempts (1)" in html and "87 ms" in html and "HTTP 401: Invalid API key" in html
     assert '<svg class="chart__svg"' in html and 'role="img"' in html
     assert "<desc" in html and "Cohort size went from 40 to 40" in html
+    assert "1 run sent 40 members in full loads" in html  # the chart counts successful runs only
     assert "<caption" in html
 
 
