@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 from django.conf import settings
+from django.db import connections
 
 from tests.conftest import _needs
 
@@ -34,6 +35,9 @@ def _playwright():
     _needs("Playwright for Python", sync_playwright is not None, how="pip install -e '.[test]'")
     with sync_playwright() as running:
         yield running
+        # Django keeps connections per context, and Playwright's running loop gives the test a
+        # context of its own: close the connections opened in it, or they outlive the test.
+        connections.close_all()
 
 
 @pytest.fixture
