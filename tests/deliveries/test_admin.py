@@ -8,6 +8,7 @@ import pytest
 from django.db import connection as db
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
+from django_celery_beat.models import PeriodicTask
 
 from deliveries.models import DeliveryAttempt, Notification, Sync, SyncRun
 from tests.factories import DeliveryAttemptFactory, SyncFactory, SyncRunFactory, UserFactory
@@ -159,3 +160,10 @@ def test_list_pages_stay_fast_and_never_count_the_whole_table(admin_client, many
             if "COUNT(" in sql and ("SYNCRUN" in sql or "DELIVERYATTEMPT" in sql):
                 # every count over the big tables is of a LIMITed subquery (CappedCountPaginator)
                 assert re.search(r"LIMIT \d+", sql), f"{url}: unbounded count {sql[:200]}"
+
+
+def test_celery_beats_periodic_tasks_are_editable_in_the_admin(admin_client):
+    entry = PeriodicTask.objects.get(name="Dispatch due syncs")
+
+    assert admin_client.get("/admin/django_celery_beat/periodictask/").status_code == 200
+    assert admin_client.get(f"/admin/django_celery_beat/periodictask/{entry.pk}/change/").status_code == 200
