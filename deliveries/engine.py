@@ -223,6 +223,15 @@ def deliver_run(*, run: SyncRun, sync: Sync, page_plans: list[PagePlan], token, 
     except PayloadTemplateError as exc:  # saved before validation tightened: an operator must fix it
         return Verdict(Outcome.PAUSE, f"the payload template is invalid: {exc}")
     properties = tuple(sync.properties or ())
+    records = RunRecords(run)
+    try:
+        return _send_pages(run=run, sync=sync, page_plans=page_plans, token=token, progress=progress,
+                           render=render, destination=destination, properties=properties, records=records)
+    finally:
+        records.flush()  # also when a page raised: what was tried stays on record
+
+
+def _send_pages(*, run, sync, page_plans, token, progress, render, destination, properties, records) -> Verdict:
     page_count = 0
     notes = ""
     with open_session() as session:
@@ -241,20 +250,51 @@ def deliver_run(*, run: SyncRun, sync: Sync, page_plans: list[PagePlan], token, 
                     return Verdict(Outcome.PAUSE, f"the payload template failed on page {page_count}: {exc}")
                 verdict = send_page(
                     session=session, destination=destination, run=run, body=body, action=context.action,
-                    page_number=page_count, token=token,
+                    page_number=page_count, token=token, records=records,
                 )
                 if verdict.outcome is not Outcome.SUCCESS:
                     return verdict
                 notes = notes or verdict.message
-                SyncRun.objects.filter(pk=run.pk).update(pages_delivered=page_count)
-                run.pages_delivered = page_count
+                records.page_delivered(page_count)
                 if progress:
                     progress(len(rows))
     return Verdict(Outcome.SUCCESS, notes)
 
 
+class RunRecords:
+    """A run's attempt rows and progress, written in batches rather than 2 writes a page.
+
+    Anything but a first-try success is written at once, so failures are visible live.
+    """
+
+    FLUSH_EVERY_PAGES = 50
+
+    def __init__(self, run: SyncRun):
+        self.run = run
+        self.pending: list[DeliveryAttempt] = []
+        self.progress_written = run.pages_delivered
+
+    def attempt(self, attempt: DeliveryAttempt) -> None:
+        self.pending.append(attempt)
+        if attempt.outcome != Outcome.SUCCESS or attempt.attempt_number > 1 or len(self.pending) >= self.FLUSH_EVERY_PAGES:
+            self.flush()
+
+    def page_delivered(self, page_count: int) -> None:
+        self.run.pages_delivered = page_count
+        if page_count - self.progress_written >= self.FLUSH_EVERY_PAGES:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.pending:
+            DeliveryAttempt.objects.bulk_create(self.pending)
+            self.pending = []
+        if self.run.pages_delivered != self.progress_written:
+            SyncRun.objects.filter(pk=self.run.pk).update(pages_delivered=self.run.pages_delivered)
+            self.progress_written = self.run.pages_delivered
+
+
 def send_page(*, session, destination: Destination, run: SyncRun, body: bytes, action: str, page_number: int,
-              token) -> Verdict:
+              token, records: "RunRecords") -> Verdict:
     """One page with its retries, inside the run so pages stay in order (DESIGN.md)."""
     page_id = payloads.page_id(run.session_id, page_number)
     delays = settings.COHORTSYNC_RETRY_DELAYS
@@ -264,11 +304,11 @@ def send_page(*, session, destination: Destination, run: SyncRun, body: bytes, a
         if not services.sync_renew_claim(sync_id=run.sync_id, token=token):
             raise ClaimLost(f"sync {run.sync_id}: claim lost during page {page_number}")
         result = post_page(session, destination, body, page_id)
-        DeliveryAttempt.objects.create(
+        records.attempt(DeliveryAttempt(
             run=run, page_number=page_number, page_id=page_id, action=action, attempt_number=attempt,
             outcome=result.verdict.outcome, http_status=result.http_status, latency_ms=result.latency_ms,
             response_excerpt=result.response_excerpt, error=result.verdict.message,
-        )
+        ))
         verdict = result.verdict
         if verdict.outcome is not Outcome.TRANSIENT or attempt > len(delays):
             return verdict
