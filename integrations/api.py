@@ -9,10 +9,11 @@ from access.api import ProjectScopedInput, client_projects
 from access.schema import ErrorOutput
 from deliveries.services import connection_send_test
 
-from .models import Connection
+from .models import MAX_PAGE_SIZE, Connection
 from .selectors import connection_list
-from .services import connection_create, connection_update
+from .services import connection_create, connection_disable_signing, connection_rotate_signing_secret, connection_update
 
+MAX_SIGNING_OVERLAP_HOURS = 7 * 24
 SECRET_HELP = "Write-only. Omit to keep the stored value, send \"\" to remove it."
 
 
@@ -32,19 +33,30 @@ def _headers_field() -> serializers.DictField:
 class ConnectionOutput(serializers.ModelSerializer):
     has_password = serializers.BooleanField(read_only=True, help_text="A Basic Auth password is stored.")
     has_api_key = serializers.BooleanField(read_only=True, help_text="An API key (sent as x-api-key) is stored.")
+    has_signing_secret = serializers.SerializerMethodField(
+        help_text="Requests are signed (Standard Webhooks: webhook-signature).")
     headers = serializers.DictField(child=serializers.CharField(), read_only=True)
 
     class Meta:
         model = Connection
-        fields = ["id", "project", "name", "url", "format", "auth_username", "has_password", "has_api_key",
-                  "headers", "created_at", "updated_at"]
+        fields = ["id", "project", "name", "url", "format", "body_template", "content_type", "page_size",
+                  "auth_username", "has_password", "has_api_key", "headers", "has_signing_secret",
+                  "previous_signing_secret_expires_at", "created_at", "updated_at"]
         read_only_fields = fields
+
+    def get_has_signing_secret(self, connection: Connection) -> bool:
+        return bool(connection.signing_secret)
 
 
 class ConnectionUpdateInput(serializers.Serializer):
     name = serializers.CharField(max_length=200, required=False)
     url = serializers.CharField(max_length=2000, required=False, help_text="https:// (or http:// where allowed)")
     format = serializers.ChoiceField(choices=Connection.Format.choices, required=False)
+    body_template = serializers.CharField(required=False, allow_blank=True, trim_whitespace=False,
+                                          help_text="For the `template` format: the body, over the `input` object.")
+    content_type = serializers.CharField(max_length=100, required=False)
+    page_size = serializers.IntegerField(min_value=1, max_value=MAX_PAGE_SIZE, required=False,
+                                         help_text=f"Members per request, 1 to {MAX_PAGE_SIZE} (default).")
     auth_username = serializers.CharField(max_length=200, required=False, allow_blank=True)
     auth_password = _secret_field("Basic Auth password")
     api_key = _secret_field("API key sent as x-api-key")
@@ -54,6 +66,17 @@ class ConnectionUpdateInput(serializers.Serializer):
 class ConnectionInput(ProjectScopedInput, ConnectionUpdateInput):
     name = serializers.CharField(max_length=200)
     url = serializers.CharField(max_length=2000, help_text="https:// (or http:// where allowed)")
+
+
+class SigningSecretInput(serializers.Serializer):
+    overlap_hours = serializers.FloatField(
+        min_value=0, max_value=MAX_SIGNING_OVERLAP_HOURS, default=24,
+        help_text="How long the previous secret keeps signing beside the new one (0: stop at once).")
+
+
+class SigningSecretOutput(serializers.Serializer):
+    signing_secret = serializers.CharField(help_text="Shown only now: give it to the receiver.")
+    previous_signing_secret_expires_at = serializers.DateTimeField(allow_null=True)
 
 
 class ConnectionTestOutput(serializers.Serializer):
@@ -95,6 +118,25 @@ class ConnectionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins
         data.is_valid(raise_exception=True)
         connection = connection_update(connection=connection, **data.validated_data)
         return Response(ConnectionOutput(connection).data)
+
+    @extend_schema(methods=["POST"], summary="Turn on or rotate request signing", request=SigningSecretInput,
+                   responses=SigningSecretOutput)
+    @extend_schema(methods=["DELETE"], summary="Turn off request signing", request=None, responses={204: None})
+    @action(detail=True, methods=["post", "delete"], url_path="signing-secret")
+    def signing_secret(self, request, pk=None):
+        """POST: a new Standard Webhooks signing secret, shown only in this answer; the previous one
+        keeps signing beside it for `overlap_hours`. DELETE: requests are no longer signed."""
+        connection = self.get_object()
+        if request.method == "DELETE":
+            connection_disable_signing(connection=connection)
+            return Response(status=status.HTTP_204_NO_CONTENT)
+        data = SigningSecretInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        secret = connection_rotate_signing_secret(connection=connection, **data.validated_data)
+        return Response(SigningSecretOutput({
+            "signing_secret": secret,
+            "previous_signing_secret_expires_at": connection.previous_signing_secret_expires_at,
+        }).data)
 
     @extend_schema(summary="Send a test page", request=None, responses=ConnectionTestOutput)
     @action(detail=True, methods=["post"])

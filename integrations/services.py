@@ -6,7 +6,7 @@ from django.utils import timezone
 
 from cohorts.models import Project
 
-from .models import Connection
+from .models import MAX_PAGE_SIZE, Connection
 
 
 def connection_create(
@@ -19,6 +19,9 @@ def connection_create(
     api_key: str = "",
     headers: dict[str, str] | None = None,
     format: str = Connection.Format.MIXPANEL,
+    body_template: str = "",
+    content_type: str = "application/json",
+    page_size: int = MAX_PAGE_SIZE,
 ) -> Connection:
     connection = Connection(
         project=project,
@@ -29,6 +32,9 @@ def connection_create(
         api_key=api_key,
         headers=headers or {},
         format=format,
+        body_template=body_template,
+        content_type=content_type,
+        page_size=page_size,
     )
     connection.full_clean()
     connection.save()

@@ -144,3 +144,64 @@ def test_another_projects_connection_cannot_be_tested(api, other_project, receiv
 def test_no_credentials(db, client):
     assert client.get(URL).status_code == 401
     assert client.post(URL, {}, content_type="application/json").status_code == 401
+
+
+# --- Formats and signing --------------------------------------------------------------------
+
+
+def test_template_format_page_size_and_content_type(api, receiver):
+    template = '{"event": {{ input.action | json }}, "ids": [{% for u in input.users %}{{ u.user_id | json }}' \
+               '{% if not loop.last %},{% endif %}{% endfor %}]}'
+    response = api.post(URL, {"name": "Custom", "url": receiver.url(), "format": "template",
+                              "body_template": template, "page_size": 200, "content_type": "application/json"})
+    assert response.status_code == 201, response.json()
+    body = response.json()
+    assert (body["format"], body["body_template"], body["page_size"]) == ("template", template, 200)
+    result = api.post(f"{URL}{body['id']}/test/").json()
+    assert result["outcome"] == "success"
+    assert receiver.requests[0].json == {"event": "add_members", "ids": []}
+
+
+@pytest.mark.parametrize("payload, field", [
+    ({"format": "template"}, "body_template"),
+    ({"format": "template", "body_template": "{{ input.users | json"}, "body_template"),
+    ({"page_size": 0}, "page_size"),
+    ({"page_size": 1001}, "page_size"),
+    ({"content_type": "json"}, "content_type"),
+])
+def test_format_validation_names_the_field(api, payload, field):
+    response = api.post(URL, {"name": "x", "url": "https://example.com/h", **payload})
+    assert response.status_code == 400
+    assert list(response.json()) == [field]
+
+
+def test_signing_secrets_are_shown_once_and_rotate_with_an_overlap(api, receiver):
+    connection = ConnectionFactory(project=api.project, url=receiver.url())
+    assert api.get(f"{URL}{connection.pk}/").json()["has_signing_secret"] is False
+    first = api.post(f"{URL}{connection.pk}/signing-secret/").json()
+    assert first["signing_secret"].startswith("whsec_") and first["previous_signing_secret_expires_at"] is None
+    read = api.get(f"{URL}{connection.pk}/")
+    assert read.json()["has_signing_secret"] is True and first["signing_secret"] not in read.content.decode()
+    second = api.post(f"{URL}{connection.pk}/signing-secret/", {"overlap_hours": 2}).json()
+    assert second["signing_secret"] != first["signing_secret"]
+    assert second["previous_signing_secret_expires_at"] is not None
+    connection.refresh_from_db()
+    assert connection.active_signing_secrets == (second["signing_secret"], first["signing_secret"])
+    api.post(f"{URL}{connection.pk}/test/")
+    assert len(receiver.requests[0].headers["webhook-signature"].split()) == 2  # one signature a secret
+    assert api.delete(f"{URL}{connection.pk}/signing-secret/").status_code == 204
+    assert api.get(f"{URL}{connection.pk}/").json()["has_signing_secret"] is False
+
+
+def test_signing_overlap_bounds(api):
+    connection = ConnectionFactory(project=api.project)
+    response = api.post(f"{URL}{connection.pk}/signing-secret/", {"overlap_hours": -1})
+    assert response.status_code == 400 and list(response.json()) == ["overlap_hours"]
+
+
+def test_another_projects_signing_secret_cannot_be_touched(api, other_project):
+    connection = ConnectionFactory(project=other_project)
+    assert api.post(f"{URL}{connection.pk}/signing-secret/").status_code == 404
+    assert api.delete(f"{URL}{connection.pk}/signing-secret/").status_code == 404
+    connection.refresh_from_db()
+    assert connection.signing_secret == ""
