@@ -6,7 +6,10 @@ from django.urls import path, reverse
 
 from deliveries.services import connection_send_test
 
-from .models import Connection, ReceivedWebhook
+from deliveries.templating import PRESETS
+
+from .models import MAX_PAGE_SIZE, Connection, ReceivedWebhook
+from .services import connection_disable_signing, connection_rotate_signing_secret
 from .validation import MAX_CUSTOM_HEADERS
 
 
@@ -32,11 +35,22 @@ class ConnectionAdminForm(forms.ModelForm):
     )
     clear_auth_password = forms.BooleanField(label="Clear the stored password", required=False)
     clear_api_key = forms.BooleanField(label="Clear the stored API key", required=False)
+    # Optional in the form: left out, they keep the model's defaults.
+    content_type = forms.CharField(required=False, max_length=100, help_text="Default application/json.")
+    page_size = forms.IntegerField(required=False, min_value=1, max_value=MAX_PAGE_SIZE,
+                                   help_text=f"Members per request, 1 to {MAX_PAGE_SIZE} (default {MAX_PAGE_SIZE}).")
+    body_template = forms.CharField(
+        required=False, widget=forms.Textarea(attrs={"rows": 14, "cols": 80, "spellcheck": "false"}),
+        help_text="For the custom template format: a Jinja2 template over `input` (cohort_name, cohort_id, in_cohort, "
+                  "computed_time, message_id, users[].user_id, users[].user_properties, action, session_id, "
+                  "page_count, total_pages). Use the `json` filter for values. Presets: "
+                  + ", ".join(PRESETS) + " (see docs/receiving.md).",
+    )
 
     class Meta:
         model = Connection
-        fields = ["project", "name", "url", "format", "auth_username", "auth_password", "clear_auth_password", "api_key",
-                  "clear_api_key", "headers"]
+        fields = ["project", "name", "url", "format", "body_template", "content_type", "page_size", "auth_username",
+                  "auth_password", "clear_auth_password", "api_key", "clear_api_key", "headers"]
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -56,15 +70,39 @@ class ConnectionAdminForm(forms.ModelForm):
     def clean_headers(self):
         return self.cleaned_data.get("headers") or {}
 
+    def clean_content_type(self):
+        return self.cleaned_data.get("content_type") or "application/json"
+
+    def clean_page_size(self):
+        return self.cleaned_data.get("page_size") or MAX_PAGE_SIZE
+
 
 @admin.register(Connection)
 class ConnectionAdmin(admin.ModelAdmin):
     form = ConnectionAdminForm
-    list_display = ["name", "project", "url", "format", "has_password", "has_api_key", "updated_at"]
+    list_display = ["name", "project", "url", "format", "has_password", "has_api_key", "signed", "updated_at"]
     list_filter = ["format", "project"]
     list_select_related = ["project"]
     search_fields = ["name", "url"]
-    actions = ["send_test"]
+    actions = ["send_test", "rotate_signing_secret", "disable_signing"]
+
+    @admin.action(description="Generate or rotate the signing secret (old one kept 24 h)")
+    def rotate_signing_secret(self, request, queryset):
+        for connection in queryset:
+            secret = connection_rotate_signing_secret(connection=connection, overlap_hours=24)
+            # Shown once: it is stored encrypted and no page shows it again.
+            messages.warning(request, f"New signing secret for “{connection.name}” (copy it now, it is not shown "
+                                      f"again): {secret}")
+
+    @admin.action(description="Turn off request signing")
+    def disable_signing(self, request, queryset):
+        for connection in queryset:
+            connection_disable_signing(connection=connection)
+        messages.info(request, f"Signing turned off for {queryset.count()} connection(s).")
+
+    @admin.display(boolean=True, description="signed")
+    def signed(self, obj):
+        return bool(obj.signing_secret)
     change_form_template = "admin/integrations/connection/change_form.html"
 
     def get_urls(self):

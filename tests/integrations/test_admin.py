@@ -72,7 +72,8 @@ def test_list_page_shows_whether_secrets_are_set_but_not_their_values(admin_clie
 
     html = response.content.decode()
     assert response.status_code == 200
-    assert html.count('alt="True"') == 2 and html.count('alt="False"') == 2
+    # password set / API key set: True for the first, False for the second; neither is signed.
+    assert html.count('alt="True"') == 2 and html.count('alt="False"') == 2 + 2
     assert PASSWORD not in html and API_KEY not in html
 
 
@@ -247,3 +248,14 @@ def test_sync_run_change_page_shows_its_attempts_inline(admin_client, make_sync,
     html = response.content.decode()
     assert "warming up" in html
     assert "Delivery attempts" in html
+
+
+def test_rotating_the_signing_secret_shows_it_once(admin_client, connection):
+    response = admin_client.post("/admin/integrations/connection/", {
+        "action": "rotate_signing_secret", "_selected_action": [connection.pk]}, follow=True)
+
+    connection.refresh_from_db()
+    assert connection.signing_secret.startswith("whsec_")
+    assert connection.signing_secret in response.content.decode()  # the one time it is shown
+    page = admin_client.get(change_url(connection)).content.decode()
+    assert connection.signing_secret not in page
