@@ -58,7 +58,7 @@ def cohort_members_import(
     """Add, remove or replace a static cohort's members from a list of distinct ids (a file);
     counts what really changed and which ids name no profile."""
     if cohort.kind != Cohort.Kind.STATIC:
-        raise ValidationError(f"Cohort {cohort.pk} is a {cohort.get_kind_display().lower()} cohort; only static "
+        raise ValidationError(f"Cohort {cohort.pk} is computed from rules; only static "
                               "cohorts take member lists.")
     distinct_ids = list(dict.fromkeys(distinct_ids))
     members = CohortMember.objects.filter(cohort=cohort)
