@@ -159,7 +159,7 @@ def test_rule_cohorts_take_no_member_lists(api):
         response = getattr(api, method)(f"{URL}{cohort.pk}/{path}", {"distinct_ids": ["a"]})
         assert response.status_code == 400
         assert response.json() == {"non_field_errors": [
-            f"Cohort {cohort.pk} is a rules over profiles and events cohort; only static cohorts take member lists."]}
+            f"Cohort {cohort.pk} is computed from rules; only static cohorts take member lists."]}
     assert not CohortMember.objects.exists()
 
 
