@@ -70,18 +70,25 @@ def open_session() -> requests.Session:
     return session
 
 
-def post_page(session: requests.Session, destination: Destination, body: bytes, page_id: str) -> PostResult:
+def page_request(destination: Destination, body: bytes, page_id: str, sent_at: datetime) -> requests.Request:
+    """The request for one try of a page (docs/receiving.md shows what it becomes on the wire)."""
     headers = dict(destination.headers)
     headers.update({"Content-Type": destination.content_type, "webhook-id": page_id})
-    # Signed per try: the timestamp is the moment of sending, the id stays the page's.
     headers.update(signature_headers(signing_secrets=destination.signing_secrets, page_id=page_id,
-                                     sent_at=datetime.now(timezone.utc), body=body))
+                                     sent_at=sent_at, body=body))
     if destination.api_key:
         headers["x-api-key"] = destination.api_key
     auth = (destination.auth_username, destination.auth_password) if destination.auth_username else None
+    return requests.Request("POST", destination.url, data=body, headers=headers, auth=auth)
+
+
+def post_page(session: requests.Session, destination: Destination, body: bytes, page_id: str) -> PostResult:
+    # Signed per try: the timestamp is the moment of sending, the id stays the page's.
+    request = page_request(destination, body, page_id, datetime.now(timezone.utc))
     started = time.monotonic()
     try:
-        response = session.post(destination.url, data=body, headers=headers, auth=auth, stream=True)
+        response = session.post(request.url, data=request.data, headers=request.headers, auth=request.auth,
+                                stream=True)
     except InvalidIPAddress:
         return _failed(Outcome.PAUSE, "destination address is private, loopback or reserved (blocked)", started)
     except requests.Timeout:
