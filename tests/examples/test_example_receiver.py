@@ -122,11 +122,11 @@ def test_a_retried_page_the_receiver_already_applied_is_dropped(example, monkeyp
         action = store_apply(page_id, body)
         if not slow_once.is_set():
             slow_once.set()
-            time.sleep(0.6)  # the receiver's own slowness: Cohortsync stops waiting after 0.2 s
+            time.sleep(1.0)  # the receiver's own slowness: Cohortsync stops waiting after 0.5 s
         return action
 
     monkeypatch.setattr(receiver.store, "apply", apply_then_answer_too_late)
-    with override_settings(COHORTSYNC_READ_TIMEOUT=0.2):
+    with override_settings(COHORTSYNC_READ_TIMEOUT=0.5):
         run = succeeded(sync)
 
     attempts = list(DeliveryAttempt.objects.filter(run=run).order_by("page_number", "attempt_number"))
