@@ -85,8 +85,8 @@ def demo_cohort_fill(*, cohort: Cohort, first: int, last: int) -> int:
             f"""INSERT INTO {member} (cohort_id, profile_id, added_at)
             SELECT %s, p.id, %s FROM {profile} p
             WHERE p.project_id = %s AND p.distinct_id BETWEEN %s AND %s
-              AND NOT EXISTS (SELECT 1 FROM {member} cm WHERE cm.cohort_id = %s AND cm.profile_id = p.id)""",
-            [cohort.pk, now, cohort.project_id, demo_distinct_id(first), demo_distinct_id(last), cohort.pk],
+            ON CONFLICT (cohort_id, profile_id) DO NOTHING""",
+            [cohort.pk, now, cohort.project_id, demo_distinct_id(first), demo_distinct_id(last)],
         )
         return cursor.rowcount
 

@@ -190,25 +190,25 @@ def stream_pages(*, run: SyncRun, plan: PagePlan, properties: tuple[str, ...]) -
     staged = StagedMember._meta.db_table
     profile = Profile._meta.db_table
     # Properties are decoded with orjson in payloads, not by the JSONField (about twice as fast).
-    properties_column = ""
+    # Properties are decoded with orjson in payloads, not by the JSONField (about twice as fast).
+    properties_column = "NULL"
     if properties:
-        properties_column = ", p.properties::text" if db.vendor == "postgresql" else ", p.properties"
-    sql = f"""SELECT st.profile_id, st.distinct_id, p.email, p.first_name, p.last_name, p.phone_number
-                     {properties_column}
+        properties_column = "p.properties::text" if db.vendor == "postgresql" else "p.properties"
+    # Column order is payloads.MemberRow's, with the keyset column last.
+    sql = f"""SELECT st.distinct_id, p.email, p.first_name, p.last_name, p.phone_number, {properties_column},
+                     st.profile_id
               FROM {staged} st LEFT JOIN {profile} p ON p.id = st.profile_id
               WHERE st.run_id = %s AND st.op = %s AND st.profile_id > %s
               ORDER BY st.profile_id LIMIT %s"""
     last_profile_id = 0
+    make_row = payloads.MemberRow._make
     with db.cursor() as cursor:
         for _ in range(plan.pages):
             cursor.execute(sql, [run.pk, int(plan.op), last_profile_id, plan.page_size])
             rows = cursor.fetchall()
             if rows:
-                last_profile_id = rows[-1][0]
-            yield [
-                payloads.MemberRow(row[1], row[2], row[3], row[4], row[5], row[6] if properties else None)
-                for row in rows
-            ]
+                last_profile_id = rows[-1][6]
+            yield [make_row(row[:6]) for row in rows]
 
 
 # --- Send ------------------------------------------------------------------------------
@@ -374,17 +374,19 @@ def commit_snapshot(*, run: SyncRun, sync: Sync) -> int:
     snapshot = SnapshotMember._meta.db_table
     with db.cursor() as cursor:
         if run.kind == SyncRun.Kind.FULL:
-            cursor.execute(
-                f"""DELETE FROM {snapshot} WHERE sync_id = %s AND NOT EXISTS (
-                    SELECT 1 FROM {staged} st WHERE st.run_id = %s AND st.profile_id = {snapshot}.profile_id)""",
-                [sync.pk, run.pk],
-            )
+            if sync.snapshot_size or SnapshotMember.objects.filter(sync_id=sync.pk).exists():
+                cursor.execute(
+                    f"""DELETE FROM {snapshot} WHERE sync_id = %s AND NOT EXISTS (
+                        SELECT 1 FROM {staged} st WHERE st.run_id = %s AND st.profile_id = {snapshot}.profile_id)""",
+                    [sync.pk, run.pk],
+                )
+            # ON CONFLICT rather than an anti-join: a planner that saw the snapshot table
+            # empty once would loop over it for every inserted row (quadratic).
             cursor.execute(
                 f"""INSERT INTO {snapshot} (sync_id, profile_id, distinct_id)
-                SELECT %s, st.profile_id, st.distinct_id FROM {staged} st
-                WHERE st.run_id = %s AND NOT EXISTS (
-                    SELECT 1 FROM {snapshot} s WHERE s.sync_id = %s AND s.profile_id = st.profile_id)""",
-                [sync.pk, run.pk, sync.pk],
+                SELECT %s, st.profile_id, st.distinct_id FROM {staged} st WHERE st.run_id = %s
+                ON CONFLICT (sync_id, profile_id) DO NOTHING""",
+                [sync.pk, run.pk],
             )
             return run.members_count
         cursor.execute(

@@ -8,6 +8,7 @@
 
 import uuid
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import orjson
 
@@ -16,16 +17,19 @@ from .templating import compile_template, render_template
 IDENTITY_FIELDS = ("email", "first_name", "last_name", "phone_number")
 
 
-@dataclass(frozen=True)
-class MemberRow:
-    """One member as read from the database, before it is shaped for a format."""
+class MemberRow(NamedTuple):
+    """One member as read from the database, before it is shaped for a format.
+
+    A tuple, in the column order of the engine's page query: a million of them are made
+    per full run of a 1M cohort, and a tuple costs a fraction of a dataclass.
+    """
 
     distinct_id: str
     email: str | None
     first_name: str | None
     last_name: str | None
     phone_number: str | None
-    properties_json: str | None
+    properties_json: str | None = None
 
 
 @dataclass(frozen=True)
@@ -57,28 +61,36 @@ def selected_properties(row: MemberRow, properties: tuple[str, ...]) -> dict:
     """The sync's exported properties (≤ 50) of one member; identity names read their columns."""
     if not properties:
         return {}
-    custom = orjson.loads(row.properties_json) if row.properties_json else {}
-    if not isinstance(custom, dict):
+    custom = orjson.loads(row.properties_json) if row.properties_json else None
+    if type(custom) is not dict:
         custom = {}
     selected = {}
     for name in properties:
         if name in IDENTITY_FIELDS:
-            if getattr(row, name):
-                selected[name] = getattr(row, name)
+            value = getattr(row, name)
+            if value:
+                selected[name] = value
         elif name in custom:
             selected[name] = custom[name]
     return selected
 
 
 def mixpanel_member(row: MemberRow, properties: tuple[str, ...]) -> dict:
-    member = {"mixpanel_distinct_id": row.distinct_id}
-    # Identity fields go out only when the profile has them (CONTRACT.md).
-    for field in IDENTITY_FIELDS:
-        value = getattr(row, field)
-        if value:
-            member[field] = value
-    for name, value in selected_properties(row, properties).items():
-        member.setdefault(name, value)
+    distinct_id, email, first_name, last_name, phone_number, _ = row
+    member = {"mixpanel_distinct_id": distinct_id}
+    # Identity fields go out only when the profile has them (CONTRACT.md). Spelled out:
+    # this runs once per member, a million times for a 1M cohort.
+    if email:
+        member["email"] = email
+    if first_name:
+        member["first_name"] = first_name
+    if last_name:
+        member["last_name"] = last_name
+    if phone_number:
+        member["phone_number"] = phone_number
+    if properties:
+        for name, value in selected_properties(row, properties).items():
+            member.setdefault(name, value)
     return member
 
 
