@@ -281,3 +281,10 @@ def test_runsync_of_a_sync_claimed_by_a_worker_is_an_error(demo_sync, receiver):
         call("runsync", str(demo_sync.pk))
 
     assert receiver.requests == []
+
+
+def test_a_later_demo_without_url_keeps_the_connection_url(receiver):
+    call("demo", "--url", receiver.url())
+    call("demo", "--churn", "10")
+
+    assert Connection.objects.get(name="Demo receiver").url == receiver.url()

@@ -19,6 +19,10 @@ CONNECTION_NAME = "Demo receiver"
 ADMIN_USERNAME = "admin"
 
 
+def builtin_receiver_url() -> str:
+    return f"{settings.COHORTSYNC_BASE_URL.rstrip('/')}/receiver/demo/"
+
+
 class Command(BaseCommand):
     help = "Create or update the demo project, cohort, connection and dynamic sync; print their ids."
 
@@ -33,7 +37,6 @@ class Command(BaseCommand):
             raise CommandError("--members must be zero or more.")
         if not 0 <= churn <= 100:
             raise CommandError("--churn is a percentage between 0 and 100.")
-        url = url or f"{settings.COHORTSYNC_BASE_URL.rstrip('/')}/receiver/demo/"
         admin, password = self._admin()
         project, _ = Project.objects.get_or_create(name=PROJECT_NAME)
         project.members.add(admin)
@@ -43,7 +46,7 @@ class Command(BaseCommand):
             hint = "" if settings.COHORTSYNC_ALLOW_PRIVATE_URLS else (
                 " (loopback and private addresses need COHORTSYNC_ALLOW_PRIVATE_URLS=true)"
             )
-            raise CommandError(f"Invalid URL {url!r}: {'; '.join(exc.messages)}{hint}") from exc
+            raise CommandError(f"Invalid URL {url or builtin_receiver_url()!r}: {'; '.join(exc.messages)}{hint}") from exc
         cohort, created = Cohort.objects.get_or_create(
             project=project, name=COHORT_NAME, defaults={"description": "Generated people for the demo"}
         )
@@ -75,11 +78,14 @@ class Command(BaseCommand):
         admin = User.objects.create_superuser(ADMIN_USERNAME, "admin@example.com", password)
         return admin, password
 
-    def _connection(self, project: Project, url: str) -> Connection:
+    def _connection(self, project: Project, url: str | None) -> Connection:
+        """Created with URL (default: the built-in receiver); later runs change it only when given."""
         connection = Connection.objects.filter(project=project, name=CONNECTION_NAME).first()
         if connection is None:
-            return integration_services.connection_create(project=project, name=CONNECTION_NAME, url=url)
-        if connection.url != url:
+            return integration_services.connection_create(
+                project=project, name=CONNECTION_NAME, url=url or builtin_receiver_url()
+            )
+        if url and connection.url != url:
             return integration_services.connection_update(connection=connection, url=url)
         return connection
 
