@@ -19,6 +19,9 @@ export COHORTSYNC_ALLOW_PRIVATE_URLS=${COHORTSYNC_ALLOW_PRIVATE_URLS:-true}
 
 python manage.py migrate --noinput
 python manage.py demo "$@"
+# Queue one dispatch now, so the first sync goes out as soon as the worker is up
+# instead of at beat's first tick.
+python manage.py shell -c "from deliveries.tasks import dispatch_due_syncs; dispatch_due_syncs.delay()"
 echo
 echo "Starting web (http://127.0.0.1:8000), worker and beat. The first sync lands within a minute at"
 echo "  http://127.0.0.1:8000/receiver/demo/   (log in with the admin login above)"
