@@ -96,9 +96,15 @@ def sync_run(
             )
         raise
     finally:
-        if run is not None:
+        if run is not None and not _carries_over(run):
             StagedMember.objects.filter(run_id=run.pk).delete()
         services.sync_release(sync_id=sync_id, token=token)
+
+
+def _carries_over(run: SyncRun) -> bool:
+    """An unsuccessful diff run keeps its staging rows for the next run (see carry_over)."""
+    run.refresh_from_db(fields=["status", "kind"])
+    return run.kind == SyncRun.Kind.DIFF and run.status != SyncRun.Status.SUCCEEDED
 
 
 def _start_run(*, sync: Sync, plan: "RunPlan", trigger: str, run_id: int | None) -> SyncRun:
@@ -111,13 +117,15 @@ def _start_run(*, sync: Sync, plan: "RunPlan", trigger: str, run_id: int | None)
 
 
 def abandon_unfinished_runs(*, sync_id: int) -> None:
-    """Runs left `running` by a killed worker: mark them failed and drop their staging rows.
+    """Runs left `running` by a killed worker: mark them failed (full runs drop their staging rows).
 
     Called while holding the claim, so no live run of this sync can be among them.
     """
-    stale = list(SyncRun.objects.filter(sync_id=sync_id, status=SyncRun.Status.RUNNING).values_list("pk", flat=True))
+    stale = SyncRun.objects.filter(sync_id=sync_id, status=SyncRun.Status.RUNNING)
+    # A killed diff run may have delivered pages: its staging rows carry over (see carry_over).
+    StagedMember.objects.filter(run_id__in=stale.exclude(kind=SyncRun.Kind.DIFF).values("pk")).delete()
+    stale = list(stale.values_list("pk", flat=True))
     if stale:
-        StagedMember.objects.filter(run_id__in=stale).delete()
         SyncRun.objects.filter(pk__in=stale).update(
             status=SyncRun.Status.FAILED, finished_at=timezone.now(), error_message="abandoned: the worker stopped"
         )
@@ -163,6 +171,8 @@ def stage_members(*, run: SyncRun, sync: Sync) -> list[PagePlan]:
                 WHERE m.profile_id IS NULL OR s.profile_id IS NULL""",
                 [run.pk, *membership_params, sync.pk],
             )
+    carry_over(run=run, sync=sync, membership_sql=membership_sql, membership_params=membership_params)
+    with db.cursor() as cursor:
         cursor.execute(f"SELECT op, COUNT(*) FROM {staged} WHERE run_id = %s GROUP BY op", [run.pk])
         counts = dict(cursor.fetchall())
     page_size = min(sync.connection.page_size or policy.PAGE_SIZE, policy.PAGE_SIZE)
@@ -179,6 +189,41 @@ def stage_members(*, run: SyncRun, sync: Sync) -> list[PagePlan]:
     size = run.members_count if run.kind == SyncRun.Kind.FULL else sync.snapshot_size + run.adds_count - run.removes_count
     cohort_size_record(cohort=sync.cohort, size=size)
     return page_plans
+
+
+def carry_over(*, run: SyncRun, sync: Sync, membership_sql: str, membership_params) -> None:
+    """Fold earlier unsuccessful diff runs into this one.
+
+    Their pages may have reached the receiver although the snapshot did not move. Someone
+    they added who has left again (or removed who has come back) now agrees with the
+    snapshot, so the plain diff would never mention them and the receiver would keep the
+    wrong state. A diff run re-sends their live state; a full run replaces everything anyway.
+    """
+    staged = StagedMember._meta.db_table
+    profile = Profile._meta.db_table
+    unsuccessful = SyncRun.objects.filter(
+        sync_id=sync.pk, kind=SyncRun.Kind.DIFF,
+        status__in=[SyncRun.Status.FAILED, SyncRun.Status.PAUSED, SyncRun.Status.RUNNING],
+    ).exclude(pk=run.pk)
+    earlier = StagedMember.objects.filter(run_id__in=unsuccessful.values("pk"))
+    if not earlier.exists():
+        return
+    if run.kind == SyncRun.Kind.DIFF:
+        earlier_sql, earlier_params = earlier.values("profile_id").query.sql_with_params()
+        with db.cursor() as cursor:
+            cursor.execute(
+                f"""INSERT INTO {staged} (run_id, profile_id, op, distinct_id)
+                SELECT %s, c.profile_id,
+                       CASE WHEN m.profile_id IS NULL THEN {MemberOp.REMOVE} ELSE {MemberOp.ADD} END,
+                       COALESCE(p.distinct_id, (SELECT MAX(e.distinct_id) FROM {staged} e
+                                                WHERE e.profile_id = c.profile_id AND e.run_id <> %s))
+                FROM (SELECT DISTINCT profile_id FROM ({earlier_sql}) x) c
+                LEFT JOIN ({membership_sql}) m ON m.profile_id = c.profile_id
+                LEFT JOIN {profile} p ON p.id = c.profile_id
+                WHERE NOT EXISTS (SELECT 1 FROM {staged} s WHERE s.run_id = %s AND s.profile_id = c.profile_id)""",
+                [run.pk, run.pk, *earlier_params, *membership_params, run.pk],
+            )
+    earlier.delete()
 
 
 def stream_pages(*, run: SyncRun, plan: PagePlan, properties: tuple[str, ...]) -> Iterator[list[payloads.MemberRow]]:
@@ -394,9 +439,13 @@ def commit_snapshot(*, run: SyncRun, sync: Sync) -> int:
                 SELECT profile_id FROM {staged} WHERE run_id = %s AND op = {MemberOp.REMOVE})""",
             [sync.pk, run.pk],
         )
+        removed = cursor.rowcount
+        # Carried-over rows may re-add someone the snapshot already holds: not an error.
         cursor.execute(
             f"""INSERT INTO {snapshot} (sync_id, profile_id, distinct_id)
-            SELECT %s, profile_id, distinct_id FROM {staged} WHERE run_id = %s AND op = {MemberOp.ADD}""",
+            SELECT %s, profile_id, distinct_id FROM {staged} WHERE run_id = %s AND op = {MemberOp.ADD}
+            ON CONFLICT (sync_id, profile_id) DO NOTHING""",
             [sync.pk, run.pk],
         )
-    return sync.snapshot_size + run.adds_count - run.removes_count
+        added = cursor.rowcount
+    return sync.snapshot_size + added - removed
