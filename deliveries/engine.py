@@ -171,10 +171,13 @@ def stage_members(*, run: SyncRun, sync: Sync) -> list[PagePlan]:
                 WHERE m.profile_id IS NULL OR s.profile_id IS NULL""",
                 [run.pk, *membership_params, sync.pk],
             )
-    carry_over(run=run, sync=sync, membership_sql=membership_sql, membership_params=membership_params)
-    with db.cursor() as cursor:
-        cursor.execute(f"SELECT op, COUNT(*) FROM {staged} WHERE run_id = %s GROUP BY op", [run.pk])
-        counts = dict(cursor.fetchall())
+    counts = _staged_counts(run)
+    # The cohort's size follows from the plain diff; carried-over rows re-send state, not change.
+    size = counts.get(MemberOp.MEMBER, 0) if run.kind == SyncRun.Kind.FULL else (
+        sync.snapshot_size + counts.get(MemberOp.ADD, 0) - counts.get(MemberOp.REMOVE, 0)
+    )
+    if carry_over(run=run, sync=sync, membership_sql=membership_sql, membership_params=membership_params):
+        counts = _staged_counts(run)
     page_size = min(sync.connection.page_size or policy.PAGE_SIZE, policy.PAGE_SIZE)
     if run.kind == SyncRun.Kind.FULL:
         ops = [MemberOp.MEMBER]
@@ -186,18 +189,25 @@ def stage_members(*, run: SyncRun, sync: Sync) -> list[PagePlan]:
     run.adds_count = counts.get(MemberOp.ADD, 0)
     run.removes_count = counts.get(MemberOp.REMOVE, 0)
     run.save(update_fields=["total_pages", "members_count", "adds_count", "removes_count"])
-    size = run.members_count if run.kind == SyncRun.Kind.FULL else sync.snapshot_size + run.adds_count - run.removes_count
     cohort_size_record(cohort=sync.cohort, size=size)
     return page_plans
 
 
-def carry_over(*, run: SyncRun, sync: Sync, membership_sql: str, membership_params) -> None:
+def _staged_counts(run: SyncRun) -> dict[int, int]:
+    with db.cursor() as cursor:
+        cursor.execute(f"SELECT op, COUNT(*) FROM {StagedMember._meta.db_table} WHERE run_id = %s GROUP BY op",
+                       [run.pk])
+        return dict(cursor.fetchall())
+
+
+def carry_over(*, run: SyncRun, sync: Sync, membership_sql: str, membership_params) -> bool:
     """Fold earlier unsuccessful diff runs into this one.
 
     Their pages may have reached the receiver although the snapshot did not move. Someone
     they added who has left again (or removed who has come back) now agrees with the
     snapshot, so the plain diff would never mention them and the receiver would keep the
     wrong state. A diff run re-sends their live state; a full run replaces everything anyway.
+    Returns whether rows were added to this run.
     """
     staged = StagedMember._meta.db_table
     profile = Profile._meta.db_table
@@ -207,7 +217,8 @@ def carry_over(*, run: SyncRun, sync: Sync, membership_sql: str, membership_para
     ).exclude(pk=run.pk)
     earlier = StagedMember.objects.filter(run_id__in=unsuccessful.values("pk"))
     if not earlier.exists():
-        return
+        return False
+    carried = 0
     if run.kind == SyncRun.Kind.DIFF:
         earlier_sql, earlier_params = earlier.values("profile_id").query.sql_with_params()
         with db.cursor() as cursor:
@@ -223,7 +234,9 @@ def carry_over(*, run: SyncRun, sync: Sync, membership_sql: str, membership_para
                 WHERE NOT EXISTS (SELECT 1 FROM {staged} s WHERE s.run_id = %s AND s.profile_id = c.profile_id)""",
                 [run.pk, run.pk, *earlier_params, *membership_params, run.pk],
             )
+            carried = cursor.rowcount
     earlier.delete()
+    return carried > 0
 
 
 def stream_pages(*, run: SyncRun, plan: PagePlan, properties: tuple[str, ...]) -> Iterator[list[payloads.MemberRow]]:
