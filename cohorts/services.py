@@ -9,6 +9,7 @@ from django.db import transaction
 
 from .models import Cohort, CohortMember, CohortSize, Profile, Project
 from .selectors import cohort_member_count
+from .signals import cohort_recomputed
 
 UNKNOWN_SAMPLE_SIZE = 10  # unknown distinct ids named back to whoever sent a member list
 
@@ -105,8 +106,11 @@ def _chunks(values: Iterable[str], size: int = 900) -> Iterable[list[str]]:
 
 
 def cohort_size_record(*, cohort: Cohort, size: int) -> CohortSize:
-    """Append to the size history (charts and alerts read it)."""
-    return CohortSize.objects.create(cohort=cohort, size=size)
+    """Append to the size history (charts and alerts read it); tells followers the cohort
+    was recomputed (ASAP messages check their audience, size alerts evaluate)."""
+    recorded = CohortSize.objects.create(cohort=cohort, size=size)
+    cohort_recomputed.send(sender=Cohort, cohort_id=cohort.pk, size=size, cohort_size_id=recorded.pk)
+    return recorded
 
 
 def cohort_compute(*, cohort: Cohort) -> int:

@@ -36,6 +36,8 @@ INSTALLED_APPS = [
     "cohorts",
     "integrations",
     "deliveries",
+    "campaigns",
+    "alerts",
     "access",
 ]
 
@@ -195,6 +197,11 @@ COHORTSYNC_SNAPSHOT_MAX_AGE_HOURS = env.float("COHORTSYNC_SNAPSHOT_MAX_AGE_HOURS
 COHORTSYNC_BASE_URL = env.str("COHORTSYNC_BASE_URL", default="http://127.0.0.1:8000")
 # Events older than this are refused on the way in and pruned daily (cohorts.prune_events).
 COHORTSYNC_EVENT_RETENTION_DAYS = env.int("COHORTSYNC_EVENT_RETENTION_DAYS", default=90)
+# ASAP messages run whenever their cohort is recomputed; this is how often the dispatcher
+# also checks them for cohorts that nothing else recomputes.
+COHORTSYNC_MESSAGE_ASAP_CHECK_MINUTES = env.int("COHORTSYNC_MESSAGE_ASAP_CHECK_MINUTES", default=15)
+# Cohorts watched by size alerts are recomputed when their newest size is older than this.
+COHORTSYNC_ALERT_RECOMPUTE_MINUTES = env.int("COHORTSYNC_ALERT_RECOMPUTE_MINUTES", default=30)
 
 LOGGING = {
     "version": 1,

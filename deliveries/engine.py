@@ -7,7 +7,6 @@ by the size of the change (DESIGN.md).
 
 import logging
 import math
-import random
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -24,7 +23,8 @@ from cohorts.services import cohort_size_record
 from . import payloads, policy, services
 from .models import DeliveryAttempt, MemberOp, SnapshotMember, StagedMember, Sync, SyncRun
 from .policy import Outcome, Verdict
-from .sender import Destination, open_session, post_page
+from .signals import sync_run_finished
+from .sender import Destination, open_session, post_with_retries
 from .templating import PayloadTemplateError
 
 logger = logging.getLogger(__name__)
@@ -369,29 +369,20 @@ def send_page(*, session, destination: Destination, run: SyncRun, body: bytes, a
               token, records: "RunRecords") -> Verdict:
     """One page with its retries, inside the run so pages stay in order (DESIGN.md)."""
     page_id = payloads.page_id(run.session_id, page_number)
-    delays = settings.COHORTSYNC_RETRY_DELAYS
-    attempt = 0
-    while True:
-        attempt += 1
+
+    def before_try(attempt: int) -> None:
         if not records.hold_claim(token):
             raise ClaimLost(f"sync {run.sync_id}: claim lost during page {page_number}")
-        result = post_page(session, destination, body, page_id)
+
+    def record(attempt: int, result) -> None:
         records.attempt(DeliveryAttempt(
             run=run, page_number=page_number, page_id=page_id, action=action, attempt_number=attempt,
             outcome=result.verdict.outcome, http_status=result.http_status, latency_ms=result.latency_ms,
             response_excerpt=result.response_excerpt, error=result.verdict.message,
         ))
-        verdict = result.verdict
-        if verdict.outcome is not Outcome.TRANSIENT or attempt > len(delays):
-            return verdict
-        wait = delays[attempt - 1] * random.uniform(1.0, 1.1)  # jitter spreads retries of many syncs
-        if result.retry_after is not None:
-            if result.retry_after > settings.COHORTSYNC_RETRY_AFTER_MAX:
-                # Retrying sooner than asked would be rude; the next scheduled run tries again.
-                return Verdict(Outcome.TRANSIENT, f"{verdict.message} (Retry-After {result.retry_after:.0f}s)",
-                               verdict.code)
-            wait = max(wait, result.retry_after)
-        time.sleep(wait)
+
+    return post_with_retries(session=session, destination=destination, body=body, page_id=page_id,
+                             before_try=before_try, record=record)
 
 
 # --- Finish ----------------------------------------------------------------------------
@@ -424,6 +415,7 @@ def finish_run(*, run: SyncRun, sync: Sync, verdict: Verdict, token) -> None:
         services.sync_record_failure(sync=sync, message=verdict.message, status=verdict.code)
     run.finished_at = now
     run.error_message = verdict.message
+    sync_run_finished.send(sender=SyncRun, sync_id=sync.pk, run_id=run.pk, status=run.status)
 
 
 def commit_snapshot(*, run: SyncRun, sync: Sync) -> int:

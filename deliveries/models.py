@@ -124,9 +124,14 @@ class SyncRun(models.Model):
 
 
 class DeliveryAttempt(models.Model):
-    """One try of one page. Never holds a secret: no URL, no request headers."""
+    """One try of one POST: a sync page, a message batch or an alert. Never holds a secret:
+    no URL, no request headers. Exactly one of `run`, `message_run`, `alert_firing` is set."""
 
-    run = models.ForeignKey(SyncRun, on_delete=models.CASCADE, related_name="attempts")
+    run = models.ForeignKey(SyncRun, null=True, blank=True, on_delete=models.CASCADE, related_name="attempts")
+    message_run = models.ForeignKey("campaigns.MessageRun", null=True, blank=True, on_delete=models.CASCADE,
+                                    related_name="attempts")
+    alert_firing = models.ForeignKey("alerts.AlertFiring", null=True, blank=True, on_delete=models.CASCADE,
+                                     related_name="attempts")
     page_number = models.PositiveIntegerField()
     page_id = models.UUIDField()
     action = models.CharField(max_length=20)
@@ -144,6 +149,14 @@ class DeliveryAttempt(models.Model):
             # The admin's "not a success" filter, newest first; partial, so successful tries
             # (nearly all of them) cost the insert nothing.
             models.Index(fields=["-id"], condition=~models.Q(outcome="success"), name="attempt_problems"),
+        ]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(run__isnull=False, message_run__isnull=True, alert_firing__isnull=True)
+                | models.Q(run__isnull=True, message_run__isnull=False, alert_firing__isnull=True)
+                | models.Q(run__isnull=True, message_run__isnull=True, alert_firing__isnull=False),
+                name="attempt_one_source",
+            ),
         ]
         ordering = ["run_id", "page_number", "attempt_number"]
 

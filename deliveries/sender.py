@@ -7,7 +7,9 @@ address actually connected to.
 
 import email.utils
 import logging
+import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
@@ -116,6 +118,44 @@ def post_page(session: requests.Session, destination: Destination, body: bytes, 
         response_excerpt=policy.storable_text(content.decode("utf-8", errors="replace"))[:1000],
         retry_after=parse_retry_after(response.headers.get("Retry-After")),
     )
+
+
+def post_with_retries(
+    *,
+    session: requests.Session,
+    destination: Destination,
+    body: bytes,
+    page_id: str,
+    before_try: Callable[[int], None] | None = None,
+    record: Callable[[int, PostResult], None] | None = None,
+) -> Verdict:
+    """POST one body with the contract's retries: transient outcomes are tried again after
+    COHORTSYNC_RETRY_DELAYS (with jitter, honouring Retry-After up to its cap).
+
+    The one retry loop of every delivery surface (sync pages, message batches, alerts).
+    `before_try(attempt)` may raise to stop (a lost claim); `record(attempt, result)` keeps
+    each try (a DeliveryAttempt row).
+    """
+    delays = settings.COHORTSYNC_RETRY_DELAYS
+    attempt = 0
+    while True:
+        attempt += 1
+        if before_try is not None:
+            before_try(attempt)
+        result = post_page(session, destination, body, page_id)
+        if record is not None:
+            record(attempt, result)
+        verdict = result.verdict
+        if verdict.outcome is not Outcome.TRANSIENT or attempt > len(delays):
+            return verdict
+        wait = delays[attempt - 1] * random.uniform(1.0, 1.1)  # jitter spreads retries of many senders
+        if result.retry_after is not None:
+            if result.retry_after > settings.COHORTSYNC_RETRY_AFTER_MAX:
+                # Retrying sooner than asked would be rude; the next scheduled attempt tries again.
+                return Verdict(Outcome.TRANSIENT, f"{verdict.message} (Retry-After {result.retry_after:.0f}s)",
+                               verdict.code)
+            wait = max(wait, result.retry_after)
+        time.sleep(wait)
 
 
 def _read_capped(response: requests.Response) -> bytes:

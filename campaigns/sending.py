@@ -1,0 +1,272 @@
+"""A message run: reserve recipients (SQL) → POST batches of 50 → mark each batch sent or give it back.
+
+Built on the sync engine's HTTP layer and retry loop (deliveries.sender) and its attempt
+records; what differs is the delivered state: per-user send records whose unique
+(message, profile, sequence) makes "at most once" and the per-user limits hold when
+runs overlap, retry or crash (CONTRACT.md, "Legacy user messages").
+"""
+
+import dataclasses
+import logging
+import uuid
+from datetime import timedelta
+from urllib.parse import urlencode
+
+import orjson
+from django.conf import settings
+from django.db import connection as db
+from django.utils import timezone
+
+from cohorts.models import Profile
+from cohorts.selectors import cohort_membership
+from deliveries.models import DeliveryAttempt
+from deliveries.policy import Outcome, Verdict
+from deliveries.sender import Destination, open_session, post_with_retries
+
+from . import policy
+from .models import Message, MessageRun, MessageSend
+
+logger = logging.getLogger(__name__)
+
+# Identity columns go out under Mixpanel's reserved profile property names (seed 003's example).
+IDENTITY_PROPERTIES = (("email", "$email"), ("first_name", "$first_name"), ("last_name", "$last_name"),
+                       ("phone_number", "$phone"))
+
+
+@dataclasses.dataclass(frozen=True)
+class Recipient:
+    profile_id: int
+    distinct_id: str
+    email: str
+    first_name: str
+    last_name: str
+    phone_number: str
+    properties_json: str | dict | None
+
+
+def message_run(*, message_id: int, trigger: str = "schedule", run_id: int | None = None) -> MessageRun | None:
+    """Run a message once: everyone who matches now and may receive it gets one POST.
+
+    Overlapping runs of one message are safe: each reserves only users no other run holds.
+    """
+    message = Message.objects.select_related("cohort", "connection").filter(pk=message_id).first()
+    if message is None or message.state != Message.State.ACTIVE:
+        if run_id is not None:
+            MessageRun.objects.filter(pk=run_id, status=MessageRun.Status.QUEUED).update(
+                status=MessageRun.Status.SKIPPED, finished_at=timezone.now(),
+                error_message="not run: the message is paused or was deleted",
+            )
+        return None
+    run = _start_run(message=message, trigger=trigger, run_id=run_id)
+    try:
+        release_abandoned_sends(message=message)
+        reserved = reserve_recipients(run=run, message=message)
+        run.users_count = reserved
+        run.total_batches = -(-reserved // policy.BATCH_SIZE)
+        run.save(update_fields=["users_count", "total_batches"])
+        verdict = deliver_batches(run=run, message=message)
+        finish_message_run(run=run, message=message, verdict=verdict)
+        return run
+    except Exception as exc:
+        logger.exception("message %s: run failed with an internal error", message_id)
+        MessageRun.objects.filter(pk=run.pk).update(
+            status=MessageRun.Status.FAILED, finished_at=timezone.now(), error_message=f"internal error: {exc!r}"[:500]
+        )
+        raise
+    finally:
+        # Whatever this run reserved and did not send goes back for the next attempt.
+        MessageSend.objects.filter(run_id=run.pk, status=MessageSend.Status.PENDING).delete()
+
+
+def _start_run(*, message: Message, trigger: str, run_id: int | None) -> MessageRun:
+    if run_id is not None:
+        queued = MessageRun.objects.filter(pk=run_id, message=message, status=MessageRun.Status.QUEUED)
+        if queued.update(status=MessageRun.Status.RUNNING, started_at=timezone.now()):
+            return MessageRun.objects.get(pk=run_id)
+    return MessageRun.objects.create(message=message, trigger=trigger, status=MessageRun.Status.RUNNING)
+
+
+def release_abandoned_sends(*, message: Message) -> int:
+    """Reservations of runs that are over, or whose worker stopped long ago: give them back.
+
+    A live run's reservations are never older than the lease (it refreshes them), so a
+    second worker running the same message leaves them alone.
+    """
+    stale_before = timezone.now() - timedelta(seconds=settings.COHORTSYNC_CLAIM_LEASE_SECONDS)
+    abandoned_runs = MessageRun.objects.filter(message=message, status=MessageRun.Status.RUNNING,
+                                               sends__status=MessageSend.Status.PENDING,
+                                               sends__reserved_at__lt=stale_before)
+    MessageRun.objects.filter(pk__in=list(abandoned_runs.values_list("pk", flat=True))).update(
+        status=MessageRun.Status.FAILED, finished_at=timezone.now(), error_message="abandoned: the worker stopped"
+    )
+    pending = MessageSend.objects.filter(message=message, status=MessageSend.Status.PENDING)
+    released = pending.exclude(run__status=MessageRun.Status.RUNNING).delete()[0]
+    released += pending.filter(reserved_at__lt=stale_before).delete()[0]
+    return released
+
+
+def reserve_recipients(*, run: MessageRun, message: Message) -> int:
+    """Reserve, in one INSERT … SELECT, a send for everyone in the cohort who may get one now.
+
+    Once-per-user messages: users with no send record at all (sequence 1). Recurring ones:
+    users with nothing in flight and fewer than `limit_count` sends in the last
+    `limit_days`, as their next sequence number. Two runs that pick the same user pick the
+    same (message, profile, sequence): the second insert conflicts and skips them.
+    """
+    membership_sql, membership_params = cohort_membership(cohort=message.cohort).query.sql_with_params()
+    sends = MessageSend._meta.db_table
+    adapt = db.ops.adapt_datetimefield_value  # raw SQL: store datetimes as the ORM would (SQLite text)
+    now = timezone.now()
+    pending, sent = MessageSend.Status.PENDING, MessageSend.Status.SENT
+    if message.once_per_user:
+        sql = f"""INSERT INTO {sends} (message_id, profile_id, sequence, run_id, batch_number, status, reserved_at)
+            SELECT %s, m.profile_id, 1, %s, 0, %s, %s FROM ({membership_sql}) m
+            WHERE NOT EXISTS (SELECT 1 FROM {sends} s WHERE s.message_id = %s AND s.profile_id = m.profile_id)
+            ON CONFLICT (message_id, profile_id, sequence) DO NOTHING"""
+        params = [message.pk, run.pk, pending, adapt(now), *membership_params, message.pk]
+    else:
+        window_start = now - timedelta(days=message.limit_days)
+        sql = f"""INSERT INTO {sends} (message_id, profile_id, sequence, run_id, batch_number, status, reserved_at)
+            SELECT %s, m.profile_id, COALESCE(h.last_sequence, 0) + 1, %s, 0, %s, %s
+            FROM ({membership_sql}) m
+            LEFT JOIN (SELECT profile_id, MAX(sequence) AS last_sequence,
+                              SUM(CASE WHEN status = %s AND sent_at > %s THEN 1 ELSE 0 END) AS recent,
+                              SUM(CASE WHEN status = %s THEN 1 ELSE 0 END) AS in_flight
+                       FROM {sends} WHERE message_id = %s GROUP BY profile_id) h ON h.profile_id = m.profile_id
+            WHERE h.profile_id IS NULL OR (h.in_flight = 0 AND h.recent < %s)
+            ON CONFLICT (message_id, profile_id, sequence) DO NOTHING"""
+        params = [message.pk, run.pk, pending, adapt(now), *membership_params, sent, adapt(window_start), pending, message.pk,
+                  message.limit_count]
+    with db.cursor() as cursor:
+        cursor.execute(sql, params)
+        return max(cursor.rowcount, 0)
+
+
+def stream_batches(*, run: MessageRun, batch_size: int = policy.BATCH_SIZE):
+    """The run's reserved users, a batch at a time, by profile id (keyset: flat memory)."""
+    sends = MessageSend._meta.db_table
+    profile = Profile._meta.db_table
+    properties_column = "p.properties::text" if db.vendor == "postgresql" else "p.properties"
+    sql = f"""SELECT s.profile_id, p.distinct_id, p.email, p.first_name, p.last_name, p.phone_number,
+                     {properties_column}
+              FROM {sends} s JOIN {profile} p ON p.id = s.profile_id
+              WHERE s.run_id = %s AND s.status = %s AND s.profile_id > %s
+              ORDER BY s.profile_id LIMIT %s"""
+    last_profile_id = 0
+    with db.cursor() as cursor:
+        while True:
+            cursor.execute(sql, [run.pk, MessageSend.Status.PENDING, last_profile_id, batch_size])
+            rows = cursor.fetchall()
+            if not rows:
+                return
+            last_profile_id = rows[-1][0]
+            yield [Recipient(*row) for row in rows]
+
+
+def user_entry(recipient: Recipient, properties: tuple[str, ...] = ()) -> dict:
+    """One user as the legacy webhook sent it: `$distinct_id` and the profile's `$properties`."""
+    custom = recipient.properties_json
+    if isinstance(custom, str):
+        custom = orjson.loads(custom)
+    if type(custom) is not dict:
+        custom = {}
+    if properties:
+        custom = {name: custom[name] for name in properties if name in custom}
+    values = dict(custom)
+    for column, name in IDENTITY_PROPERTIES:
+        value = getattr(recipient, column)
+        if value:
+            values[name] = value
+    return {"$distinct_id": recipient.distinct_id, "$properties": values}
+
+
+def users_body(recipients: list[Recipient], properties: tuple[str, ...] = ()) -> bytes:
+    """`application/x-www-form-urlencoded` with one field, `users`: a JSON list (seed 003)."""
+    users = orjson.dumps([user_entry(r, properties) for r in recipients]).decode()
+    return urlencode({policy.USERS_FIELD: users}).encode()
+
+
+def form_destination(connection) -> Destination:
+    """The connection as a message sends to it: same URL, auth, headers and signing; form body."""
+    return dataclasses.replace(Destination.from_connection(connection), content_type=policy.FORM_CONTENT_TYPE)
+
+
+def batch_id(session_id: uuid.UUID, batch_number: int) -> str:
+    """Stable across the retries of a batch (its `webhook-id`)."""
+    return str(uuid.uuid5(session_id, f"batch-{batch_number}"))
+
+
+def deliver_batches(*, run: MessageRun, message: Message) -> Verdict:
+    """POST each batch with the contract's retries; a 2xx marks exactly its users sent.
+
+    A batch that fails is given back and the run goes on (the users of other batches are
+    not held hostage); a pause verdict, or several failed batches in a row, stops it.
+    """
+    destination = form_destination(message.connection)
+    properties = tuple(message.properties or ())
+    lease = settings.COHORTSYNC_CLAIM_LEASE_SECONDS
+    refreshed_at = timezone.now()
+    batch_number = delivered = failed = consecutive_failures = sent_users = 0
+    last_failure: Verdict | None = None
+    with open_session() as session:
+        for recipients in stream_batches(run=run):
+            batch_number += 1
+            if (timezone.now() - refreshed_at).total_seconds() > lease / 4:
+                # Keep this run's reservations fresh so no other run takes them as abandoned.
+                refreshed_at = timezone.now()
+                MessageSend.objects.filter(run_id=run.pk, status=MessageSend.Status.PENDING).update(
+                    reserved_at=refreshed_at)
+            verdict = _send_batch(session=session, destination=destination, run=run, batch_number=batch_number,
+                                  body=users_body(recipients, properties))
+            profile_ids = [r.profile_id for r in recipients]
+            batch = MessageSend.objects.filter(run_id=run.pk, status=MessageSend.Status.PENDING,
+                                               profile_id__in=profile_ids)
+            if verdict.outcome is Outcome.SUCCESS:
+                sent_users += batch.update(status=MessageSend.Status.SENT, sent_at=timezone.now(),
+                                           batch_number=batch_number)
+                delivered += 1
+                consecutive_failures = 0
+            else:
+                batch.delete()  # unsent: the next attempt sends them again (seed 003)
+                failed += 1
+                consecutive_failures += 1
+                last_failure = verdict
+            MessageRun.objects.filter(pk=run.pk).update(batches_delivered=delivered, batches_failed=failed,
+                                                        sent_count=sent_users)
+            if verdict.outcome is Outcome.PAUSE or consecutive_failures >= policy.MAX_CONSECUTIVE_FAILED_BATCHES:
+                break
+    run.batches_delivered, run.batches_failed, run.sent_count = delivered, failed, sent_users
+    return last_failure or Verdict(Outcome.SUCCESS)
+
+
+def _send_batch(*, session, destination: Destination, run: MessageRun, batch_number: int, body: bytes) -> Verdict:
+    page_id = batch_id(run.session_id, batch_number)
+
+    def record(attempt: int, result) -> None:
+        DeliveryAttempt.objects.create(
+            message_run=run, page_number=batch_number, page_id=page_id, action=policy.USERS_FIELD,
+            attempt_number=attempt, outcome=result.verdict.outcome, http_status=result.http_status,
+            latency_ms=result.latency_ms, response_excerpt=result.response_excerpt, error=result.verdict.message,
+        )
+
+    return post_with_retries(session=session, destination=destination, body=body, page_id=page_id, record=record)
+
+
+def finish_message_run(*, run: MessageRun, message: Message, verdict: Verdict) -> None:
+    from .services import message_pause  # services queue runs of this module's function
+
+    now = timezone.now()
+    if verdict.outcome is Outcome.SUCCESS:
+        status = MessageRun.Status.SUCCEEDED
+        Message.objects.filter(pk=message.pk).update(last_error_message="", last_error_status=None)
+    elif verdict.outcome is Outcome.PAUSE:
+        status = MessageRun.Status.PAUSED
+        message_pause(message=message, reason=verdict.message, status=verdict.code)
+    else:
+        status = MessageRun.Status.FAILED
+        Message.objects.filter(pk=message.pk).update(last_error_message=verdict.message,
+                                                     last_error_status=verdict.code)
+    MessageRun.objects.filter(pk=run.pk).update(status=status, finished_at=now, error_message=verdict.message,
+                                                http_status=verdict.code if verdict.outcome is not Outcome.SUCCESS
+                                                else None)
+    run.status, run.finished_at, run.error_message = status, now, verdict.message

@@ -1,0 +1,179 @@
+"""Changes to user messages: create, update, pause and resume, queue runs, test sends."""
+
+import logging
+import uuid
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.core.mail import send_mail
+from django.db import transaction
+from django.urls import reverse
+from django.utils import timezone
+
+from cohorts.models import Cohort, Profile
+from deliveries.sender import open_session, post_page
+from integrations.models import Connection
+
+from . import policy
+from .models import Message, MessageRun
+from .schedules import message_next_run_at
+from .sending import Recipient, batch_id, form_destination, users_body
+
+logger = logging.getLogger(__name__)
+
+EDITABLE_FIELDS = (
+    "name", "schedule", "cadence", "interval", "time_of_day", "timezone", "days_of_week", "day_of_month",
+    "limit_count", "limit_days", "properties", "connection",
+)
+
+
+def message_create(*, cohort: Cohort, connection: Connection, name: str, schedule: str = Message.Schedule.ASAP,
+                   cadence: str | None = None, created_by=None, **fields) -> Message:
+    """A new message; ASAP ones are due at once, timed ones at their first occurrence.
+
+    `cadence` defaults to what the schedule implies: `asap` for ASAP and recurring
+    messages, `daily` for scheduled ones.
+    """
+    if cadence is None:
+        cadence = Message.Cadence.DAILY if schedule == Message.Schedule.SCHEDULED else Message.Cadence.ASAP
+    unknown = set(fields) - set(EDITABLE_FIELDS)
+    if unknown:
+        raise TypeError(f"unknown message fields: {sorted(unknown)}")
+    message = Message(cohort=cohort, connection=connection, name=name, schedule=schedule, cadence=cadence,
+                      created_by=created_by, **fields)
+    message.full_clean()
+    message.created_at = timezone.now()  # the anchor of "every N days/weeks/months"
+    message.next_run_at = _first_run_at(message)
+    message.save()
+    return message
+
+
+def message_update(*, message: Message, **fields) -> Message:
+    """Change a message's fields, validate, and reschedule it from now."""
+    unknown = set(fields) - set(EDITABLE_FIELDS)
+    if unknown:
+        raise TypeError(f"unknown message fields: {sorted(unknown)}")
+    for name, value in fields.items():
+        setattr(message, name, value)
+    message.full_clean()
+    message.next_run_at = _first_run_at(message) if message.state == Message.State.ACTIVE else None
+    message.save()
+    return message
+
+
+def _first_run_at(message: Message):
+    now = timezone.now()
+    if message.cadence == Message.Cadence.ASAP:
+        return now
+    return message_next_run_at(message, after=now)
+
+
+def message_pause(*, message: Message, reason: str = "", status: int | None = None) -> Message:
+    """Stop a message (an operator's choice, or a receiver's permanent refusal: then tell its creator)."""
+    Message.objects.filter(pk=message.pk).update(
+        state=Message.State.PAUSED, paused_at=timezone.now(), next_run_at=None,
+        last_error_message=reason, last_error_status=status,
+    )
+    message.refresh_from_db()
+    if reason:
+        _notify_message_paused(message=message)
+    return message
+
+
+def message_resume(*, message: Message) -> Message:
+    Message.objects.filter(pk=message.pk, state=Message.State.PAUSED).update(
+        state=Message.State.ACTIVE, paused_at=None,
+    )
+    message.refresh_from_db()
+    Message.objects.filter(pk=message.pk).update(next_run_at=_first_run_at(message))
+    message.refresh_from_db()
+    return message
+
+
+def _notify_message_paused(*, message: Message) -> None:
+    recipient = getattr(message.created_by, "email", "")
+    if not recipient:
+        return
+    url = settings.COHORTSYNC_BASE_URL.rstrip("/") + reverse("deliveries:message", kwargs={"message_id": message.pk})
+    text = (f"Cohortsync paused the message “{message.name}” because the receiver refused it:\n\n"
+            f"  {message.last_error_status or ''} {message.last_error_message}\n\n"
+            f"Fix the receiver or the connection, then resume the message: {url}\n")
+    try:
+        send_mail(f"Cohortsync paused the message “{message.name}”", text, settings.DEFAULT_FROM_EMAIL, [recipient])
+    except Exception as exc:  # a mail outage must not hide the pause itself
+        logger.warning("message %s: pause email failed: %s", message.pk, type(exc).__name__)
+
+
+# --- Scheduling -----------------------------------------------------------------------
+
+
+def messages_dispatch_due(*, now=None) -> list[int]:
+    """Queue one run per due active message (beat, each minute).
+
+    Moving `next_run_at` on with a conditional UPDATE is the claim: two dispatchers
+    cannot both start the same occurrence.
+    """
+    from .tasks import run_message
+
+    now = now or timezone.now()
+    started = []
+    due = Message.objects.filter(state=Message.State.ACTIVE, next_run_at__lte=now).order_by("next_run_at")[:10_000]
+    for message in due:
+        following = message_next_run_at(message, after=max(now, message.next_run_at))
+        if Message.objects.filter(pk=message.pk, next_run_at=message.next_run_at).update(next_run_at=following):
+            started.append(message.pk)
+            transaction.on_commit(lambda message_id=message.pk: run_message.delay(message_id))
+    return started
+
+
+def messages_for_recomputed_cohort(*, cohort_id: int) -> list[int]:
+    """A cohort was recomputed: its ASAP-cadence messages check their audience now."""
+    from .tasks import run_message
+
+    message_ids = list(Message.objects.filter(cohort_id=cohort_id, state=Message.State.ACTIVE,
+                                              cadence=Message.Cadence.ASAP).values_list("pk", flat=True))
+    for message_id in message_ids:
+        transaction.on_commit(lambda message_id=message_id: run_message.delay(message_id, trigger="cohort"))
+    return message_ids
+
+
+def message_request_run(*, message: Message, trigger: str = "manual") -> MessageRun:
+    """Queue a run now (admin, API, status pages); the run row exists at once."""
+    from .tasks import run_message
+
+    run = MessageRun.objects.create(message=message, status=MessageRun.Status.QUEUED, trigger=trigger)
+    transaction.on_commit(lambda: run_message.delay(message.pk, trigger=trigger, run_id=run.pk))
+    return run
+
+
+# --- Test send ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MessageTestResult:
+    outcome: str  # policy.Outcome value
+    http_status: int | None
+    latency_ms: int
+    response_excerpt: str
+    message: str
+    distinct_ids: list[str]
+
+
+def message_send_test(*, message: Message) -> MessageTestResult:
+    """POST 5 random profiles of the project to the message's URL and report the answer (seed 003).
+
+    Nothing is recorded: nobody is marked sent, so the real run still reaches them.
+    """
+    profiles = list(
+        Profile.objects.filter(project_id=message.cohort.project_id).order_by("?")[: policy.TEST_SEND_PROFILES]
+        .values_list("pk", "distinct_id", "email", "first_name", "last_name", "phone_number", "properties")
+    )
+    recipients = [Recipient(*row) for row in profiles]
+    body = users_body(recipients, tuple(message.properties or ()))
+    with open_session() as session:
+        result = post_page(session, form_destination(message.connection), body, batch_id(uuid.uuid4(), 1))
+    return MessageTestResult(
+        outcome=str(result.verdict.outcome), http_status=result.http_status, latency_ms=result.latency_ms,
+        response_excerpt=result.response_excerpt[:500], message=result.verdict.message,
+        distinct_ids=[r.distinct_id for r in recipients],
+    )
