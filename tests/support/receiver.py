@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs
 
 
 @dataclass
@@ -40,6 +41,13 @@ class RecordedRequest:
     @property
     def session_id(self) -> str:
         return self.json["parameters"]["mixpanel_session_id"]
+
+    @property
+    def form_users(self) -> list[dict]:
+        """A user message's batch: the form field `users`, a JSON list (seed 003)."""
+        fields = parse_qs(self.body.decode(), strict_parsing=True)
+        assert list(fields) == ["users"] and len(fields["users"]) == 1, fields.keys()
+        return json.loads(fields["users"][0])
 
 
 @dataclass
