@@ -174,6 +174,6 @@ class MessageSend(models.Model):
             models.UniqueConstraint(fields=["message", "profile", "sequence"], name="message_send_once"),
         ]
         indexes = [
-            models.Index(fields=["run", "batch_number", "profile"], name="message_send_run_batch"),
+            models.Index(fields=["run", "profile"], name="message_send_run_profile"),
             models.Index(fields=["message", "status", "reserved_at"], name="message_send_status"),
         ]

@@ -14,7 +14,8 @@ from urllib.parse import urlencode
 
 import orjson
 from django.conf import settings
-from django.db import connection as db
+from django.db import connection as db, transaction
+from django.db.models import Case, Value, When
 from django.utils import timezone
 
 from cohorts.models import Profile
@@ -31,6 +32,9 @@ logger = logging.getLogger(__name__)
 # Identity columns go out under Mixpanel's reserved profile property names (seed 003's example).
 IDENTITY_PROPERTIES = (("email", "$email"), ("first_name", "$first_name"), ("last_name", "$last_name"),
                        ("phone_number", "$phone"))
+
+
+ANALYZE_AFTER_RESERVING = 10_000
 
 
 @dataclasses.dataclass(frozen=True)
@@ -139,28 +143,42 @@ def reserve_recipients(*, run: MessageRun, message: Message) -> int:
                   message.limit_count]
     with db.cursor() as cursor:
         cursor.execute(sql, params)
-        return max(cursor.rowcount, 0)
+        reserved = max(cursor.rowcount, 0)
+        if reserved >= ANALYZE_AFTER_RESERVING and db.vendor == "postgresql":
+            # Fresh statistics, or the per-batch "mark sent" updates are planned for the
+            # table as it was (say, empty) and scan all of it each time: quadratic.
+            cursor.execute(f"ANALYZE {sends}")
+    return reserved
 
 
-def stream_batches(*, run: MessageRun, batch_size: int = policy.BATCH_SIZE):
-    """The run's reserved users, a batch at a time, by profile id (keyset: flat memory)."""
+def stream_batches(*, run: MessageRun, batch_size: int = policy.BATCH_SIZE, batches_per_read: int = 20):
+    """The run's reserved users, a batch at a time, by profile id (keyset: flat memory).
+
+    Read several batches per query: at 50 users a POST, a query per batch would cost as
+    much as the POST itself.
+    """
     sends = MessageSend._meta.db_table
     profile = Profile._meta.db_table
     properties_column = "p.properties::text" if db.vendor == "postgresql" else "p.properties"
+    # The LIMIT sits in a subquery so the page is found by the (run, profile) index first:
+    # planned as one join, a fresh (unanalysed) send table led PostgreSQL to walk the
+    # profiles from the start for every page (quadratic).
     sql = f"""SELECT s.profile_id, p.distinct_id, p.email, p.first_name, p.last_name, p.phone_number,
                      {properties_column}
-              FROM {sends} s JOIN {profile} p ON p.id = s.profile_id
-              WHERE s.run_id = %s AND s.status = %s AND s.profile_id > %s
-              ORDER BY s.profile_id LIMIT %s"""
+              FROM (SELECT profile_id FROM {sends} WHERE run_id = %s AND status = %s AND profile_id > %s
+                    ORDER BY profile_id LIMIT %s) s
+              JOIN {profile} p ON p.id = s.profile_id
+              ORDER BY s.profile_id"""
     last_profile_id = 0
     with db.cursor() as cursor:
         while True:
-            cursor.execute(sql, [run.pk, MessageSend.Status.PENDING, last_profile_id, batch_size])
+            cursor.execute(sql, [run.pk, MessageSend.Status.PENDING, last_profile_id, batch_size * batches_per_read])
             rows = cursor.fetchall()
             if not rows:
                 return
             last_profile_id = rows[-1][0]
-            yield [Recipient(*row) for row in rows]
+            for start in range(0, len(rows), batch_size):
+                yield [Recipient(*row) for row in rows[start:start + batch_size]]
 
 
 def user_entry(recipient: Recipient, properties: tuple[str, ...] = ()) -> dict:
@@ -196,6 +214,63 @@ def batch_id(session_id: uuid.UUID, batch_number: int) -> str:
     return str(uuid.uuid5(session_id, f"batch-{batch_number}"))
 
 
+class BatchRecords:
+    """A run's outcomes, written in one transaction every few batches rather than 3 writes a batch.
+
+    A failure is written at once. Sends marked sent late are still pending meanwhile, held
+    by this run: a crash before the write re-sends those batches (never loses them).
+    """
+
+    FLUSH_EVERY_BATCHES = 20
+
+    def __init__(self, run: MessageRun):
+        self.run = run
+        self.attempts: list[DeliveryAttempt] = []
+        self.sent: list[tuple[int, list[int]]] = []  # (batch number, its profile ids in order)
+        self.delivered = self.failed = self.sent_users = 0
+        self.reserved_at_refreshed = timezone.now()
+
+    def attempt(self, attempt: DeliveryAttempt) -> None:
+        self.attempts.append(attempt)
+
+    def batch_sent(self, batch_number: int, profile_ids: list[int]) -> None:
+        self.delivered += 1
+        self.sent.append((batch_number, profile_ids))
+        if len(self.sent) >= self.FLUSH_EVERY_BATCHES:
+            self.flush()
+
+    def batch_failed(self, profile_ids: list[int]) -> None:
+        self.failed += 1
+        self.flush()
+        # Unsent: deleted, so the next attempt sends them again (seed 003).
+        MessageSend.objects.filter(run_id=self.run.pk, status=MessageSend.Status.PENDING,
+                                   profile_id__in=profile_ids).delete()
+
+    def flush(self) -> None:
+        with transaction.atomic():
+            if self.attempts:
+                DeliveryAttempt.objects.bulk_create(self.attempts)
+                self.attempts = []
+            pending = MessageSend.objects.filter(run_id=self.run.pk, status=MessageSend.Status.PENDING)
+            if self.sent:
+                # One UPDATE for all: batches go out in profile order and a failed batch's rows
+                # are deleted at once, so this run's pending rows in the range are exactly these.
+                batch_of = Case(*[When(profile_id__lte=ids[-1], then=Value(number)) for number, ids in self.sent])
+                self.sent_users += pending.filter(
+                    profile_id__gte=self.sent[0][1][0], profile_id__lte=self.sent[-1][1][-1]
+                ).update(status=MessageSend.Status.SENT, sent_at=timezone.now(), batch_number=batch_of)
+                self.sent = []
+            now = timezone.now()
+            if (now - self.reserved_at_refreshed).total_seconds() > settings.COHORTSYNC_CLAIM_LEASE_SECONDS / 4:
+                # Keep this run's reservations fresh so no other run takes them as abandoned.
+                pending.update(reserved_at=now)
+                self.reserved_at_refreshed = now
+            MessageRun.objects.filter(pk=self.run.pk).update(
+                batches_delivered=self.delivered, batches_failed=self.failed, sent_count=self.sent_users)
+        self.run.batches_delivered, self.run.batches_failed = self.delivered, self.failed
+        self.run.sent_count = self.sent_users
+
+
 def deliver_batches(*, run: MessageRun, message: Message) -> Verdict:
     """POST each batch with the contract's retries; a 2xx marks exactly its users sent.
 
@@ -204,50 +279,42 @@ def deliver_batches(*, run: MessageRun, message: Message) -> Verdict:
     """
     destination = form_destination(message.connection)
     properties = tuple(message.properties or ())
-    lease = settings.COHORTSYNC_CLAIM_LEASE_SECONDS
-    refreshed_at = timezone.now()
-    batch_number = delivered = failed = consecutive_failures = sent_users = 0
+    records = BatchRecords(run)
+    batch_number = consecutive_failures = 0
     last_failure: Verdict | None = None
-    with open_session() as session:
-        for recipients in stream_batches(run=run):
-            batch_number += 1
-            if (timezone.now() - refreshed_at).total_seconds() > lease / 4:
-                # Keep this run's reservations fresh so no other run takes them as abandoned.
-                refreshed_at = timezone.now()
-                MessageSend.objects.filter(run_id=run.pk, status=MessageSend.Status.PENDING).update(
-                    reserved_at=refreshed_at)
-            verdict = _send_batch(session=session, destination=destination, run=run, batch_number=batch_number,
-                                  body=users_body(recipients, properties))
-            profile_ids = [r.profile_id for r in recipients]
-            batch = MessageSend.objects.filter(run_id=run.pk, status=MessageSend.Status.PENDING,
-                                               profile_id__in=profile_ids)
-            if verdict.outcome is Outcome.SUCCESS:
-                sent_users += batch.update(status=MessageSend.Status.SENT, sent_at=timezone.now(),
-                                           batch_number=batch_number)
-                delivered += 1
-                consecutive_failures = 0
-            else:
-                batch.delete()  # unsent: the next attempt sends them again (seed 003)
-                failed += 1
+    try:
+        with open_session() as session:
+            for recipients in stream_batches(run=run):
+                batch_number += 1
+                verdict = _send_batch(session=session, destination=destination, run=run, batch_number=batch_number,
+                                      body=users_body(recipients, properties), records=records)
+                profile_ids = [r.profile_id for r in recipients]
+                if verdict.outcome is Outcome.SUCCESS:
+                    records.batch_sent(batch_number, profile_ids)
+                    consecutive_failures = 0
+                    continue
+                records.batch_failed(profile_ids)
                 consecutive_failures += 1
                 last_failure = verdict
-            MessageRun.objects.filter(pk=run.pk).update(batches_delivered=delivered, batches_failed=failed,
-                                                        sent_count=sent_users)
-            if verdict.outcome is Outcome.PAUSE or consecutive_failures >= policy.MAX_CONSECUTIVE_FAILED_BATCHES:
-                break
-    run.batches_delivered, run.batches_failed, run.sent_count = delivered, failed, sent_users
+                if verdict.outcome is Outcome.PAUSE or consecutive_failures >= policy.MAX_CONSECUTIVE_FAILED_BATCHES:
+                    break
+    finally:
+        records.flush()  # also when a batch raised: what was sent stays marked sent
     return last_failure or Verdict(Outcome.SUCCESS)
 
 
-def _send_batch(*, session, destination: Destination, run: MessageRun, batch_number: int, body: bytes) -> Verdict:
+def _send_batch(*, session, destination: Destination, run: MessageRun, batch_number: int, body: bytes,
+                records: BatchRecords) -> Verdict:
     page_id = batch_id(run.session_id, batch_number)
 
     def record(attempt: int, result) -> None:
-        DeliveryAttempt.objects.create(
+        records.attempt(DeliveryAttempt(
             message_run=run, page_number=batch_number, page_id=page_id, action=policy.USERS_FIELD,
             attempt_number=attempt, outcome=result.verdict.outcome, http_status=result.http_status,
             latency_ms=result.latency_ms, response_excerpt=result.response_excerpt, error=result.verdict.message,
-        )
+        ))
+        if result.verdict.outcome is not Outcome.SUCCESS:
+            records.flush()  # trouble is visible while the run goes on
 
     return post_with_retries(session=session, destination=destination, body=body, page_id=page_id, record=record)
 

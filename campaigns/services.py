@@ -133,7 +133,9 @@ def messages_for_recomputed_cohort(*, cohort_id: int) -> list[int]:
     message_ids = list(Message.objects.filter(cohort_id=cohort_id, state=Message.State.ACTIVE,
                                               cadence=Message.Cadence.ASAP).values_list("pk", flat=True))
     for message_id in message_ids:
-        transaction.on_commit(lambda message_id=message_id: run_message.delay(message_id, trigger="cohort"))
+        # robust: a broker outage is logged, never raised into the sync run that recomputed the cohort.
+        transaction.on_commit(lambda message_id=message_id: run_message.delay(message_id, trigger="cohort"),
+                              robust=True)
     return message_ids
 
 

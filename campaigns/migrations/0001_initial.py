@@ -102,7 +102,7 @@ class Migration(migrations.Migration):
         ),
         migrations.AddIndex(
             model_name='messagesend',
-            index=models.Index(fields=['run', 'batch_number', 'profile'], name='message_send_run_batch'),
+            index=models.Index(fields=['run', 'profile'], name='message_send_run_profile'),
         ),
         migrations.AddIndex(
             model_name='messagesend',
