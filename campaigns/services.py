@@ -70,10 +70,10 @@ def _first_run_at(message: Message):
 
 def message_pause(*, message: Message, reason: str = "", status: int | None = None) -> Message:
     """Stop a message (an operator's choice, or a receiver's permanent refusal: then tell its creator)."""
-    Message.objects.filter(pk=message.pk).update(
-        state=Message.State.PAUSED, paused_at=timezone.now(), next_run_at=None,
-        last_error_message=reason, last_error_status=status,
-    )
+    updates = dict(state=Message.State.PAUSED, paused_at=timezone.now(), next_run_at=None)
+    if reason:  # an operator's pause keeps the receiver's last error in view
+        updates.update(last_error_message=reason, last_error_status=status)
+    Message.objects.filter(pk=message.pk).update(**updates)
     message.refresh_from_db()
     if reason:
         _notify_message_paused(message=message)

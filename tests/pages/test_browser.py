@@ -1,6 +1,8 @@
 """End to end in a real browser (Debian's headless chromium): a user finds a paused sync and its
 error, resumes it and watches a run appear; an operator creates a connection in the admin and
-sends a test; nobody sees another project's sync. Screenshots go to test-artifacts/."""
+sends a test; nobody sees another project's sync; a user sends a test from a message page, and
+follows a cohort link to its size history and an alert to the run that caused it.
+Screenshots go to test-artifacts/."""
 
 import re
 
@@ -11,12 +13,16 @@ try:
 except ImportError:  # the `_playwright` fixture skips (or, in CI, fails) these tests
     expect = None
 
+from alerts.models import Alert, AlertFiring
+from campaigns.models import MessageRun, MessageSend
+from campaigns.sending import message_run
+from campaigns.services import message_create
 from cohorts.models import Project
 from deliveries import tasks
 from deliveries.models import Sync, SyncRun
 from integrations.models import Connection
 from tests.conftest import run_now, set_members
-from tests.factories import SyncFactory, UserFactory
+from tests.factories import CohortFactory, ConnectionFactory, SyncFactory, UserFactory
 from tests.support.receiver import Reply
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -91,7 +97,7 @@ def test_a_user_resumes_a_paused_sync_and_watches_a_run_appear(
     page.screenshot(path=artifacts / "dashboard.png", full_page=True)
 
     # The sync page: the error, the history, the chart.
-    first_row.get_by_role("link", name=re.compile("Churn risk")).click()
+    first_row.get_by_role("link", name="Churn risk to CRM webhook").click()
     expect(page).to_have_url(f"{live_server.url}/syncs/{paused_sync.pk}/")
     expect(page.locator(".alert")).to_contain_text("Invalid API key: it was revoked")
     expect(page.locator("table.runs tbody.run")).to_have_count(8)
@@ -191,3 +197,90 @@ def test_the_test_receiver_inbox_shows_pages_pretty_printed(page, live_server, c
     body = page.locator(".inbox-item pre").first
     expect(body).to_contain_text('"mixpanel_distinct_id": "A"')
     assert "\n" in body.inner_text()  # indented, one key a line
+
+
+def test_a_user_sends_a_test_from_a_message_page_and_sees_the_receivers_answer(
+    page, live_server, receiver, artifacts
+):
+    user, project = user_with_project("ada", "Growth")
+    cohort = CohortFactory(project=project, name="Lapsed buyers")
+    set_members(cohort, [f"buyer-{n:03d}" for n in range(120)])
+    connection = ConnectionFactory(project=project, name="CRM form hook", url=receiver.url())
+    message = message_create(cohort=cohort, connection=connection, name="Win back", schedule="recurring",
+                             cadence="weekly", days_of_week=[0, 2], timezone="Europe/Paris", created_by=user)
+    receiver.reply(Reply(status=200), Reply(status=503), Reply(status=200))  # batch 2 needs a second try
+    assert message_run(message_id=message.pk).status == MessageRun.Status.SUCCEEDED
+    sent_before = MessageSend.objects.filter(message=message).count()
+    receiver.clear()
+    receiver.reply(Reply(status=200, body={"status": "ok", "received": 5, "note": "test users parked in sandbox"}))
+
+    log_in(page, live_server.url, "ada")
+    row = page.locator("tr.message-row", has_text="Win back")
+    expect(row).to_contain_text("Recurring, weekly on Mon and Wed at 09:00 Europe/Paris, at most 1 per 7 days per user")
+    expect(row).to_contain_text("120")  # users sent
+    row.get_by_role("link", name="Win back").click()
+
+    expect(page).to_have_url(f"{live_server.url}/messages/{message.pk}/")
+    expect(page.get_by_role("heading", name="Win back")).to_be_visible()
+    expect(page.locator("#users-sent")).to_have_text("120")
+    run = page.locator("table.runs tbody.run").first
+    expect(run).to_contain_text("Succeeded")
+    run.locator("summary").click()
+    expect(run.locator("table.attempts tr.attempt")).to_have_count(4)  # 3 batches, one tried twice
+    expect(run.locator("tr.attempt--transient")).to_contain_text("503")
+
+    page.get_by_role("button", name="Send test").click()
+    answer = page.locator("#test-send")
+    expect(answer).to_contain_text("success")
+    expect(answer).to_contain_text("HTTP 200")
+    expect(answer).to_contain_text("test users parked in sandbox")
+    expect(answer).to_contain_text("Nobody was marked sent")
+    ((request),) = receiver.requests
+    sent_ids = [user["$distinct_id"] for user in request.form_users]
+    assert len(sent_ids) == 5
+    expect(answer.locator(".test-send__users li")).to_have_text(sent_ids)
+    assert MessageSend.objects.filter(message=message).count() == sent_before
+    page.screenshot(path=artifacts / "message-page.png", full_page=True)
+
+    page.reload()  # the answer is shown once; a reload does not post again
+    expect(page.locator("#test-send")).to_have_count(0)
+    assert len(receiver.requests) == 1
+
+
+def test_a_user_follows_a_cohort_link_to_its_size_history_and_an_alert_to_its_run(
+    page, live_server, paused_sync, artifacts
+):
+    refused = SyncRun.objects.filter(sync=paused_sync, status=SyncRun.Status.PAUSED).get()
+    cohort = paused_sync.cohort
+    size_alert = Alert.objects.create(project=cohort.project, name="Churn risk over 50", cohort=cohort,
+                                      kind=Alert.Kind.COHORT_SIZE, operator=Alert.Operator.GREATER_THAN, threshold=50)
+    latest = cohort.sizes.order_by("-computed_at", "-id").first()
+    AlertFiring.objects.create(alert=size_alert, fired_at=latest.computed_at, current_value=latest.size,
+                               sentence=f"Churn risk has {latest.size} users, above 50", payload={},
+                               status=AlertFiring.Status.DELIVERED, cohort_size=latest)
+    pause_alert = Alert.objects.create(project=cohort.project, name="CRM sync paused", sync=paused_sync,
+                                       kind=Alert.Kind.SYNC_PAUSED, operator=Alert.Operator.IS)
+    AlertFiring.objects.create(alert=pause_alert, fired_at=refused.started_at, current_value=1,
+                               sentence="The sync Churn risk → CRM webhook paused: Invalid API key", payload={},
+                               status=AlertFiring.Status.DELIVERED, sync_run=refused)
+
+    log_in(page, live_server.url, "ada")
+    page.locator("tr.sync-row").first.get_by_role("link", name="Churn risk", exact=True).click()
+
+    expect(page).to_have_url(f"{live_server.url}/cohorts/{cohort.pk}/")
+    history = page.locator("#size-history")
+    expect(history.locator("svg.chart__svg")).to_be_visible()
+    expect(history.locator("table.sizes tbody tr")).to_have_count(cohort.sizes.count())
+    expect(history.locator("table.sizes tbody tr").first).to_contain_text(str(latest.size))
+    expect(page.locator("#alerts")).to_contain_text(f"Churn risk has {latest.size} users, above 50")
+    page.screenshot(path=artifacts / "cohort-page.png", full_page=True)
+
+    page.locator("#syncs").get_by_role("link", name="Churn risk to CRM webhook").click()
+    expect(page).to_have_url(f"{live_server.url}/syncs/{paused_sync.pk}/")
+    page.locator("#alerts").get_by_role("link", name="The run that caused it").click()
+    expect(page).to_have_url(f"{live_server.url}/syncs/{paused_sync.pk}/?run={refused.pk}#run-{refused.pk}")
+    root_cause = page.locator(f"#run-{refused.pk}")
+    expect(root_cause).to_contain_text("Paused")
+    expect(root_cause.locator("table.attempts")).to_be_visible()  # unfolded: its refused page attempts
+    expect(root_cause.locator("table.attempts")).to_contain_text("401")
+    page.screenshot(path=artifacts / "sync-page-alert-root-cause.png", full_page=True)
