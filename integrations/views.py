@@ -1,5 +1,7 @@
 """The built-in test receiver: stores what arrives and shows it, page by page."""
 
+from urllib.parse import parse_qs
+
 import orjson
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse, JsonResponse
@@ -23,10 +25,7 @@ def receiver_inbox(request: HttpRequest, inbox: str) -> HttpResponse:
 def _receive(request: HttpRequest, inbox: str) -> HttpResponse:
     # PostgreSQL text refuses NUL characters; keep everything else as it came.
     body = request.body.decode("utf-8", errors="replace").replace("\x00", "\ufffd")
-    try:
-        payload = orjson.loads(request.body)
-    except orjson.JSONDecodeError:
-        payload = None
+    payload = _decoded(request.body)
     parameters = payload.get("parameters", {}) if isinstance(payload, dict) else {}
     headers = {
         name: ("[redacted]" if name.lower() in REDACTED_HEADERS else value)
@@ -44,12 +43,25 @@ def _receive(request: HttpRequest, inbox: str) -> HttpResponse:
     return JsonResponse({"action": action, "status": "success"})
 
 
+def _decoded(body: bytes):
+    """A JSON body, or a user message's form body (`users=<JSON list>`) as {"users": [...]}; else None."""
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError:
+        pass
+    try:
+        fields = parse_qs(body.decode(), strict_parsing=True)
+        if list(fields) == ["users"]:
+            return {"users": orjson.loads(fields["users"][0])}
+    except (ValueError, orjson.JSONDecodeError):
+        pass
+    return None
+
+
 @login_required
 def _show_inbox(request: HttpRequest, inbox: str) -> HttpResponse:
     received = list(ReceivedWebhook.objects.filter(inbox=inbox)[:INBOX_PAGE_SIZE])
     for item in received:
-        try:
-            item.pretty_body = orjson.dumps(orjson.loads(item.body), option=orjson.OPT_INDENT_2).decode()
-        except orjson.JSONDecodeError:
-            item.pretty_body = item.body
+        decoded = _decoded(item.body.encode())
+        item.pretty_body = item.body if decoded is None else orjson.dumps(decoded, option=orjson.OPT_INDENT_2).decode()
     return render(request, "integrations/inbox.html", {"inbox": inbox, "received": received})

@@ -1,6 +1,7 @@
 """The built-in test receiver at /receiver/<inbox>/ (integrations/views.py)."""
 
 import json
+from urllib.parse import urlencode
 
 import pytest
 from django.urls import reverse
@@ -143,3 +144,14 @@ def test_get_of_an_empty_inbox_says_so(staff_client):
 
     assert response.status_code == 200
     assert "Nothing has arrived yet." in response.content.decode()
+
+
+def test_a_user_message_batch_is_shown_decoded(client):
+    body = urlencode({"users": '[{"$distinct_id": "ada", "$properties": {"plan": "pro"}}]'})
+    answer = client.post("/receiver/msgs/", data=body, content_type="application/x-www-form-urlencoded")
+    assert answer.status_code == 200
+    client.force_login(UserFactory())
+
+    page = client.get("/receiver/msgs/").content.decode()
+
+    assert "&quot;$distinct_id&quot;: &quot;ada&quot;" in page
