@@ -16,8 +16,20 @@ from rest_framework.views import exception_handler
 
 from cohorts.models import Project
 
+from .authentication import ApiKeyClient
 from .models import ApiKey
 from .selectors import projects_for_client
+
+
+# The largest id (a BigAutoField, SQLite's INTEGER): a larger filter value would overflow the query.
+MAX_ID = 2**63 - 1
+
+
+def acting_person(request):
+    """Who acts (pause emails go to them): the logged-in user, or whoever created the API key."""
+    if isinstance(request.user, ApiKeyClient):
+        return request.auth.created_by
+    return request.user
 
 
 def client_projects(request) -> QuerySet[Project]:

@@ -16,11 +16,11 @@ from django.utils.text import Truncator
 
 from cohorts.admin import CappedCountPaginator
 from deliveries.admin import STATE_COLOURS, DeliveryAttemptInline
-from integrations.models import Connection
 
 from . import services
 from .models import Message, MessageRun, MessageSend
 from .selectors import DAY_NAMES, message_schedule_in_words
+
 
 class MessageAdminForm(forms.ModelForm):
     """Friendlier inputs for the JSON fields; the model's clean() (the same one the services
@@ -46,9 +46,15 @@ class MessageAdminForm(forms.ModelForm):
         super().__init__(*args, **kwargs)
         self.fields["timezone"].choices = [(name, name) for name in sorted(zoneinfo.available_timezones())]
         self.initial["properties"] = "\n".join(self.instance.properties or [])
+        for name in ("cohort", "connection"):
+            if name in self.fields:
+                field = self.fields[name]
+                field.queryset = field.queryset.select_related("project").order_by("project__name", "name")
+                field.label_from_instance = lambda obj: f"{obj} ({obj.project.name})"
         if self.instance.pk and "connection" in self.fields:
             # A message sends to a connection of its cohort's project.
-            self.fields["connection"].queryset = Connection.objects.filter(project_id=self.instance.cohort.project_id)
+            self.fields["connection"].queryset = self.fields["connection"].queryset.filter(
+                project_id=self.instance.cohort.project_id)
 
     def clean_properties(self) -> list[str]:
         return [line.strip() for line in self.cleaned_data["properties"].splitlines() if line.strip()]
@@ -64,6 +70,8 @@ class MessageAdmin(admin.ModelAdmin):
     search_fields = ["name", "cohort__name", "connection__name"]
     ordering = ["-id"]
     actions = ["run_now", "pause", "resume"]
+    # Enter in a field submits the form's first button: with the Save row on top, that is Save, not "Send test".
+    save_on_top = True
     readonly_fields = ["state", "paused_at", "last_error_message", "last_error_status", "next_run_at", "created_by",
                        "send_test_button"]
 
@@ -156,8 +164,8 @@ class MessageAdmin(admin.ModelAdmin):
         url = reverse("admin:campaigns_message_send_test", args=[obj.pk])
         return format_html(
             '<button type="submit" formaction="{}" formmethod="post" class="button">Send test</button>'
-            '<div class="help">POSTs 5 random profiles of the project to the connection and shows the answer. '
-            "Nobody is marked as sent.</div>", url)
+            '<div class="help">POSTs 5 random profiles of the project to the saved connection and shows the '
+            "answer. Nobody is marked as sent.</div>", url)
 
     def get_urls(self):
         send_test = self.admin_site.admin_view(self.send_test_view)

@@ -2,24 +2,24 @@
 their run history."""
 
 import zoneinfo
-from datetime import time
 
-from django.db.models import Prefetch, QuerySet
+from django.db.models import Prefetch
 from django.urls import reverse
-from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
+from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_field, extend_schema_view
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
-from access.api import Conflict, ScopedPrimaryKeyRelatedField, client_projects
+from access.api import MAX_ID, Conflict, ScopedPrimaryKeyRelatedField, acting_person, client_projects
 from access.schema import ErrorOutput
 from cohorts.models import Cohort
-from deliveries.api import DeliveryAttemptOutput, _person
+from deliveries.api import DeliveryAttemptOutput
 from deliveries.models import DeliveryAttempt
 from integrations.models import Connection
 
 from . import policy
 from .models import Message, MessageRun
+from .selectors import message_list, message_run_list
 from .services import (
     message_create, message_pause, message_request_run, message_resume, message_send_test, message_update,
 )
@@ -27,37 +27,14 @@ from .services import (
 CONFLICT = OpenApiResponse(ErrorOutput, "The message is paused: resume it first.")
 
 
-# --- Reads --------------------------------------------------------------------------------
-
-
-def message_list(*, projects: QuerySet, state: str | None = None, cohort_id: int | None = None,
-                 connection_id: int | None = None) -> QuerySet:
-    """Messages of these projects (a message belongs to its cohort's project), optionally filtered."""
-    messages = Message.objects.filter(cohort__project__in=projects).order_by("id")
-    if state is not None:
-        messages = messages.filter(state=state)
-    if cohort_id is not None:
-        messages = messages.filter(cohort_id=cohort_id)
-    if connection_id is not None:
-        messages = messages.filter(connection_id=connection_id)
-    return messages
-
-
-def message_run_list(*, projects: QuerySet, message_id: int | None = None) -> QuerySet:
-    """Runs of the messages of these projects (or of one message), newest first."""
-    runs = MessageRun.objects.filter(message__cohort__project__in=projects)
-    if message_id is not None:
-        runs = runs.filter(message_id=message_id)
-    return runs.order_by("-started_at", "-id")
-
-
 # --- Serializers ----------------------------------------------------------------------
 
 
+# A wall-clock time without an offset (the zone is a field of its own), so not OpenAPI's
+# `format: time`, which is RFC 3339's full-time and requires one.
+@extend_schema_field({"type": "string", "pattern": r"^\d{2}:\d{2}(:\d{2}(\.\d+)?)?$", "example": "09:00:00"})
 class TimeOfDayField(serializers.TimeField):
-    def to_representation(self, value):
-        # A message made without a time holds the model's default as text until it is read back.
-        return super().to_representation(time.fromisoformat(value) if isinstance(value, str) else value)
+    pass
 
 
 class MessageOutput(serializers.ModelSerializer):
@@ -95,7 +72,7 @@ class MessageUpdateInput(serializers.Serializer):
                   "for a scheduled message.")
     interval = serializers.IntegerField(min_value=1, max_value=policy.MAX_INTERVAL, required=False,
                                         help_text="Every N days, weeks or months (timed cadences).")
-    time_of_day = serializers.TimeField(required=False, help_text="Local time in `timezone`, e.g. 09:00.")
+    time_of_day = TimeOfDayField(required=False, help_text="Local time in `timezone`, e.g. 09:00.")
     timezone = serializers.CharField(max_length=64, required=False,
                                      help_text="An IANA time zone name such as Europe/Paris.")
     days_of_week = serializers.ListField(
@@ -128,8 +105,8 @@ class MessageInput(MessageUpdateInput):
 
 class MessageFilter(serializers.Serializer):
     state = serializers.ChoiceField(choices=Message.State.choices, required=False)
-    cohort = serializers.IntegerField(required=False, min_value=1)
-    connection = serializers.IntegerField(required=False, min_value=1)
+    cohort = serializers.IntegerField(required=False, min_value=1, max_value=MAX_ID)
+    connection = serializers.IntegerField(required=False, min_value=1, max_value=MAX_ID)
 
 
 class MessageRunOutput(serializers.ModelSerializer):
@@ -153,7 +130,8 @@ class MessageRunDetailOutput(MessageRunOutput):
 
 
 class MessageRunFilter(serializers.Serializer):
-    message = serializers.IntegerField(required=False, min_value=1, help_text="Only this message's runs.")
+    message = serializers.IntegerField(required=False, min_value=1, max_value=MAX_ID,
+                                       help_text="Only this message's runs.")
 
 
 class MessageTestOutput(serializers.Serializer):
@@ -198,7 +176,7 @@ class MessageViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.De
         """ASAP messages are due at once; timed ones at their first occurrence."""
         data = MessageInput(data=request.data, context=self.get_serializer_context())
         data.is_valid(raise_exception=True)
-        message = message_create(**data.validated_data, created_by=_person(request))
+        message = message_create(**data.validated_data, created_by=acting_person(request))
         return Response(MessageOutput(message).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(summary="Change a user message", request=MessageUpdateInput, responses=MessageOutput)

@@ -1,6 +1,7 @@
 """User messages (legacy webhook campaigns, seed 003): a cohort's matching users POSTed to a
 connection as form-encoded `users` batches of 50, on a schedule, with per-user send records."""
 
+import datetime
 import uuid
 import zoneinfo
 
@@ -37,7 +38,7 @@ class Message(models.Model):
     cadence = models.CharField(max_length=20, choices=Cadence.choices, default=Cadence.ASAP)
     # "Every N days / weeks / months" for the timed cadences, counted from the creation date.
     interval = models.PositiveSmallIntegerField(default=1)
-    time_of_day = models.TimeField(default="09:00")
+    time_of_day = models.TimeField(default=datetime.time(9, 0))
     timezone = models.CharField(max_length=64, default="UTC")
     days_of_week = models.JSONField("days of week (0 = Monday)", default=list, blank=True)
     day_of_month = models.PositiveSmallIntegerField(default=1)
@@ -87,7 +88,7 @@ class Message(models.Model):
             errors["interval"] = f"Interval must be between 1 and {policy.MAX_INTERVAL}."
         try:
             zoneinfo.ZoneInfo(self.timezone or "")
-        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):  # "America" is a directory, not a zone
             errors["timezone"] = f"Unknown time zone {self.timezone!r} (use an IANA name such as Europe/Paris)."
         days = self.days_of_week
         if not isinstance(days, list) or not all(type(d) is int and 0 <= d <= 6 for d in days):

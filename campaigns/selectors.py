@@ -98,3 +98,24 @@ def _days_in_words(days: list[int]) -> str:
     if len(names) <= 1:
         return "".join(names) or "no day"
     return ", ".join(names[:-1]) + " and " + names[-1]
+
+
+def message_list(*, projects: QuerySet, state: str | None = None, cohort_id: int | None = None,
+                 connection_id: int | None = None) -> QuerySet:
+    """Messages of these projects (a message belongs to its cohort's project), optionally filtered."""
+    messages = Message.objects.filter(cohort__project__in=projects).order_by("id")
+    if state is not None:
+        messages = messages.filter(state=state)
+    if cohort_id is not None:
+        messages = messages.filter(cohort_id=cohort_id)
+    if connection_id is not None:
+        messages = messages.filter(connection_id=connection_id)
+    return messages
+
+
+def message_run_list(*, projects: QuerySet, message_id: int | None = None) -> QuerySet:
+    """Runs of the messages of these projects (or of one message), newest first."""
+    runs = MessageRun.objects.filter(message__cohort__project__in=projects)
+    if message_id is not None:
+        runs = runs.filter(message_id=message_id)
+    return runs.order_by("-started_at", "-id")

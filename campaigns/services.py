@@ -68,14 +68,15 @@ def _first_run_at(message: Message):
     return message_next_run_at(message, after=now)
 
 
-def message_pause(*, message: Message, reason: str = "", status: int | None = None) -> Message:
-    """Stop a message (an operator's choice, or a receiver's permanent refusal: then tell its creator)."""
+def message_pause(*, message: Message, reason: str = "", status: int | None = None, notify: bool = True) -> Message:
+    """Stop a message: an operator's choice, or a receiver's permanent refusal (`reason`, then
+    its creator is emailed unless `notify` is off)."""
     updates = dict(state=Message.State.PAUSED, paused_at=timezone.now(), next_run_at=None)
     if reason:  # an operator's pause keeps the receiver's last error in view
         updates.update(last_error_message=reason, last_error_status=status)
     Message.objects.filter(pk=message.pk).update(**updates)
     message.refresh_from_db()
-    if reason:
+    if reason and notify:
         _notify_message_paused(message=message)
     return message
 

@@ -2,6 +2,8 @@
 
 from rest_framework.routers import DefaultRouter
 
+from alerts.api import AlertFiringViewSet, AlertViewSet
+from campaigns.api import MessageRunViewSet, MessageViewSet
 from cohorts.api import CohortViewSet, EventViewSet, ProfileViewSet
 from deliveries.api import SyncRunViewSet, SyncViewSet
 from integrations.api import ConnectionViewSet
@@ -14,6 +16,10 @@ router.register("connections", ConnectionViewSet, basename="connection")
 router.register("cohorts", CohortViewSet, basename="cohort")
 router.register("syncs", SyncViewSet, basename="sync")
 router.register("runs", SyncRunViewSet, basename="run")
+router.register("messages", MessageViewSet, basename="message")
+router.register("message-runs", MessageRunViewSet, basename="message-run")
+router.register("alerts", AlertViewSet, basename="alert")
+router.register("alert-firings", AlertFiringViewSet, basename="alert-firing")
 router.register("profiles", ProfileViewSet, basename="profile")
 router.register("events", EventViewSet, basename="event")
 

@@ -142,6 +142,10 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         "CohortKindEnum": "cohorts.models.Cohort.Kind",
         "RunKindEnum": "deliveries.models.SyncRun.Kind",
+        "SyncRunStatusEnum": "deliveries.models.SyncRun.Status",
+        "MessageRunStatusEnum": "campaigns.models.MessageRun.Status",
+        "AlertFiringStatusEnum": "alerts.models.AlertFiring.Status",
+        "AlertKindEnum": "alerts.models.Alert.Kind",
     },
 }
 

@@ -178,13 +178,31 @@ class OutcomeFilter(admin.SimpleListFilter):
         return queryset
 
 
+class SourceFilter(admin.SimpleListFilter):
+    """What an attempt delivered: a sync page, a message batch or an alert (one FK each)."""
+
+    title = "source"
+    parameter_name = "source"
+    SOURCES = {"sync": "run", "message": "message_run", "alert": "alert_firing"}
+
+    def lookups(self, request, model_admin):
+        return [("sync", "Sync runs"), ("message", "User messages"), ("alert", "Alert webhooks")]
+
+    def queryset(self, request, queryset):
+        if self.value() in self.SOURCES:
+            return queryset.filter(**{f"{self.SOURCES[self.value()]}__isnull": False})
+        return queryset
+
+
 @admin.register(DeliveryAttempt)
 class DeliveryAttemptAdmin(admin.ModelAdmin):
-    """Every page try across runs, newest first: where an operator finds trouble. Read-only."""
+    """Every POST try across sync runs, message runs and alert firings, newest first: where an
+    operator finds trouble. Read-only."""
 
-    list_display = ["created_at", "run_link", "page", "outcome", "http_status", "latency", "short_error"]
-    list_filter = [OutcomeFilter]
-    list_select_related = ["run"]
+    list_display = ["created_at", "source", "page", "outcome", "http_status", "latency", "short_error"]
+    list_filter = [OutcomeFilter, SourceFilter]
+    # Outer joins to all three sources: each row brings whichever is set, in the page's one query.
+    list_select_related = ["run", "message_run__message", "alert_firing__alert"]
     ordering = ["-id"]
     sortable_by = []
     paginator = CappedCountPaginator
@@ -192,10 +210,21 @@ class DeliveryAttemptAdmin(admin.ModelAdmin):
     show_facets = admin.ShowFacets.NEVER
     readonly_fields = [f.name for f in DeliveryAttempt._meta.fields]
 
-    @admin.display(description="run")
-    def run_link(self, obj):
-        url = reverse("admin:deliveries_syncrun_change", args=[obj.run_id])
-        return format_html('<a href="{}">#{}&nbsp;{}</a>', url, obj.run_id, obj.run.get_status_display().lower())
+    @admin.display(description="source")
+    def source(self, obj):
+        if obj.run_id:
+            url = reverse("admin:deliveries_syncrun_change", args=[obj.run_id])
+            label = f"sync run #{obj.run_id}"
+            status = obj.run.get_status_display()
+        elif obj.message_run_id:
+            url = reverse("admin:campaigns_messagerun_change", args=[obj.message_run_id])
+            label = f"message “{obj.message_run.message.name}” run #{obj.message_run_id}"
+            status = obj.message_run.get_status_display()
+        else:
+            url = reverse("admin:alerts_alertfiring_change", args=[obj.alert_firing_id])
+            label = f"alert “{obj.alert_firing.alert.name}” firing #{obj.alert_firing_id}"
+            status = obj.alert_firing.get_status_display()
+        return format_html('<a href="{}">{}</a>&nbsp;{}', url, label, status.lower())
 
     @admin.display(description="page · try")
     def page(self, obj):

@@ -6,8 +6,7 @@ from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
-from access.api import Conflict, ScopedPrimaryKeyRelatedField, client_projects
-from access.authentication import ApiKeyClient
+from access.api import MAX_ID, Conflict, ScopedPrimaryKeyRelatedField, acting_person, client_projects
 from access.schema import ErrorOutput
 from cohorts.models import Cohort
 from integrations.models import Connection
@@ -58,8 +57,8 @@ class SyncInput(serializers.Serializer):
 
 class SyncFilter(serializers.Serializer):
     state = serializers.ChoiceField(choices=Sync.State.choices, required=False)
-    cohort = serializers.IntegerField(required=False, min_value=1)
-    connection = serializers.IntegerField(required=False, min_value=1)
+    cohort = serializers.IntegerField(required=False, min_value=1, max_value=MAX_ID)
+    connection = serializers.IntegerField(required=False, min_value=1, max_value=MAX_ID)
 
 
 class SyncRunOutput(serializers.ModelSerializer):
@@ -120,7 +119,7 @@ class SyncViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Destr
         """The first run is due at once and sends the whole cohort as `members`."""
         data = SyncInput(data=request.data, context=self.get_serializer_context())
         data.is_valid(raise_exception=True)
-        sync = sync_create(**data.validated_data, created_by=_person(request))
+        sync = sync_create(**data.validated_data, created_by=acting_person(request))
         return Response(SyncOutput(sync).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(summary="Run now", request=None, responses={202: SyncRunOutput, 409: CONFLICT})
@@ -180,10 +179,3 @@ class SyncRunViewSet(mixins.RetrieveModelMixin, viewsets.GenericViewSet):
 
     def get_queryset(self):
         return sync_run_with_attempts(runs=sync_run_list(projects=client_projects(self.request)))
-
-
-def _person(request):
-    """Who set the sync up (pause emails go to them): the user, or whoever created the API key."""
-    if isinstance(request.user, ApiKeyClient):
-        return request.auth.created_by
-    return request.user

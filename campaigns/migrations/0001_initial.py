@@ -2,6 +2,8 @@
 
 import django.db.models.deletion
 import uuid
+import datetime
+
 from django.conf import settings
 from django.db import migrations, models
 
@@ -25,7 +27,7 @@ class Migration(migrations.Migration):
                 ('schedule', models.CharField(choices=[('asap', 'ASAP (as soon as a user matches; once per user)'), ('scheduled', 'Scheduled (at set times; once per user, ever)'), ('recurring', 'Recurring (repeats within a per-user limit)')], default='asap', max_length=20)),
                 ('cadence', models.CharField(choices=[('asap', 'As criteria are met (each time the cohort is recomputed)'), ('daily', 'Daily'), ('weekly', 'Weekly'), ('monthly', 'Monthly')], default='asap', max_length=20)),
                 ('interval', models.PositiveSmallIntegerField(default=1)),
-                ('time_of_day', models.TimeField(default='09:00')),
+                ('time_of_day', models.TimeField(default=datetime.time(9, 0))),
                 ('timezone', models.CharField(default='UTC', max_length=64)),
                 ('days_of_week', models.JSONField(blank=True, default=list, verbose_name='days of week (0 = Monday)')),
                 ('day_of_month', models.PositiveSmallIntegerField(default=1)),

@@ -6,12 +6,16 @@ paths are exercised as well as the 404s.
 """
 
 import pytest
+from django.utils import timezone
 import schemathesis
 from django.core.signals import request_finished, request_started
 from django.db import close_old_connections
 from hypothesis import HealthCheck, settings as hypothesis_settings, strategies as st
 from schemathesis.checks import negative_data_rejection, positive_data_acceptance
 
+from alerts.models import Alert, AlertFiring
+from campaigns.models import MessageRun
+from campaigns.services import message_create
 from cohorts.models import Cohort
 from config.wsgi import application
 from tests.api.conftest import key_client
@@ -46,8 +50,15 @@ def auth_headers(project, receiver, settings):
     connection = ConnectionFactory(project=project, url=receiver.url())
     sync = SyncFactory(cohort=static, connection=connection)
     attempt = DeliveryAttemptFactory(run__sync=sync)
+    message = message_create(cohort=static, connection=connection, name="welcome")
+    message_run = MessageRun.objects.create(message=message, status=MessageRun.Status.SUCCEEDED)
+    alert = Alert.objects.create(project=project, name="big", kind=Alert.Kind.COHORT_SIZE,
+                                 operator=Alert.Operator.GREATER_THAN, threshold=2, cohort=static)
+    firing = AlertFiring.objects.create(alert=alert, fired_at=timezone.now(), current_value=3, sentence="big",
+                                        payload={"event_type": "custom_alert_triggered"})
     existing.update(cohorts=[static.pk, rules.pk], connections=[connection.pk], syncs=[sync.pk],
-                    runs=[attempt.run_id], profiles=["a", "b"])
+                    runs=[attempt.run_id], profiles=["a", "b"], messages=[message.pk],
+                    **{"message-runs": [message_run.pk], "alerts": [alert.pk], "alert-firings": [firing.pk]})
     yield {"Authorization": f"Bearer {key_client(project).key}"}
     existing.clear()
 

@@ -177,6 +177,7 @@ def test_send_test_posts_5_random_profiles_shows_the_answer_and_marks_nobody(adm
     change = f"/admin/campaigns/message/{message.pk}/change/"
     page = admin_client.get(change).content.decode()
     assert "Send test" in page and f'formaction="/admin/campaigns/message/{message.pk}/send-test/"' in page
+    assert page.index('name="_save"') < page.index("Send test")  # Enter in a field saves; it sends nothing
 
     response = admin_client.post(f"/admin/campaigns/message/{message.pk}/send-test/")
 

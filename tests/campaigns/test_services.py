@@ -24,6 +24,7 @@ from tests.support.receiver import Reply
     ({"schedule": "scheduled", "cadence": "weekly", "days_of_week": []}, "days_of_week"),
     ({"schedule": "scheduled", "cadence": "weekly", "days_of_week": [7]}, "days_of_week"),
     ({"schedule": "scheduled", "timezone": "Mars/Olympus"}, "timezone"),
+    ({"schedule": "scheduled", "timezone": "America"}, "timezone"),  # a directory of zones
     ({"schedule": "scheduled", "interval": 0}, "interval"),
     ({"schedule": "recurring", "limit_days": 0}, "limit_days"),
     ({"schedule": "scheduled", "day_of_month": 32}, "day_of_month"),

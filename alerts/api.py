@@ -1,0 +1,157 @@
+"""REST API for alerts: create, list, read, change, delete; their firings (read-only)."""
+
+from django.db.models import Prefetch
+from drf_spectacular.utils import extend_schema, extend_schema_view
+from rest_framework import mixins, serializers, status, viewsets
+from rest_framework.response import Response
+
+from access.api import MAX_ID, ProjectScopedInput, ScopedPrimaryKeyRelatedField, acting_person, client_projects
+from cohorts.models import Cohort
+from deliveries.api import DeliveryAttemptOutput
+from deliveries.models import DeliveryAttempt, Sync
+from integrations.models import Connection
+
+from .models import Alert, AlertFiring
+from .selectors import alert_firing_list, alert_list
+from .services import alert_create, alert_update
+
+KIND_HELP = "cohort_size and cohort_size_change watch `cohort`; sync_paused and sync_failing watch `sync`."
+OPERATOR_HELP = "By kind: " + "; ".join(
+    f"{kind}: " + " or ".join(operator.value for operator in operators)
+    for kind, operators in Alert.OPERATORS_BY_KIND.items()
+) + "."
+THRESHOLD_HELP = ("Members (cohort_size), percent (cohort_size_change), failed runs in a row (sync_failing, a whole "
+                  "number ≥ 1); 0 for sync_paused.")
+
+
+# --- Serializers ----------------------------------------------------------------------
+
+
+class AlertOutput(serializers.ModelSerializer):
+    webhooks = serializers.PrimaryKeyRelatedField(many=True, read_only=True,
+                                                  help_text="Connections that get the alert payload.")
+    is_triggered = serializers.BooleanField(
+        read_only=True, help_text="The condition held at the last evaluation (the alert fires again only after it "
+                                  "stops holding).")
+    last_value = serializers.FloatField(read_only=True, allow_null=True,
+                                        help_text="The value seen at the last evaluation (size, % change, runs).")
+
+    class Meta:
+        model = Alert
+        fields = ["id", "project", "name", "kind", "operator", "threshold", "cohort", "sync", "webhooks", "email",
+                  "is_active", "is_triggered", "last_evaluated_at", "last_value", "created_at", "updated_at"]
+        read_only_fields = fields
+
+
+class AlertUpdateInput(serializers.Serializer):
+    name = serializers.CharField(max_length=200, required=False)
+    kind = serializers.ChoiceField(choices=Alert.Kind.choices, required=False, help_text=KIND_HELP)
+    operator = serializers.ChoiceField(choices=Alert.Operator.choices, required=False, help_text=OPERATOR_HELP)
+    threshold = serializers.FloatField(min_value=0, required=False, help_text=THRESHOLD_HELP)
+    cohort = ScopedPrimaryKeyRelatedField(queryset=Cohort.objects.all(), allow_null=True, required=False,
+                                          help_text="The cohort a cohort alert watches (null for sync alerts).")
+    sync = ScopedPrimaryKeyRelatedField(queryset=Sync.objects.all(), project_path="cohort__project",
+                                        allow_null=True, required=False,
+                                        help_text="The sync a sync alert watches (null for cohort alerts).")
+    webhooks = ScopedPrimaryKeyRelatedField(
+        queryset=Connection.objects.all(), many=True, required=False,
+        help_text="Connections of the alert's project that get the custom_alert_triggered payload (replaces the "
+                  "list).")
+    email = serializers.BooleanField(required=False, help_text="Also email the alert's creator.")
+    is_active = serializers.BooleanField(required=False, help_text="Off: never evaluated, never fires.")
+
+
+class AlertInput(ProjectScopedInput, AlertUpdateInput):
+    name = serializers.CharField(max_length=200)
+    kind = serializers.ChoiceField(choices=Alert.Kind.choices, help_text=KIND_HELP)
+    operator = serializers.ChoiceField(choices=Alert.Operator.choices, help_text=OPERATOR_HELP)
+    threshold = serializers.FloatField(min_value=0, default=0, help_text=THRESHOLD_HELP)
+    is_active = None  # a new alert is active
+
+
+class AlertFiringOutput(serializers.ModelSerializer):
+    sentence = serializers.CharField(read_only=True, help_text="What happened, in words.")
+    payload = serializers.DictField(read_only=True,
+                                    help_text="The custom_alert_triggered body POSTed to the webhooks.")
+    sync_run = serializers.PrimaryKeyRelatedField(
+        read_only=True, allow_null=True, help_text="The sync run that caused it (read it at `runs/{id}/`).")
+
+    class Meta:
+        model = AlertFiring
+        fields = ["id", "alert", "fired_at", "current_value", "sentence", "status", "error_message", "sync_run",
+                  "payload"]
+        read_only_fields = fields
+
+
+class AlertFiringDetailOutput(AlertFiringOutput):
+    attempts = DeliveryAttemptOutput(many=True, read_only=True,
+                                     help_text="Each POST try; page_number numbers the webhooks.")
+
+    class Meta(AlertFiringOutput.Meta):
+        fields = [*AlertFiringOutput.Meta.fields, "attempts"]
+        read_only_fields = fields
+
+
+class AlertFiringFilter(serializers.Serializer):
+    alert = serializers.IntegerField(required=False, min_value=1, max_value=MAX_ID,
+                                     help_text="Only this alert's firings.")
+
+
+# --- Views ------------------------------------------------------------------------------
+
+
+@extend_schema_view(
+    list=extend_schema(summary="List alerts"),
+    retrieve=extend_schema(summary="Read an alert: its condition, webhooks and last evaluation"),
+    destroy=extend_schema(summary="Delete an alert (its firings with it)"),
+)
+class AlertViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.DestroyModelMixin,
+                   viewsets.GenericViewSet):
+    """Alerts on cohort sizes and sync health: each fires once per crossing and POSTs the
+    custom_alert_triggered payload to its webhooks."""
+
+    queryset = Alert.objects.none()  # for the schema; get_queryset scopes it to the client
+    serializer_class = AlertOutput
+    http_method_names = ["get", "post", "patch", "delete", "head", "options"]
+
+    def get_queryset(self):
+        return alert_list(projects=client_projects(self.request)).prefetch_related("webhooks").order_by("id")
+
+    @extend_schema(summary="Create an alert", request=AlertInput, responses={201: AlertOutput})
+    def create(self, request):
+        """Evaluated at once: a condition that already holds fires without waiting."""
+        data = AlertInput(data=request.data, context=self.get_serializer_context())
+        data.is_valid(raise_exception=True)
+        alert = alert_create(**data.validated_data, created_by=acting_person(request))
+        return Response(AlertOutput(alert).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(summary="Change an alert", request=AlertUpdateInput, responses=AlertOutput)
+    def partial_update(self, request, pk=None):
+        """Changing the condition (kind, operator, threshold, cohort, sync, is_active) re-arms it."""
+        alert = self.get_object()
+        data = AlertUpdateInput(data=request.data, context=self.get_serializer_context())
+        data.is_valid(raise_exception=True)
+        return Response(AlertOutput(alert_update(alert=alert, **data.validated_data)).data)
+
+
+@extend_schema_view(
+    list=extend_schema(summary="List alert firings, newest first", parameters=[AlertFiringFilter]),
+    retrieve=extend_schema(summary="Read a firing with its payload and delivery attempts"),
+)
+class AlertFiringViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    """Each time an alert fired: the value, the sentence, the payload sent and whether it arrived."""
+
+    queryset = AlertFiring.objects.none()  # for the schema; get_queryset scopes it to the client
+    serializer_class = AlertFiringDetailOutput
+
+    def get_serializer_class(self):
+        return AlertFiringOutput if self.action == "list" else AlertFiringDetailOutput
+
+    def get_queryset(self):
+        projects = client_projects(self.request)
+        if self.action != "list":
+            attempts = DeliveryAttempt.objects.order_by("page_number", "attempt_number", "id")
+            return alert_firing_list(projects=projects).prefetch_related(Prefetch("attempts", queryset=attempts))
+        query = AlertFiringFilter(data=self.request.query_params)
+        query.is_valid(raise_exception=True)
+        return alert_firing_list(projects=projects, alert_id=query.validated_data.get("alert"))
