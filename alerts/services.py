@@ -18,7 +18,7 @@ from django.core.exceptions import ValidationError
 from django.core.mail import EmailMessage
 from django.db import transaction
 from django.db.models import F, OuterRef, Q, Subquery
-from django.urls import NoReverseMatch, reverse
+from django.urls import reverse
 from django.utils import timezone
 
 from cohorts.models import Cohort, CohortSize, Project
@@ -26,6 +26,7 @@ from cohorts.services import cohort_compute
 from deliveries.models import DeliveryAttempt, Sync, SyncRun
 from deliveries.policy import Outcome
 from deliveries.sender import Destination, open_session, post_with_retries
+from deliveries.services import absolute_url
 from integrations.models import Connection
 
 from .models import Alert, AlertFiring
@@ -371,28 +372,14 @@ def alert_payload(*, alert: Alert, observation: Observation, fired_at: datetime)
 def alert_links(*, alert: Alert, sync_run_id: int | None = None) -> dict[str, str]:
     """The report's page, the alert's edit page and the root cause (the run, or the size history)."""
     if alert.watches_cohort:
-        report_url = _absolute(_path("deliveries:cohort", {"cohort_id": alert.cohort_id},
-                                     f"/cohorts/{alert.cohort_id}/"))
+        report_url = absolute_url(reverse("deliveries:cohort", kwargs={"cohort_id": alert.cohort_id}))
         root_cause_url = f"{report_url}#size-history"
     else:
-        report_url = _absolute(_path("deliveries:sync", {"sync_id": alert.sync_id}, f"/syncs/{alert.sync_id}/"))
-        root_cause_url = f"{report_url}#run-{sync_run_id}" if sync_run_id else report_url
-    edit_url = _absolute(_path("admin:alerts_alert_change", {"object_id": alert.pk},
-                               f"/admin/alerts/alert/{alert.pk}/change/"))
+        report_url = absolute_url(reverse("deliveries:sync", kwargs={"sync_id": alert.sync_id}))
+        # ?run= opens the history page that holds the run, however old it is.
+        root_cause_url = f"{report_url}?run={sync_run_id}#run-{sync_run_id}" if sync_run_id else report_url
+    edit_url = absolute_url(reverse("admin:alerts_alert_change", args=[alert.pk]))
     return {"report_url": report_url, "edit_alert_url": edit_url, "root_cause_analysis_url": root_cause_url}
-
-
-def _path(name: str, kwargs: dict, fallback: str) -> str:
-    # The cohort page and the alert admin are written alongside this module; until their
-    # URLs exist the link still points where they will be.
-    try:
-        return reverse(name, kwargs=kwargs)
-    except NoReverseMatch:
-        return fallback
-
-
-def _absolute(path: str) -> str:
-    return settings.COHORTSYNC_BASE_URL.rstrip("/") + path
 
 
 # --- Deliver --------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ from django.utils import timezone
 
 from cohorts.models import Cohort, Profile
 from deliveries.sender import open_session, post_page
+from deliveries.services import absolute_url
 from integrations.models import Connection
 
 from . import policy
@@ -95,7 +96,7 @@ def _notify_message_paused(*, message: Message) -> None:
     recipient = getattr(message.created_by, "email", "")
     if not recipient:
         return
-    url = settings.COHORTSYNC_BASE_URL.rstrip("/") + reverse("deliveries:message", kwargs={"message_id": message.pk})
+    url = absolute_url(reverse("deliveries:message", kwargs={"message_id": message.pk}))
     text = (f"Cohortsync paused the message “{message.name}” because the receiver refused it:\n\n"
             f"  {message.last_error_status or ''} {message.last_error_message}\n\n"
             f"Fix the receiver or the connection, then resume the message: {url}\n")

@@ -146,7 +146,7 @@ def sync_notification_recipients(*, sync: Sync) -> list[str]:
 
 
 def notify_sync_paused(*, sync: Sync, run: SyncRun | None) -> list[Notification]:
-    sync_url = _absolute(reverse("deliveries:sync", kwargs={"sync_id": sync.pk}))
+    sync_url = absolute_url(reverse("deliveries:sync", kwargs={"sync_id": sync.pk}))
     context = {
         "sync": sync,
         "cohort": sync.cohort,
@@ -179,7 +179,8 @@ def notify_sync_paused(*, sync: Sync, run: SyncRun | None) -> list[Notification]
     return sent
 
 
-def _absolute(path: str) -> str:
+def absolute_url(path: str) -> str:
+    """A page's link for emails and webhooks (COHORTSYNC_BASE_URL + path)."""
     return settings.COHORTSYNC_BASE_URL.rstrip("/") + path
 
 

@@ -220,7 +220,7 @@ def test_a_sync_paused_payload_links_to_the_run_that_paused_it():
     }
     assert payload["report"] == {"name": "Pro users → CRM webhook", "type": "sync", "url": page}
     assert payload["links"]["report_url"] == page
-    assert payload["links"]["root_cause_analysis_url"] == f"{page}#run-{paused.pk}"
+    assert payload["links"]["root_cause_analysis_url"] == f"{page}?run={paused.pk}#run-{paused.pk}"
     assert firing.sync_run == paused
 
 
@@ -238,7 +238,7 @@ def test_a_sync_failing_payload_names_the_streak_and_links_to_the_last_failed_ru
     assert (condition["current_value"], condition["formatted_value"]) == ("2", "2 failed runs")
     assert condition["sentence"] == ("The sync of “Pro users” to “CRM webhook” failed 2 runs in a row, "
                                      "the threshold being 2 (last error: 500 Internal Server Error).")
-    assert firing.payload["links"]["root_cause_analysis_url"].endswith(f"/syncs/{sync.pk}/#run-{last.pk}")
+    assert firing.payload["links"]["root_cause_analysis_url"].endswith(f"/syncs/{sync.pk}/?run={last.pk}#run-{last.pk}")
 
 
 @pytest.mark.parametrize("creator_fields, expected", [

@@ -230,7 +230,7 @@ def test_a_run_that_pauses_the_sync_fires_an_alert_that_arrives_at_the_notificat
     assert payload["event_type"] == "custom_alert_triggered"
     assert payload["alert"]["id"] == alert.pk
     assert payload["condition"]["sentence"].endswith("is paused: unknown list.")
-    assert payload["links"]["root_cause_analysis_url"].endswith(f"/syncs/{sync.pk}/#run-{paused.pk}")
+    assert payload["links"]["root_cause_analysis_url"].endswith(f"/syncs/{sync.pk}/?run={paused.pk}#run-{paused.pk}")
     assert payload["links"]["report_url"].endswith(f"/syncs/{sync.pk}/")
     (firing,) = alert.firings.all()
     assert (firing.status, firing.sync_run_id) == (AlertFiring.Status.DELIVERED, paused.pk)
@@ -268,7 +268,7 @@ def test_n_failed_runs_in_a_row_fire_at_the_nth_and_not_after(
     assert firing.sync_run_id == runs[2].pk
     payload = notifications.requests[0].json
     assert payload["condition"]["formatted_value"] == "3 failed runs"
-    assert payload["links"]["root_cause_analysis_url"].endswith(f"/syncs/{sync.pk}/#run-{runs[2].pk}")
+    assert payload["links"]["root_cause_analysis_url"].endswith(f"/syncs/{sync.pk}/?run={runs[2].pk}#run-{runs[2].pk}")
 
     receiver.respond_with(None)
     with django_capture_on_commit_callbacks(execute=True):
