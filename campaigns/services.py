@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from cohorts.models import Cohort, Profile
 from deliveries.sender import open_session, post_page
-from deliveries.services import absolute_url
+from deliveries.services import ConnectionTestResult, absolute_url
 from integrations.models import Connection
 
 from . import policy
@@ -154,13 +154,8 @@ def message_request_run(*, message: Message, trigger: str = "manual") -> Message
 
 
 @dataclass(frozen=True)
-class MessageTestResult:
-    outcome: str  # policy.Outcome value
-    http_status: int | None
-    latency_ms: int
-    response_excerpt: str
-    message: str
-    distinct_ids: list[str]
+class MessageTestResult(ConnectionTestResult):
+    distinct_ids: list[str]  # the profiles posted
 
 
 def message_send_test(*, message: Message) -> MessageTestResult:
