@@ -15,7 +15,7 @@ from urllib.parse import urlencode
 import orjson
 from django.conf import settings
 from django.db import connection as db, transaction
-from django.db.models import Case, Value, When
+from django.db.models import Case, Exists, OuterRef, Value, When
 from django.utils import timezone
 
 from cohorts.models import Profile
@@ -97,10 +97,11 @@ def release_abandoned_sends(*, message: Message) -> int:
     second worker running the same message leaves them alone.
     """
     stale_before = timezone.now() - timedelta(seconds=settings.COHORTSYNC_CLAIM_LEASE_SECONDS)
-    abandoned_runs = MessageRun.objects.filter(message=message, status=MessageRun.Status.RUNNING,
-                                               sends__status=MessageSend.Status.PENDING,
-                                               sends__reserved_at__lt=stale_before)
-    MessageRun.objects.filter(pk__in=list(abandoned_runs.values_list("pk", flat=True))).update(
+    # A run still `running` long after it started, holding no fresh reservation, lost its worker.
+    fresh = MessageSend.objects.filter(run=OuterRef("pk"), status=MessageSend.Status.PENDING,
+                                       reserved_at__gte=stale_before)
+    MessageRun.objects.filter(message=message, status=MessageRun.Status.RUNNING,
+                              started_at__lt=stale_before).exclude(Exists(fresh)).update(
         status=MessageRun.Status.FAILED, finished_at=timezone.now(), error_message="abandoned: the worker stopped"
     )
     pending = MessageSend.objects.filter(message=message, status=MessageSend.Status.PENDING)
@@ -228,7 +229,7 @@ class BatchRecords:
         self.attempts: list[DeliveryAttempt] = []
         self.sent: list[tuple[int, list[int]]] = []  # (batch number, its profile ids in order)
         self.delivered = self.failed = self.sent_users = 0
-        self.reserved_at_refreshed = timezone.now()
+        self.reserved_at_refreshed = self.flushed_at = timezone.now()
 
     def attempt(self, attempt: DeliveryAttempt) -> None:
         self.attempts.append(attempt)
@@ -236,7 +237,9 @@ class BatchRecords:
     def batch_sent(self, batch_number: int, profile_ids: list[int]) -> None:
         self.delivered += 1
         self.sent.append((batch_number, profile_ids))
-        if len(self.sent) >= self.FLUSH_EVERY_BATCHES:
+        # A slow receiver: write at least every lease/8, so reservations stay fresh (see flush).
+        overdue = (timezone.now() - self.flushed_at).total_seconds() > settings.COHORTSYNC_CLAIM_LEASE_SECONDS / 8
+        if len(self.sent) >= self.FLUSH_EVERY_BATCHES or overdue:
             self.flush()
 
     def batch_failed(self, profile_ids: list[int]) -> None:
@@ -267,6 +270,7 @@ class BatchRecords:
                 self.reserved_at_refreshed = now
             MessageRun.objects.filter(pk=self.run.pk).update(
                 batches_delivered=self.delivered, batches_failed=self.failed, sent_count=self.sent_users)
+        self.flushed_at = timezone.now()
         self.run.batches_delivered, self.run.batches_failed = self.delivered, self.failed
         self.run.sent_count = self.sent_users
 

@@ -217,13 +217,30 @@ def test_reservations_of_a_crashed_worker_are_given_back_once_stale(make_message
     message_run(message_id=message.pk)
     assert receiver.requests == []  # a live-looking run's reservations are left alone
 
-    MessageSend.objects.filter(run=crashed).update(
-        reserved_at=timezone.now() - timedelta(seconds=settings.COHORTSYNC_CLAIM_LEASE_SECONDS + 1))
+    long_ago = timezone.now() - timedelta(seconds=settings.COHORTSYNC_CLAIM_LEASE_SECONDS + 1)
+    MessageSend.objects.filter(run=crashed).update(reserved_at=long_ago)
+    MessageRun.objects.filter(pk=crashed.pk).update(started_at=long_ago)
     message_run(message_id=message.pk)
 
     assert sorted(sent_ids(receiver)) == ["a", "b"]
     crashed.refresh_from_db()
     assert crashed.status == MessageRun.Status.FAILED and "abandoned" in crashed.error_message
+
+
+@pytest.mark.django_db
+def test_a_run_whose_worker_died_before_reserving_is_marked_abandoned(make_message, receiver, settings):
+    message = make_message(["a"])
+    long_ago = timezone.now() - timedelta(seconds=settings.COHORTSYNC_CLAIM_LEASE_SECONDS + 1)
+    crashed = MessageRun.objects.create(message=message, status=MessageRun.Status.RUNNING)
+    recent = MessageRun.objects.create(message=message, status=MessageRun.Status.RUNNING)
+    MessageRun.objects.filter(pk=crashed.pk).update(started_at=long_ago)
+
+    message_run(message_id=message.pk)
+
+    crashed.refresh_from_db()
+    recent.refresh_from_db()
+    assert crashed.status == MessageRun.Status.FAILED
+    assert recent.status == MessageRun.Status.RUNNING  # another worker may still be on it
 
 
 # Needs a real server: SQLite's in-memory test database refuses concurrent writers at once.
