@@ -32,8 +32,7 @@ logger = logging.getLogger(__name__)
 # Identity columns go out under Mixpanel's reserved profile property names (seed 003's example).
 IDENTITY_PROPERTIES = (("email", "$email"), ("first_name", "$first_name"), ("last_name", "$last_name"),
                        ("phone_number", "$phone"))
-
-
+# Reserving more rows than this refreshes the table's statistics (see reserve_recipients).
 ANALYZE_AFTER_RESERVING = 10_000
 
 
