@@ -228,11 +228,14 @@ def carry_over(*, run: SyncRun, sync: Sync, membership_sql: str, membership_para
                        CASE WHEN m.profile_id IS NULL THEN {MemberOp.REMOVE} ELSE {MemberOp.ADD} END,
                        COALESCE(p.distinct_id, (SELECT MAX(e.distinct_id) FROM {staged} e
                                                 WHERE e.profile_id = c.profile_id AND e.run_id <> %s))
-                FROM (SELECT DISTINCT profile_id FROM ({earlier_sql}) x) c
+                FROM (SELECT x.profile_id FROM ({earlier_sql}) x
+                      EXCEPT SELECT s.profile_id FROM {staged} s WHERE s.run_id = %s) c
                 LEFT JOIN ({membership_sql}) m ON m.profile_id = c.profile_id
                 LEFT JOIN {profile} p ON p.id = c.profile_id
-                WHERE NOT EXISTS (SELECT 1 FROM {staged} s WHERE s.run_id = %s AND s.profile_id = c.profile_id)""",
-                [run.pk, run.pk, *earlier_params, *membership_params, run.pk],
+                WHERE TRUE""",
+                # EXCEPT, not NOT EXISTS on the table being filled: a nested-loop anti-join
+                # would rescan the rows this INSERT adds (quadratic; see campaigns.sending).
+                [run.pk, run.pk, *earlier_params, run.pk, *membership_params],
             )
             carried = cursor.rowcount
     earlier.delete()
