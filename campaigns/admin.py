@@ -32,7 +32,7 @@ class MessageAdminForm(forms.ModelForm):
     )
     timezone = forms.ChoiceField(initial="UTC", help_text="The time zone of the time of day.")
     properties = forms.CharField(
-        label="profile properties to send", required=False,
+        label="Profile properties to send", required=False,
         widget=forms.Textarea(attrs={"rows": 4, "cols": 40, "placeholder": "plan\ncountry"}),
         help_text="One property name a line; leave empty to send all of a profile's properties.",
     )
