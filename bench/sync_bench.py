@@ -412,7 +412,7 @@ def child_sync(sync_id: int, full: bool) -> dict:
     django_setup()
     from django.db import connection as db
 
-    from deliveries import engine, payloads, services
+    from deliveries import engine, payloads, sender, services
     from deliveries.models import DeliveryAttempt, SyncRun
 
     rss_after_setup = vm_rss_kb()
@@ -421,10 +421,12 @@ def child_sync(sync_id: int, full: bool) -> dict:
     timers.wrap(engine, "stage_members", "stage")
     timers.wrap(engine, "deliver_run", "deliver")
     timers.wrap_generator(engine, "stream_pages", "read_build")
+    timers.wrap(payloads, "mixpanel_page", "render")  # member dicts + encode
     timers.wrap(payloads, "mixpanel_body", "encode")
     timers.wrap(engine, "send_page", "send_page")
-    timers.wrap(engine, "post_page", "post")
-    timers.wrap(services, "sync_renew_claim", "renew_claim")
+    timers.wrap(sender, "post_page", "post")
+    timers.wrap(engine.RunRecords, "hold_claim", "claim_check")
+    timers.wrap(engine.RunRecords, "flush", "records")
     timers.wrap(engine, "finish_run", "finish")
     timers.wrap(engine, "commit_snapshot", "commit")
     timers.wrap(services, "sync_release", "release")
@@ -630,18 +632,20 @@ def print_report(*, args, facts, seeding, floor, e2e, full, churned, diff) -> No
                 return None
 
         other = value(lambda: result["wall_s"] - t["claim"] - t["stage"] - t["deliver"] - t["finish"])
-        send_other = value(lambda: t["send_page"] - t["post"] - t["renew_claim"])
-        deliver_other = value(lambda: t["deliver"] - t["read_build"] - t["encode"] - t["send_page"])
+        send_other = value(lambda: t["send_page"] - t["post"] - t["claim_check"] - t["records"])
+        deliver_other = value(lambda: t["deliver"] - t["read_build"] - t["render"] - t["send_page"])
         commit = timers.get("commit")
         finish_other = value(lambda: t["finish"] - t["commit"])
         return [
             ("stage (INSERT … SELECT into staging)", timers.get("stage")),
-            ("send: read pages + build member dicts", timers.get("read_build")),
-            ("send: orjson encode", timers.get("encode")),
+            ("send: read pages (SQL + rows)", timers.get("read_build")),
+            ("send: build member dicts + encode", timers.get("render")),
+            ("send: of which orjson encode", timers.get("encode")),
             ("send: HTTP POST (post_page)", timers.get("post")),
-            ("send: claim renewal (1 UPDATE a page)", timers.get("renew_claim")),
-            ("send: attempt row (1 INSERT a page)", send_other),
-            ("send: progress row (1 UPDATE a page), loop", deliver_other),
+            ("send: claim checks and renewals", timers.get("claim_check")),
+            ("send: attempt + progress rows (batched)", timers.get("records")),
+            ("send: rest of send_page", send_other),
+            ("send: rest of the page loop", deliver_other),
             ("commit snapshot (statements)", commit),
             ("finish: run + sync rows, COMMIT", finish_other),
             ("claim, run row, staging cleanup, release", other),
