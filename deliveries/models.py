@@ -45,6 +45,8 @@ class Sync(models.Model):
     # The snapshot: when the delivered state was last advanced (the last successful run).
     snapshot_at = models.DateTimeField(null=True, blank=True)
     snapshot_size = models.PositiveIntegerField(default=0)
+    # Which generation of snapshot rows is the delivered state (see SnapshotMember.generation).
+    snapshot_generation = models.PositiveBigIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -194,9 +196,15 @@ class SnapshotMember(models.Model):
         Profile, null=True, on_delete=models.DO_NOTHING, db_constraint=False, db_index=False, related_name="+"
     )
     distinct_id = models.CharField(max_length=255)
+    # A full run over an empty delivered state writes its members here under its own run id,
+    # and success only points Sync.snapshot_generation at them: 1M rows written once, not
+    # staged and then copied. Rows of any other generation are a failed run's leftovers.
+    generation = models.PositiveBigIntegerField(default=0)
 
     class Meta:
-        constraints = [models.UniqueConstraint(fields=["sync", "profile"], name="snapshot_sync_profile")]
+        constraints = [
+            models.UniqueConstraint(fields=["sync", "generation", "profile"], name="snapshot_sync_generation_profile"),
+        ]
 
 
 class Notification(models.Model):

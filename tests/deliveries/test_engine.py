@@ -456,6 +456,87 @@ def test_a_run_left_running_by_a_killed_worker_is_abandoned_by_the_next_run(make
     assert snapshot_ids(sync) == {"A", "B"}
 
 
+def test_a_killed_first_runs_snapshot_generation_is_dropped_by_the_next_run(make_sync, receiver):
+    sync = make_sync(members=["A", "B"])
+    killed = SyncRun.objects.create(sync=sync, kind=SyncRun.Kind.FULL, reason="first run")
+    ghost = Profile.objects.create(project=sync.cohort.project, distinct_id="ghost")
+    SnapshotMember.objects.create(sync=sync, generation=killed.pk, profile=ghost, distinct_id="ghost")
+
+    run = run_now(sync)
+
+    assert run.status == SyncRun.Status.SUCCEEDED
+    assert sorted(ids(receiver.requests)) == ["A", "B"]
+    assert sync.snapshot_generation == run.pk
+    assert set(SnapshotMember.objects.filter(sync=sync).values_list("generation", "distinct_id")) == {
+        (run.pk, "A"), (run.pk, "B"),
+    }
+
+
+# --- Snapshot generations ----------------------------------------------------------------
+
+
+def test_a_first_run_stages_into_a_new_snapshot_generation_that_success_makes_current(make_sync, receiver):
+    sync = make_sync(members=names("u", 1500))
+    with CaptureQueriesContext(db) as queries:
+        run = run_now(sync)
+    staged_rows = [q["sql"] for q in queries if "INSERT INTO" in q["sql"] and "stagedmember" in q["sql"]]
+
+    assert run.status == SyncRun.Status.SUCCEEDED
+    assert [r.page_info for r in receiver.requests] == [{"total_pages": 2, "page_count": n} for n in (1, 2)]
+    assert staged_rows == []  # the members were written once, into the snapshot table
+    assert sync.snapshot_generation == run.pk
+    assert set(SnapshotMember.objects.filter(sync=sync).values_list("generation", flat=True)) == {run.pk}
+    assert snapshot_ids(sync) == set(names("u", 1500))
+
+
+def test_a_failed_first_run_leaves_no_generation_behind(make_sync, receiver, settings):
+    sync = make_sync(members=["A", "B"])
+    receiver.reply(*[Reply(status=500)] * (len(settings.COHORTSYNC_RETRY_DELAYS) + 1))
+
+    failed = run_now(sync)
+
+    assert failed.status == SyncRun.Status.FAILED
+    assert sync.snapshot_generation == 0
+    assert not SnapshotMember.objects.filter(sync=sync).exists()
+
+
+def test_refreshes_and_diffs_change_the_current_generation_in_place(make_sync, receiver):
+    sync = make_sync(members=["A", "B", "C"])
+    first = delivered(sync, receiver)
+    kept = dict(SnapshotMember.objects.filter(sync=sync).values_list("distinct_id", "pk"))
+    set_members(sync.cohort, ["A", "B", "D"])
+
+    refresh = run_now(sync, full=True)
+
+    assert (refresh.kind, refresh.status) == (SyncRun.Kind.FULL, SyncRun.Status.SUCCEEDED)
+    assert sync.snapshot_generation == first.pk  # O(change): no new generation for a refresh
+    after = dict(SnapshotMember.objects.filter(sync=sync).values_list("distinct_id", "pk"))
+    assert set(after) == {"A", "B", "D"}
+    assert after["A"] == kept["A"] and after["B"] == kept["B"]
+    receiver.clear()
+    set_members(sync.cohort, ["A", "D"])
+
+    diff = run_now(sync)
+
+    assert diff.kind == SyncRun.Kind.DIFF
+    assert [r.action for r in receiver.requests] == ["add_members", "remove_members"]
+    assert ids(receiver.requests) == ["B"]
+    assert sync.snapshot_generation == first.pk
+    assert snapshot_ids(sync) == {"A", "D"}
+
+
+def test_an_empty_snapshot_is_refreshed_into_a_new_generation(make_sync, receiver):
+    sync = make_sync(members=[])
+    first = delivered(sync, receiver)
+    set_members(sync.cohort, ["A"])
+
+    refresh = run_now(sync, full=True)
+
+    assert refresh.status == SyncRun.Status.SUCCEEDED
+    assert sync.snapshot_generation == refresh.pk != first.pk
+    assert snapshot_ids(sync) == {"A"}
+
+
 # --- Full or diff -----------------------------------------------------------------------
 
 
@@ -481,7 +562,7 @@ def test_a_full_refresh_sends_members_and_resets_the_snapshot_to_the_cohort(make
     set_members(sync.cohort, ["A", "C", "D", "E"])
     # A snapshot that drifted: a ghost that left long ago, a member it never recorded.
     ghost = Profile.objects.create(project=sync.cohort.project, distinct_id="ghost")
-    SnapshotMember.objects.create(sync=sync, profile=ghost, distinct_id="ghost")
+    SnapshotMember.objects.create(sync=sync, generation=sync.snapshot_generation, profile=ghost, distinct_id="ghost")
     SnapshotMember.objects.filter(sync=sync, distinct_id="A").delete()
 
     if how == "requested":
