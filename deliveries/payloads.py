@@ -76,22 +76,35 @@ def selected_properties(row: MemberRow, properties: tuple[str, ...]) -> dict:
 
 
 def mixpanel_member(row: MemberRow, properties: tuple[str, ...]) -> dict:
-    distinct_id, email, first_name, last_name, phone_number, _ = row
-    member = {"mixpanel_distinct_id": distinct_id}
-    # Identity fields go out only when the profile has them (CONTRACT.md). Spelled out:
-    # this runs once per member, a million times for a 1M cohort.
-    if email:
-        member["email"] = email
-    if first_name:
-        member["first_name"] = first_name
-    if last_name:
-        member["last_name"] = last_name
-    if phone_number:
-        member["phone_number"] = phone_number
-    if properties:
-        for name, value in selected_properties(row, properties).items():
-            member.setdefault(name, value)
-    return member
+    return mixpanel_members([row], properties)[0]
+
+
+def mixpanel_members(rows: list[MemberRow], properties: tuple[str, ...]) -> list[dict]:
+    """The members of a page; what to look up is decided once a page, not once a member
+    (this loop runs a million times for a 1M cohort: 1.22 s → 0.80 s of building)."""
+    # An exported identity name adds nothing: the member already has that field when it is set.
+    custom_names = tuple(name for name in properties if name not in IDENTITY_FIELDS)
+    loads = orjson.loads
+    members = []
+    for distinct_id, email, first_name, last_name, phone_number, properties_json in rows:
+        member = {"mixpanel_distinct_id": distinct_id}
+        # Identity fields go out only when the profile has them (CONTRACT.md).
+        if email:
+            member["email"] = email
+        if first_name:
+            member["first_name"] = first_name
+        if last_name:
+            member["last_name"] = last_name
+        if phone_number:
+            member["phone_number"] = phone_number
+        if custom_names and properties_json:
+            custom = loads(properties_json)
+            if type(custom) is dict:
+                for name in custom_names:
+                    if name in custom and name not in member:
+                        member[name] = custom[name]
+        members.append(member)
+    return members
 
 
 def mixpanel_body(*, action: str, parameters: dict, total_pages: int, page_count: int, members: list[dict]) -> bytes:
@@ -119,7 +132,7 @@ def mixpanel_page(context: PageContext, rows: list[MemberRow], properties: tuple
         },
         total_pages=context.total_pages,
         page_count=context.page_count,
-        members=[mixpanel_member(row, properties) for row in rows],
+        members=mixpanel_members(rows, properties),
     )
 
 

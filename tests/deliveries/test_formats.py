@@ -8,7 +8,7 @@ import pytest
 from django.core.exceptions import ValidationError
 
 from deliveries.models import SyncRun
-from deliveries.payloads import page_id
+from deliveries.payloads import MemberRow, mixpanel_members, page_id
 from deliveries.policy import MAX_EXPORTED_PROPERTIES
 from deliveries.templating import PRESETS
 from integrations.services import connection_update
@@ -79,6 +79,22 @@ def test_mixpanel_without_selected_properties_sends_identity_fields_only(make_sy
 
 
 # --- amplitude ------------------------------------------------------------------------
+
+
+def test_mixpanel_members_ignore_properties_that_are_not_an_object_and_never_override_a_field():
+    rows = [
+        MemberRow("A", None, None, None, None, '["plan"]'),
+        MemberRow("B", "b@example.com", None, None, None, '{"mixpanel_distinct_id": "X", "plan": "pro", "email": "E"}'),
+        MemberRow("C", None, None, None, None, None),
+    ]
+
+    members = mixpanel_members(rows, ("mixpanel_distinct_id", "plan", "email"))
+
+    assert members == [
+        {"mixpanel_distinct_id": "A"},
+        {"mixpanel_distinct_id": "B", "email": "b@example.com", "plan": "pro"},
+        {"mixpanel_distinct_id": "C"},
+    ]
 
 
 def test_amplitude_full_run_sends_everyone_in_cohort(make_sync, receiver):
