@@ -13,11 +13,11 @@ from django.utils.text import Truncator
 from cohorts.models import Cohort
 from deliveries.admin import DeliveryAttemptInline
 from deliveries.models import Sync
-from deliveries.selectors import alert_condition_in_words
 from integrations.models import Connection
 
 from . import services
 from .models import Alert, AlertFiring
+from .selectors import alert_condition_in_words
 
 RECENT_FIRINGS = 10  # on the alert's page; the firings list has them all
 

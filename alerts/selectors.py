@@ -2,9 +2,11 @@
 
 from collections.abc import Iterable
 
-from django.db.models import QuerySet
+from django.db.models import Prefetch, QuerySet
 
-from cohorts.models import Project
+from cohorts.models import Cohort, Project
+from deliveries.models import Sync
+from deliveries.selectors import projects_for_user
 
 from .models import Alert, AlertFiring
 
@@ -31,3 +33,63 @@ def alerts_watch(*, cohort_id: int | None = None, sync_id: int | None = None) ->
     alerts = Alert.objects.filter(is_active=True)
     return alerts.filter(cohort_id=cohort_id).exists() if cohort_id is not None else \
         alerts.filter(sync_id=sync_id).exists()
+
+
+# --- The status pages ---------------------------------------------------------------------
+
+RECENT_FIRINGS = 5  # per alert, on a cohort's or sync's page
+DASHBOARD_FIRINGS = 10
+
+
+def _recent_firings(limit: int) -> Prefetch:
+    # A sliced prefetch: the database keeps each alert's newest few (a window function).
+    return Prefetch("firings", queryset=AlertFiring.objects.order_by("-fired_at", "-id")[:limit],
+                    to_attr="recent_firings")
+
+
+def alert_list_for_cohort(*, cohort: Cohort, firings: int = RECENT_FIRINGS) -> list[Alert]:
+    """The alerts watching this cohort, each with `recent_firings` (newest first) and
+    `condition_in_words`."""
+    return _described(Alert.objects.filter(cohort=cohort), firings)
+
+
+def alert_list_for_sync(*, sync: Sync, firings: int = RECENT_FIRINGS) -> list[Alert]:
+    """The alerts watching this sync, each with `recent_firings` (newest first) and
+    `condition_in_words`."""
+    return _described(Alert.objects.filter(sync=sync), firings)
+
+
+def _described(alerts: QuerySet, firings: int) -> list[Alert]:
+    described = list(alerts.order_by("name", "id").prefetch_related(_recent_firings(firings)))
+    for alert in described:
+        alert.condition_in_words = alert_condition_in_words(alert=alert)
+    return described
+
+
+CHANGE_WORDS = {
+    Alert.Operator.INCREASES_BY: "grows by at least",
+    Alert.Operator.DECREASES_BY: "shrinks by at least",
+    Alert.Operator.CHANGES_BY: "changes by at least",
+}
+
+
+def alert_condition_in_words(*, alert: Alert) -> str:
+    """When an alert fires, said of what it watches: "its size is greater than 1,000"."""
+    threshold = alert.threshold
+    number = f"{int(threshold):,}" if threshold == int(threshold) else f"{threshold:,}"
+    if alert.kind == Alert.Kind.COHORT_SIZE:
+        return f"its size is {alert.get_operator_display()} {number}"
+    if alert.kind == Alert.Kind.COHORT_SIZE_CHANGE:
+        change = CHANGE_WORDS.get(alert.operator, alert.get_operator_display())
+        return f"its size {change} {number}% between computations"
+    if alert.kind == Alert.Kind.SYNC_PAUSED:
+        return "it is paused"
+    return f"it fails {number} run{'s' if threshold != 1 else ''} in a row"
+
+
+def alert_firings_for_user(*, user, limit: int = DASHBOARD_FIRINGS) -> QuerySet:
+    """The newest firings of the alerts of a person's projects, with what each alert watches."""
+    return (
+        alert_firing_list(projects=projects_for_user(user=user))
+        .select_related("alert__cohort", "alert__sync__cohort", "alert__sync__connection")[:limit]
+    )

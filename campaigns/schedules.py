@@ -56,7 +56,7 @@ def message_next_run_at(message, *, after: datetime) -> datetime:
     recomputed; this is the fallback check for cohorts nothing else recomputes.
     """
     occurrence = next_occurrence(
-        cadence=message.cadence, interval=message.interval, time_of_day=_as_time(message.time_of_day),
+        cadence=message.cadence, interval=message.interval, time_of_day=message.time_of_day,
         tz_name=message.timezone, days_of_week=list(message.days_of_week or []), day_of_month=message.day_of_month,
         anchor=(message.created_at or after).astimezone(zoneinfo.ZoneInfo(message.timezone)).date(), after=after,
     )
@@ -64,7 +64,3 @@ def message_next_run_at(message, *, after: datetime) -> datetime:
         return after + timedelta(minutes=settings.COHORTSYNC_MESSAGE_ASAP_CHECK_MINUTES)
     return occurrence
 
-
-def _as_time(value) -> time:
-    # A model instance built from a form or the API may still hold "09:00" as text.
-    return value if isinstance(value, time) else time.fromisoformat(str(value))

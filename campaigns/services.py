@@ -84,10 +84,8 @@ def message_pause(*, message: Message, reason: str = "", status: int | None = No
 
 def message_resume(*, message: Message) -> Message:
     Message.objects.filter(pk=message.pk, state=Message.State.PAUSED).update(
-        state=Message.State.ACTIVE, paused_at=None,
+        state=Message.State.ACTIVE, paused_at=None, next_run_at=_first_run_at(message),
     )
-    message.refresh_from_db()
-    Message.objects.filter(pk=message.pk).update(next_run_at=_first_run_at(message))
     message.refresh_from_db()
     return message
 

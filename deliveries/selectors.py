@@ -1,5 +1,5 @@
 """Reads over syncs and their runs, and what the status pages show beside them: cohorts'
-size histories and the alerts that fired."""
+size histories (the alerts' reads are in alerts.selectors)."""
 
 from dataclasses import dataclass
 from datetime import datetime
@@ -7,7 +7,6 @@ from datetime import datetime
 from django.db.models import Case, F, Prefetch, Q, QuerySet, Value, When
 
 from access.selectors import projects_for_client
-from alerts.models import Alert, AlertFiring
 from cohorts.charts import RunChange, SizePoint
 from cohorts.models import Cohort, Project
 from cohorts.selectors import cohort_size_history
@@ -49,8 +48,6 @@ def sync_run_with_attempts(*, runs: QuerySet) -> QuerySet:
 CHART_RUNS = 60
 CHART_SIZES = 120  # measurements drawn on a cohort's page
 RECENT_SIZES = 20  # rows of its size table
-RECENT_FIRINGS = 5  # per alert, on a cohort's or sync's page
-DASHBOARD_FIRINGS = 10
 
 
 def projects_for_user(*, user) -> QuerySet:
@@ -156,61 +153,3 @@ def cohort_size_rows(*, cohort: Cohort, limit: int = CHART_SIZES) -> list[SizeRo
 def cohort_size_points(*, rows: list[SizeRow]) -> list[SizePoint]:
     """The measurements as chart points (cohorts.charts.size_chart sorts them oldest first)."""
     return [SizePoint(at=row.computed_at, size=row.size) for row in rows]
-
-
-# --- Alerts on the status pages ------------------------------------------------------------
-
-
-def _recent_firings(limit: int) -> Prefetch:
-    # A sliced prefetch: the database keeps each alert's newest few (a window function).
-    return Prefetch("firings", queryset=AlertFiring.objects.order_by("-fired_at", "-id")[:limit],
-                    to_attr="recent_firings")
-
-
-def alert_list_for_cohort(*, cohort: Cohort, firings: int = RECENT_FIRINGS) -> list[Alert]:
-    """The alerts watching this cohort, each with `recent_firings` (newest first) and
-    `condition_in_words`."""
-    return _described(Alert.objects.filter(cohort=cohort), firings)
-
-
-def alert_list_for_sync(*, sync: Sync, firings: int = RECENT_FIRINGS) -> list[Alert]:
-    """The alerts watching this sync, each with `recent_firings` (newest first) and
-    `condition_in_words`."""
-    return _described(Alert.objects.filter(sync=sync), firings)
-
-
-def _described(alerts: QuerySet, firings: int) -> list[Alert]:
-    described = list(alerts.order_by("name", "id").prefetch_related(_recent_firings(firings)))
-    for alert in described:
-        alert.condition_in_words = alert_condition_in_words(alert=alert)
-    return described
-
-
-CHANGE_WORDS = {
-    Alert.Operator.INCREASES_BY: "grows by at least",
-    Alert.Operator.DECREASES_BY: "shrinks by at least",
-    Alert.Operator.CHANGES_BY: "changes by at least",
-}
-
-
-def alert_condition_in_words(*, alert: Alert) -> str:
-    """When an alert fires, said of what it watches: "its size is greater than 1,000"."""
-    threshold = alert.threshold
-    number = f"{int(threshold):,}" if threshold == int(threshold) else f"{threshold:,}"
-    if alert.kind == Alert.Kind.COHORT_SIZE:
-        return f"its size is {alert.get_operator_display()} {number}"
-    if alert.kind == Alert.Kind.COHORT_SIZE_CHANGE:
-        change = CHANGE_WORDS.get(alert.operator, alert.get_operator_display())
-        return f"its size {change} {number}% between computations"
-    if alert.kind == Alert.Kind.SYNC_PAUSED:
-        return "it is paused"
-    return f"it fails {number} run{'s' if threshold != 1 else ''} in a row"
-
-
-def alert_firings_for_user(*, user, limit: int = DASHBOARD_FIRINGS) -> QuerySet:
-    """The newest firings of the alerts of a person's projects, with what each alert watches."""
-    return (
-        AlertFiring.objects.filter(alert__project__in=projects_for_user(user=user))
-        .select_related("alert__cohort", "alert__sync__cohort", "alert__sync__connection")
-        .order_by("-fired_at", "-id")[:limit]
-    )

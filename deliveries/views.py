@@ -14,6 +14,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
+from alerts import selectors as alert_selectors
 from campaigns import selectors as message_selectors
 from campaigns import services as message_services
 from campaigns.models import Message
@@ -32,7 +33,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         "user_messages": message_selectors.messages_described(
             messages=message_selectors.message_list_for_user(user=request.user)
         ),
-        "firings": selectors.alert_firings_for_user(user=request.user),
+        "firings": alert_selectors.alert_firings_for_user(user=request.user),
     }
     return render(request, "deliveries/dashboard.html", context)
 
@@ -50,7 +51,7 @@ def sync_detail(request: HttpRequest, sync_id: int) -> HttpResponse:
         "runs": Paginator(selectors.sync_run_history(sync=sync), RUNS_PER_PAGE).get_page(page),
         "focus_run": focus_run,
         "chart": size_chart(points=selectors.sync_activity(sync=sync)),
-        "alerts": selectors.alert_list_for_sync(sync=sync),
+        "alerts": alert_selectors.alert_list_for_sync(sync=sync),
     }
     return render(request, "deliveries/sync_detail.html", context)
 
@@ -177,7 +178,7 @@ def cohort_detail(request: HttpRequest, cohort_id: int) -> HttpResponse:
         "cohort_messages": message_selectors.messages_described(
             messages=message_selectors.message_list_for_user(user=request.user).filter(cohort=cohort)
         ),
-        "alerts": selectors.alert_list_for_cohort(cohort=cohort),
+        "alerts": alert_selectors.alert_list_for_cohort(cohort=cohort),
     }
     return render(request, "deliveries/cohort_detail.html", context)
 
