@@ -413,22 +413,23 @@ def child_sync(sync_id: int, full: bool) -> dict:
     from django.db import connection as db
 
     from deliveries import engine, payloads, sender, services
+    from deliveries.engine import commit, run as engine_run, send
     from deliveries.models import DeliveryAttempt, SyncRun
 
     rss_after_setup = vm_rss_kb()
     timers = Timers()
     timers.wrap(services, "sync_claim", "claim")
-    timers.wrap(engine, "stage_members", "stage")
-    timers.wrap(engine, "deliver_run", "deliver")
-    timers.wrap_generator(engine, "stream_pages", "read_build")
+    timers.wrap(engine_run, "stage_members", "stage")
+    timers.wrap(engine_run, "deliver_run", "deliver")
+    timers.wrap_generator(send, "stream_pages", "read_build")
     timers.wrap(payloads, "mixpanel_page", "render")  # member dicts + encode
     timers.wrap(payloads, "mixpanel_body", "encode")
-    timers.wrap(engine, "send_page", "send_page")
+    timers.wrap(send, "send_page", "send_page")
     timers.wrap(sender, "post_page", "post")
     timers.wrap(engine.RunRecords, "hold_claim", "claim_check")
     timers.wrap(engine.RunRecords, "flush", "records")
-    timers.wrap(engine, "finish_run", "finish")
-    timers.wrap(engine, "commit_snapshot", "commit")
+    timers.wrap(engine_run, "finish_run", "finish")
+    timers.wrap(commit, "commit_snapshot", "commit")
     timers.wrap(services, "sync_release", "release")
 
     started = time.perf_counter()

@@ -1,0 +1,68 @@
+"""Records: a run's attempt rows and progress, and the claim it holds while sending."""
+
+import math
+import time
+
+from django.conf import settings
+from django.db import connection as db
+
+from .. import services
+from ..models import DeliveryAttempt, Sync, SyncRun
+from ..policy import Outcome
+
+
+class ClaimLost(Exception):
+    """Another worker took the sync after our lease expired: stop sending at once."""
+
+
+class RunRecords:
+    """A run's attempt rows and progress, written in batches rather than 2 writes a page.
+
+    Anything but a first-try success is written at once, so failures are visible live.
+    """
+
+    FLUSH_EVERY_PAGES = 50
+
+    def __init__(self, run: SyncRun):
+        self.run = run
+        self.pending: list[DeliveryAttempt] = []
+        self.progress_written = run.pages_delivered
+        self.renewed_at = -math.inf
+        self.claim_check_sql = None
+
+    def hold_claim(self, token) -> bool:
+        """Before every try: is the claim still ours? Renew the lease once a quarter of it has passed.
+
+        The check is a read; the renewal is a write, and a committed write per page costs
+        an fsync (about 5 ms here), so it happens only every lease/4 seconds.
+        """
+        now = time.monotonic()
+        if now - self.renewed_at >= settings.COHORTSYNC_CLAIM_LEASE_SECONDS / 4:
+            held = services.sync_renew_claim(sync_id=self.run.sync_id, token=token)
+            self.renewed_at = now
+            return held
+        if self.claim_check_sql is None:
+            # Compiled once: building the ORM query each time was half of the 0.57 ms a check cost.
+            claim = Sync.objects.filter(pk=self.run.sync_id, claim_token=token).values("pk")
+            self.claim_check_sql = claim.query.sql_with_params()
+        with db.cursor() as cursor:
+            cursor.execute(*self.claim_check_sql)
+            return cursor.fetchone() is not None
+
+    def attempt(self, attempt: DeliveryAttempt) -> None:
+        self.pending.append(attempt)
+        if attempt.outcome != Outcome.SUCCESS or attempt.attempt_number > 1 or len(self.pending) >= self.FLUSH_EVERY_PAGES:
+            self.flush()
+
+    def page_delivered(self, page_count: int) -> None:
+        self.run.pages_delivered = page_count
+        if page_count - self.progress_written >= self.FLUSH_EVERY_PAGES:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.pending:
+            DeliveryAttempt.objects.bulk_create(self.pending)
+            self.pending = []
+        if self.run.pages_delivered != self.progress_written:
+            SyncRun.objects.filter(pk=self.run.pk).update(pages_delivered=self.run.pages_delivered)
+            self.progress_written = self.run.pages_delivered

@@ -1,0 +1,77 @@
+"""Send: every page in order, each with the retry policy; stop at the first that does not succeed."""
+
+from .. import payloads
+from ..models import DeliveryAttempt, Sync, SyncRun
+from ..policy import Outcome, Verdict
+from ..sender import Destination, open_session, post_with_retries
+from ..templating import PayloadTemplateError
+from .pages import stream_pages
+from .plan import ACTIONS, PagePlan
+from .records import ClaimLost, RunRecords
+
+
+def deliver_run(*, run: SyncRun, sync: Sync, page_plans: list[PagePlan], token, progress=None) -> Verdict:
+    """Send every page in order; stop at the first page that does not succeed."""
+    connection = sync.connection
+    destination = Destination.from_connection(connection)
+    try:
+        render = payloads.page_renderer(connection)
+    except PayloadTemplateError as exc:  # saved before validation tightened: an operator must fix it
+        return Verdict(Outcome.PAUSE, f"the payload template is invalid: {exc}")
+    properties = tuple(sync.properties or ())
+    records = RunRecords(run)
+    try:
+        return _send_pages(run=run, sync=sync, page_plans=page_plans, token=token, progress=progress,
+                           render=render, destination=destination, properties=properties, records=records)
+    finally:
+        records.flush()  # also when a page raised: what was tried stays on record
+
+
+def _send_pages(*, run, sync, page_plans, token, progress, render, destination, properties, records) -> Verdict:
+    page_count = 0
+    notes = ""
+    with open_session() as session:
+        for plan in page_plans:
+            for rows in stream_pages(run=run, plan=plan, properties=properties):
+                page_count += 1
+                context = payloads.PageContext(
+                    action=ACTIONS[plan.op], project_id=str(sync.cohort.project_id), cohort_id=str(sync.cohort_id),
+                    cohort_name=sync.cohort.name, cohort_description=sync.cohort.description,
+                    session_id=str(run.session_id), page_id=payloads.page_id(run.session_id, page_count),
+                    page_count=page_count, total_pages=run.total_pages, computed_time=int(run.started_at.timestamp()),
+                )
+                try:
+                    body = render(context, rows, properties)
+                except PayloadTemplateError as exc:
+                    return Verdict(Outcome.PAUSE, f"the payload template failed on page {page_count}: {exc}")
+                verdict = send_page(
+                    session=session, destination=destination, run=run, body=body, action=context.action,
+                    page_number=page_count, token=token, records=records,
+                )
+                if verdict.outcome is not Outcome.SUCCESS:
+                    return verdict
+                notes = notes or verdict.message
+                records.page_delivered(page_count)
+                if progress:
+                    progress(len(rows))
+    return Verdict(Outcome.SUCCESS, notes)
+
+
+def send_page(*, session, destination: Destination, run: SyncRun, body: bytes, action: str, page_number: int,
+              token, records: RunRecords) -> Verdict:
+    """One page with its retries, inside the run so pages stay in order (DESIGN.md)."""
+    page_id = payloads.page_id(run.session_id, page_number)
+
+    def before_try(attempt: int) -> None:
+        if not records.hold_claim(token):
+            raise ClaimLost(f"sync {run.sync_id}: claim lost during page {page_number}")
+
+    def record(attempt: int, result) -> None:
+        records.attempt(DeliveryAttempt(
+            run=run, page_number=page_number, page_id=page_id, action=action, attempt_number=attempt,
+            outcome=result.verdict.outcome, http_status=result.http_status, latency_ms=result.latency_ms,
+            response_excerpt=result.response_excerpt, error=result.verdict.message,
+        ))
+
+    return post_with_retries(session=session, destination=destination, body=body, page_id=page_id,
+                             before_try=before_try, record=record)

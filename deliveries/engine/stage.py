@@ -1,0 +1,137 @@
+"""Stage: the run's fixed picture, computed by the database.
+
+A run fixes its picture once, in the staging table, and never reads the live cohort again.
+A full run over an empty delivered state (a first run) fixes its picture in the snapshot
+table instead, as a new generation that success makes current.
+"""
+
+from django.db import connection as db
+
+from cohorts.models import Profile
+from cohorts.selectors import cohort_membership
+from cohorts.services import cohort_size_record
+
+from .. import policy
+from ..models import MemberOp, SnapshotMember, StagedMember, Sync, SyncRun
+from .plan import PagePlan
+
+
+def stage_members(*, run: SyncRun, sync: Sync) -> list[PagePlan]:
+    membership_sql, membership_params = cohort_membership(cohort=sync.cohort).query.sql_with_params()
+    staged = StagedMember._meta.db_table
+    profile = Profile._meta.db_table
+    snapshot = SnapshotMember._meta.db_table
+    new_generation = writes_new_generation(run=run, sync=sync)
+    with db.cursor() as cursor:
+        if new_generation:
+            cursor.execute(
+                f"""INSERT INTO {snapshot} (sync_id, generation, profile_id, distinct_id)
+                SELECT %s, %s, m.profile_id, p.distinct_id
+                FROM ({membership_sql}) m JOIN {profile} p ON p.id = m.profile_id""",
+                [sync.pk, run.pk, *membership_params],
+            )
+            generation_size = cursor.rowcount
+        elif run.kind == SyncRun.Kind.FULL:
+            cursor.execute(
+                f"""INSERT INTO {staged} (run_id, profile_id, op, distinct_id)
+                SELECT %s, m.profile_id, {MemberOp.MEMBER}, p.distinct_id
+                FROM ({membership_sql}) m JOIN {profile} p ON p.id = m.profile_id""",
+                [run.pk, *membership_params],
+            )
+        else:
+            # One pass gives both sides of the diff (FULL OUTER JOIN, DESIGN.md).
+            cursor.execute(
+                f"""INSERT INTO {staged} (run_id, profile_id, op, distinct_id)
+                SELECT %s, COALESCE(m.profile_id, s.profile_id),
+                       CASE WHEN s.profile_id IS NULL THEN {MemberOp.ADD} ELSE {MemberOp.REMOVE} END,
+                       COALESCE(p.distinct_id, s.distinct_id)
+                FROM ({membership_sql}) m
+                FULL OUTER JOIN (SELECT profile_id, distinct_id FROM {snapshot}
+                                 WHERE sync_id = %s AND generation = %s) s
+                    ON s.profile_id = m.profile_id
+                LEFT JOIN {profile} p ON p.id = m.profile_id
+                WHERE m.profile_id IS NULL OR s.profile_id IS NULL""",
+                [run.pk, *membership_params, sync.pk, sync.snapshot_generation],
+            )
+    counts = {MemberOp.MEMBER: generation_size} if new_generation else _staged_counts(run)
+    # The cohort's size follows from the plain diff; carried-over rows re-send state, not change.
+    size = counts.get(MemberOp.MEMBER, 0) if run.kind == SyncRun.Kind.FULL else (
+        sync.snapshot_size + counts.get(MemberOp.ADD, 0) - counts.get(MemberOp.REMOVE, 0)
+    )
+    if carry_over(run=run, sync=sync, membership_sql=membership_sql, membership_params=membership_params):
+        counts = _staged_counts(run)
+    page_size = min(sync.connection.page_size or policy.PAGE_SIZE, policy.PAGE_SIZE)
+    if run.kind == SyncRun.Kind.FULL:
+        ops = [MemberOp.MEMBER]
+    else:
+        ops = [MemberOp.ADD, MemberOp.REMOVE]  # adds first, then removes (CONTRACT.md)
+    generation = run.pk if new_generation else None
+    page_plans = [PagePlan(op, counts.get(op, 0), page_size, generation) for op in ops]
+    run.total_pages = sum(plan.pages for plan in page_plans)
+    run.members_count = counts.get(MemberOp.MEMBER, 0)
+    run.adds_count = counts.get(MemberOp.ADD, 0)
+    run.removes_count = counts.get(MemberOp.REMOVE, 0)
+    run.save(update_fields=["total_pages", "members_count", "adds_count", "removes_count"])
+    cohort_size_record(cohort=sync.cohort, size=size)
+    return page_plans
+
+
+def writes_new_generation(*, run: SyncRun, sync: Sync) -> bool:
+    """A full run over an empty delivered state stages straight into the snapshot table,
+    under its run id as generation (see SnapshotMember.generation).
+
+    A refresh of a non-empty snapshot stages as before, so its writes stay O(change). The
+    answer cannot change during the run: only the claim holder writes the snapshot.
+    """
+    if run.kind != SyncRun.Kind.FULL:
+        return False
+    return not SnapshotMember.objects.filter(sync_id=sync.pk, generation=sync.snapshot_generation).exists()
+
+
+def _staged_counts(run: SyncRun) -> dict[int, int]:
+    with db.cursor() as cursor:
+        cursor.execute(f"SELECT op, COUNT(*) FROM {StagedMember._meta.db_table} WHERE run_id = %s GROUP BY op",
+                       [run.pk])
+        return dict(cursor.fetchall())
+
+
+def carry_over(*, run: SyncRun, sync: Sync, membership_sql: str, membership_params) -> bool:
+    """Fold earlier unsuccessful diff runs into this one.
+
+    Their pages may have reached the receiver although the snapshot did not move. Someone
+    they added who has left again (or removed who has come back) now agrees with the
+    snapshot, so the plain diff would never mention them and the receiver would keep the
+    wrong state. A diff run re-sends their live state; a full run replaces everything anyway.
+    Returns whether rows were added to this run.
+    """
+    staged = StagedMember._meta.db_table
+    profile = Profile._meta.db_table
+    unsuccessful = SyncRun.objects.filter(
+        sync_id=sync.pk, kind=SyncRun.Kind.DIFF,
+        status__in=[SyncRun.Status.FAILED, SyncRun.Status.PAUSED, SyncRun.Status.RUNNING],
+    ).exclude(pk=run.pk)
+    earlier = StagedMember.objects.filter(run_id__in=unsuccessful.values("pk"))
+    if not earlier.exists():
+        return False
+    carried = 0
+    if run.kind == SyncRun.Kind.DIFF:
+        earlier_sql, earlier_params = earlier.values("profile_id").query.sql_with_params()
+        with db.cursor() as cursor:
+            cursor.execute(
+                f"""INSERT INTO {staged} (run_id, profile_id, op, distinct_id)
+                SELECT %s, c.profile_id,
+                       CASE WHEN m.profile_id IS NULL THEN {MemberOp.REMOVE} ELSE {MemberOp.ADD} END,
+                       COALESCE(p.distinct_id, (SELECT MAX(e.distinct_id) FROM {staged} e
+                                                WHERE e.profile_id = c.profile_id AND e.run_id <> %s))
+                FROM (SELECT x.profile_id FROM ({earlier_sql}) x
+                      EXCEPT SELECT s.profile_id FROM {staged} s WHERE s.run_id = %s) c
+                LEFT JOIN ({membership_sql}) m ON m.profile_id = c.profile_id
+                LEFT JOIN {profile} p ON p.id = c.profile_id
+                WHERE TRUE""",
+                # EXCEPT, not NOT EXISTS on the table being filled: a nested-loop anti-join
+                # would rescan the rows this INSERT adds (quadratic; see campaigns.sending).
+                [run.pk, run.pk, *earlier_params, run.pk, *membership_params],
+            )
+            carried = cursor.rowcount
+    earlier.delete()
+    return carried > 0
