@@ -1,7 +1,7 @@
 """Changes to alerts: create and edit them, evaluate them, fire once per crossing, deliver each firing.
 
 A firing POSTs seed 002's `custom_alert_triggered` payload to the alert's notification
-webhooks through the sync sender's one retry loop (deliveries.sender), and optionally emails.
+webhooks through the sync sender's one retry loop (outbound.sender), and optionally emails.
 """
 
 import dataclasses
@@ -24,8 +24,8 @@ from django.utils import timezone
 from cohorts.models import Cohort, CohortSize, Project
 from cohorts.services import cohort_compute
 from deliveries.models import DeliveryAttempt, Sync, SyncRun
-from deliveries.policy import Outcome
-from deliveries.sender import Destination, open_session, post_with_retries
+from outbound.policy import Outcome
+from outbound.sender import Destination, open_session, post_with_retries
 from deliveries.services import absolute_url
 from integrations.models import Connection
 

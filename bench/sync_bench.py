@@ -56,7 +56,7 @@ sys.path.insert(0, str(ROOT))
 
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/cohortsync_bench"
 DEFAULT_PROPERTIES = "plan,score,beta"
-PAGE_SIZE = 1000  # deliveries.policy.PAGE_SIZE; checked after django.setup()
+PAGE_SIZE = 1000  # outbound.policy.PAGE_SIZE; checked after django.setup()
 FLOOR_DISTINCT_PAGES = 64  # the floor cycles through this many distinct pre-built bodies
 
 
@@ -412,7 +412,8 @@ def child_sync(sync_id: int, full: bool) -> dict:
     django_setup()
     from django.db import connection as db
 
-    from deliveries import engine, payloads, sender, services
+    from deliveries import engine, payloads, services
+    from outbound import sender
     from deliveries.engine import commit, run as engine_run, send
     from deliveries.models import DeliveryAttempt, SyncRun
 
@@ -774,7 +775,7 @@ def main(argv=None) -> None:
     django_setup()
     from django.core.management import call_command
 
-    from deliveries import policy
+    from outbound import policy
 
     assert policy.PAGE_SIZE == PAGE_SIZE, "the floor's page size must match the engine's"
     print(f"database {database_name()}: {'created' if created else 'reused'}; migrating …", flush=True)

@@ -1,6 +1,6 @@
 """A message run: reserve recipients (SQL) → POST batches of 50 → mark each batch sent or give it back.
 
-Built on the sync engine's HTTP layer and retry loop (deliveries.sender) and its attempt
+Built on the sync engine's HTTP layer and retry loop (outbound.sender) and its attempt
 records; what differs is the delivered state: per-user send records whose unique
 (message, profile, sequence) makes "at most once" and the per-user limits hold when
 runs overlap, retry or crash (CONTRACT.md, "Legacy user messages").
@@ -21,8 +21,8 @@ from django.utils import timezone
 from cohorts.models import Profile
 from cohorts.selectors import cohort_membership
 from deliveries.models import DeliveryAttempt
-from deliveries.policy import Outcome, Verdict
-from deliveries.sender import Destination, open_session, post_with_retries
+from outbound.policy import Outcome, Verdict
+from outbound.sender import Destination, open_session, post_with_retries
 
 from . import policy
 from .models import Message, MessageRun, MessageSend

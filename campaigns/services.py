@@ -11,7 +11,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from cohorts.models import Cohort, Profile
-from deliveries.sender import open_session, post_page
+from outbound.sender import open_session, post_page
 from deliveries.services import ConnectionTestResult, absolute_url
 from integrations.models import Connection
 

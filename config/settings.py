@@ -35,6 +35,7 @@ INSTALLED_APPS = [
     "django_celery_beat",
     "cohorts",
     "integrations",
+    "outbound",
     "deliveries",
     "campaigns",
     "alerts",

@@ -12,8 +12,9 @@ from django.utils.html import format_html
 from django.utils.text import Truncator
 
 from cohorts.admin import CappedCountPaginator
+from outbound import policy
 
-from . import policy, services
+from . import services
 from .models import DeliveryAttempt, Notification, Sync, SyncRun
 
 STATE_COLOURS = {"paused": "#b3261e", "failing": "#8a4b00", "active": "#15803d", "finished": "#4b5563"}

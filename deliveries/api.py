@@ -11,7 +11,7 @@ from access.schema import ErrorOutput
 from cohorts.models import Cohort
 from integrations.models import Connection
 
-from . import policy
+from outbound import policy
 from .models import DeliveryAttempt, Sync, SyncRun
 from .selectors import sync_list, sync_run_list, sync_run_with_attempts
 from .services import sync_create, sync_pause, sync_request_full_refresh, sync_request_run, sync_resume

@@ -7,7 +7,7 @@ from django.db import models
 from cohorts.models import Cohort, Profile
 from integrations.models import Connection
 
-from . import policy
+from outbound import policy
 
 
 class Sync(models.Model):

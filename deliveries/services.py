@@ -19,7 +19,7 @@ from integrations.models import Connection
 
 from . import payloads
 from .models import Notification, Sync, SyncRun
-from .sender import Destination, open_session, post_page
+from outbound.sender import Destination, open_session, post_page
 from .templating import PayloadTemplateError
 
 logger = logging.getLogger(__name__)

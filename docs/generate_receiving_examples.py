@@ -57,7 +57,7 @@ def _django() -> None:
 def example_request(body: bytes, *, page_id: str, content_type: str = "application/json") -> str:
     """The request as it goes on the wire: the sender's own headers, with secrets as placeholders."""
     _django()
-    from deliveries.sender import Destination, open_session, page_request
+    from outbound.sender import Destination, open_session, page_request
 
     destination = Destination(
         url=EXAMPLE_URL, auth_username="username", auth_password="password", api_key=API_KEY_PLACEHOLDER,
@@ -93,7 +93,7 @@ def examples() -> dict[str, str]:
         sample_context,
         template_input,
     )
-    from deliveries.signing import signature_headers
+    from outbound.signing import signature_headers
     from deliveries.templating import PRESETS, compile_template, render_template
 
     adds = sample_context(action="add_members")  # page 1 of a diff session

@@ -55,7 +55,7 @@ def connection_rotate_signing_secret(*, connection: Connection, overlap_hours: f
     The old secret keeps signing beside the new one for `overlap_hours`, so receivers can
     switch without dropping a request; with no old secret this just turns signing on.
     """
-    from deliveries.signing import signing_secret_generate  # signing is the delivery side's
+    from outbound.signing import signing_secret_generate  # signing is the delivery side's
 
     new_secret = signing_secret_generate()
     if connection.signing_secret and overlap_hours > 0:

@@ -5,7 +5,7 @@ from django.utils import timezone
 
 from .. import services
 from ..models import MemberOp, SnapshotMember, StagedMember, Sync, SyncRun
-from ..policy import Outcome, Verdict
+from outbound.policy import Outcome, Verdict
 from ..signals import sync_run_finished
 from .records import ClaimLost
 from .stage import writes_new_generation

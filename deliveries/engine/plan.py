@@ -7,7 +7,7 @@ from datetime import timedelta
 from django.conf import settings
 from django.utils import timezone
 
-from .. import policy
+from outbound import policy
 from ..models import MemberOp, Sync, SyncRun
 
 ACTIONS = {MemberOp.MEMBER: "members", MemberOp.ADD: "add_members", MemberOp.REMOVE: "remove_members"}

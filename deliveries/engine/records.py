@@ -8,7 +8,7 @@ from django.db import connection as db
 
 from .. import services
 from ..models import DeliveryAttempt, Sync, SyncRun
-from ..policy import Outcome
+from outbound.policy import Outcome
 
 
 class ClaimLost(Exception):

@@ -2,8 +2,8 @@
 
 from .. import payloads
 from ..models import DeliveryAttempt, Sync, SyncRun
-from ..policy import Outcome, Verdict
-from ..sender import Destination, open_session, post_with_retries
+from outbound.policy import Outcome, Verdict
+from outbound.sender import Destination, open_session, post_with_retries
 from ..templating import PayloadTemplateError
 from .pages import stream_pages
 from .plan import ACTIONS, PagePlan

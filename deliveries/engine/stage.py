@@ -11,7 +11,7 @@ from cohorts.models import Profile
 from cohorts.selectors import cohort_membership
 from cohorts.services import cohort_size_record
 
-from .. import policy
+from outbound import policy
 from ..models import MemberOp, SnapshotMember, StagedMember, Sync, SyncRun
 from .plan import PagePlan
 

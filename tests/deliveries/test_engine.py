@@ -18,7 +18,7 @@ from deliveries.models import (
     DeliveryAttempt, MemberOp, Notification, SnapshotMember, StagedMember, Sync, SyncRun,
 )
 from deliveries.payloads import page_id
-from deliveries.policy import Outcome
+from outbound.policy import Outcome
 from tests.conftest import run_now, set_members
 from tests.support.receiver import Reply
 

@@ -9,7 +9,7 @@ from django.core.exceptions import ValidationError
 
 from deliveries.models import SyncRun
 from deliveries.payloads import MemberRow, mixpanel_members, page_id
-from deliveries.policy import MAX_EXPORTED_PROPERTIES
+from outbound.policy import MAX_EXPORTED_PROPERTIES
 from deliveries.templating import PRESETS
 from integrations.services import connection_update
 from tests.conftest import run_now, set_members

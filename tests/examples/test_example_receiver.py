@@ -12,7 +12,7 @@ from django.test import override_settings
 
 from cohorts.models import CohortMember
 from deliveries.models import DeliveryAttempt, SyncRun
-from deliveries.policy import Outcome
+from outbound.policy import Outcome
 from examples.receiver.cohort_receiver import (
     CohortReceiver,
     CohortStore,

@@ -1,5 +1,5 @@
 """Signed requests: what the loopback receiver got verifies with the third-party
-`standardwebhooks` package, never with our own code (deliveries/signing.py, sender.py,
+`standardwebhooks` package, never with our own code (outbound/signing.py, sender.py,
 integrations/services.py rotation)."""
 
 import base64
@@ -9,10 +9,10 @@ import pytest
 from django.utils import timezone as django_timezone
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-from deliveries import sender
+from outbound import sender
 from deliveries.models import SyncRun
 from deliveries.services import connection_send_test
-from deliveries.signing import SECRET_PREFIX, signing_secret_generate
+from outbound.signing import SECRET_PREFIX, signing_secret_generate
 from deliveries.templating import PRESETS
 from integrations.models import Connection
 from integrations.services import (

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from deliveries.policy import PAUSE_STATUSES, Outcome, Verdict, classify_response, classify_status
+from outbound.policy import PAUSE_STATUSES, Outcome, Verdict, classify_response, classify_status
 
 
 def body(**fields) -> bytes:

@@ -1,5 +1,5 @@
 """The HTTP layer against a real loopback receiver: headers, secrets, keep-alive, the SSRF
-guard and Retry-After (deliveries/sender.py)."""
+guard and Retry-After (outbound/sender.py)."""
 
 import base64
 import ipaddress
@@ -13,8 +13,8 @@ import urllib3.util.connection
 
 from deliveries.models import DeliveryAttempt, Notification, Sync, SyncRun
 from integrations.models import Connection
-from deliveries.policy import RESPONSE_EXCERPT_BYTES, Outcome
-from deliveries.sender import Destination, open_session, parse_retry_after, post_page
+from outbound.policy import RESPONSE_EXCERPT_BYTES, Outcome
+from outbound.sender import Destination, open_session, parse_retry_after, post_page
 from tests.conftest import run_now, set_members
 from tests.factories import CohortFactory, ConnectionFactory, SyncFactory
 from tests.support.receiver import Reply
