@@ -11,7 +11,7 @@ from django.utils.html import format_html, format_html_join
 from django.utils.text import Truncator
 
 from cohorts.models import Cohort
-from deliveries.admin import DeliveryAttemptInline
+from outbound.admin import DeliveryAttemptInline
 from deliveries.models import Sync
 from integrations.models import Connection
 

@@ -7,8 +7,9 @@ from rest_framework.response import Response
 
 from access.api import MAX_ID, ProjectScopedInput, ScopedPrimaryKeyRelatedField, acting_person, client_projects
 from cohorts.models import Cohort
-from deliveries.api import DeliveryAttemptOutput
-from deliveries.models import DeliveryAttempt, Sync
+from outbound.api import DeliveryAttemptOutput
+from deliveries.models import Sync
+from outbound.models import DeliveryAttempt
 from integrations.models import Connection
 
 from .models import Alert, AlertFiring

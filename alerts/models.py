@@ -5,12 +5,14 @@ webhooks, through the same sender and retries as syncs, and optionally emails.
 """
 
 from django.conf import settings
+from django.contrib.contenttypes.fields import GenericRelation
 from django.core.exceptions import ValidationError
 from django.db import models
 
 from cohorts.models import Cohort, CohortSize, Project
 from deliveries.models import Sync, SyncRun
 from integrations.models import Connection
+from outbound.models import DeliveryAttempt
 
 
 class Alert(models.Model):
@@ -124,6 +126,8 @@ class AlertFiring(models.Model):
     # The root cause: the run that paused or failed the sync, or the size computation.
     sync_run = models.ForeignKey(SyncRun, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     cohort_size = models.ForeignKey(CohortSize, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    attempts = GenericRelation(DeliveryAttempt, object_id_field="source_id", content_type_field="source_kind",
+                               related_query_name="alert_firing")
 
     class Meta:
         ordering = ["-fired_at", "-id"]

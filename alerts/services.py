@@ -23,8 +23,10 @@ from django.utils import timezone
 
 from cohorts.models import Cohort, CohortSize, Project
 from cohorts.services import cohort_compute
-from deliveries.models import DeliveryAttempt, Sync, SyncRun
+from deliveries.models import Sync, SyncRun
 from outbound.policy import Outcome
+from outbound.ids import request_id
+from outbound.records import AttemptRecords
 from outbound.sender import Destination, open_session, post_with_retries
 from deliveries.services import absolute_url
 from integrations.models import Connection
@@ -426,14 +428,14 @@ def _post_firing(*, session, firing: AlertFiring, connection: Connection, number
                  body: bytes) -> tuple[Outcome, str]:
     # The alert body is JSON whatever the connection's own format (a template's content type).
     destination = dataclasses.replace(Destination.from_connection(connection), content_type="application/json")
-    page_id = str(uuid.uuid5(FIRING_ID_NAMESPACE, f"{firing.pk}:{firing.fired_at.isoformat()}:{connection.pk}"))
+    page_id = request_id(FIRING_ID_NAMESPACE, f"{firing.pk}:{firing.fired_at.isoformat()}:{connection.pk}")
+    records = AttemptRecords(firing)
 
     def record(attempt: int, result) -> None:
-        DeliveryAttempt.objects.create(
-            alert_firing=firing, page_number=number, page_id=page_id, action=ATTEMPT_ACTION,
-            attempt_number=attempt, outcome=result.verdict.outcome, http_status=result.http_status,
-            latency_ms=result.latency_ms, response_excerpt=result.response_excerpt, error=result.verdict.message,
-        )
+        # Written at once: a firing has a handful of tries, each visible as it happens.
+        records.attempt(page_number=number, page_id=page_id, action=ATTEMPT_ACTION, attempt_number=attempt,
+                        result=result)
+        records.write_attempts()
 
     verdict = post_with_retries(session=session, destination=destination, body=body, page_id=page_id, record=record)
     return verdict.outcome, verdict.message

@@ -415,7 +415,8 @@ def child_sync(sync_id: int, full: bool) -> dict:
     from deliveries import engine, payloads, services
     from outbound import sender
     from deliveries.engine import commit, run as engine_run, send
-    from deliveries.models import DeliveryAttempt, SyncRun
+    from deliveries.models import SyncRun
+    from outbound.models import DeliveryAttempt
 
     rss_after_setup = vm_rss_kb()
     timers = Timers()

@@ -13,8 +13,8 @@ from rest_framework.response import Response
 from access.api import MAX_ID, Conflict, ScopedPrimaryKeyRelatedField, acting_person, client_projects
 from access.schema import ErrorOutput
 from cohorts.models import Cohort
-from deliveries.api import DeliveryAttemptOutput
-from deliveries.models import DeliveryAttempt
+from outbound.api import DeliveryAttemptOutput
+from outbound.models import DeliveryAttempt
 from integrations.models import Connection
 
 from . import policy

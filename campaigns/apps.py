@@ -6,4 +6,12 @@ class CampaignsConfig(AppConfig):
     verbose_name = "User messages"
 
     def ready(self) -> None:
+        from outbound.sources import AttemptSource, attempt_source_register
+
         from . import receivers  # noqa: F401  (connects to cohorts' recompute signal)
+        from .models import MessageRun
+
+        attempt_source_register(AttemptSource(
+            key="message", title="User messages", model=MessageRun, select_related=("message",),
+            label=lambda run: f"message “{run.message.name}” run #{run.pk}",
+        ))

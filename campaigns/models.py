@@ -6,11 +6,13 @@ import uuid
 import zoneinfo
 
 from django.conf import settings
+from django.contrib.contenttypes.fields import GenericRelation
 from django.core.exceptions import ValidationError
 from django.db import models
 
 from cohorts.models import Cohort, Profile
 from integrations.models import Connection
+from outbound.models import DeliveryAttempt
 
 from . import policy
 
@@ -139,6 +141,8 @@ class MessageRun(models.Model):
     batches_failed = models.PositiveIntegerField(default=0)
     error_message = models.TextField(blank=True, default="")
     http_status = models.PositiveSmallIntegerField(null=True, blank=True)
+    attempts = GenericRelation(DeliveryAttempt, object_id_field="source_id", content_type_field="source_kind",
+                               related_query_name="message_run")
 
     class Meta:
         indexes = [models.Index(fields=["message", "-started_at"], name="message_run_recent")]

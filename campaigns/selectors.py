@@ -3,7 +3,7 @@
 from django.db.models import Case, Count, F, IntegerField, OuterRef, Prefetch, Q, QuerySet, Subquery, Value, When
 from django.db.models.functions import Coalesce
 
-from deliveries.models import DeliveryAttempt
+from outbound.models import DeliveryAttempt
 from deliveries.selectors import projects_for_user
 
 from .models import Message, MessageRun, MessageSend

@@ -20,8 +20,10 @@ from django.utils import timezone
 
 from cohorts.models import Profile
 from cohorts.selectors import cohort_membership
-from deliveries.models import DeliveryAttempt
+from outbound.ids import request_id
 from outbound.policy import Outcome, Verdict
+from outbound.records import AttemptRecords
+from outbound.runs import run_fail, run_skip, run_start
 from outbound.sender import Destination, open_session, post_with_retries
 
 from . import policy
@@ -54,13 +56,9 @@ def message_run(*, message_id: int, trigger: str = "schedule", run_id: int | Non
     """
     message = Message.objects.select_related("cohort", "connection").filter(pk=message_id).first()
     if message is None or message.state != Message.State.ACTIVE:
-        if run_id is not None:
-            MessageRun.objects.filter(pk=run_id, status=MessageRun.Status.QUEUED).update(
-                status=MessageRun.Status.SKIPPED, finished_at=timezone.now(),
-                error_message="not run: the message is paused or was deleted",
-            )
+        run_skip(model=MessageRun, run_id=run_id, reason="not run: the message is paused or was deleted")
         return None
-    run = _start_run(message=message, trigger=trigger, run_id=run_id)
+    run = run_start(runs=message.runs, run_id=run_id, trigger=trigger)
     try:
         release_abandoned_sends(message=message)
         reserved = reserve_recipients(run=run, message=message)
@@ -72,21 +70,11 @@ def message_run(*, message_id: int, trigger: str = "schedule", run_id: int | Non
         return run
     except Exception as exc:
         logger.exception("message %s: run failed with an internal error", message_id)
-        MessageRun.objects.filter(pk=run.pk).update(
-            status=MessageRun.Status.FAILED, finished_at=timezone.now(), error_message=f"internal error: {exc!r}"[:500]
-        )
+        run_fail(model=MessageRun, run_id=run.pk, reason=f"internal error: {exc!r}")
         raise
     finally:
         # Whatever this run reserved and did not send goes back for the next attempt.
         MessageSend.objects.filter(run_id=run.pk, status=MessageSend.Status.PENDING).delete()
-
-
-def _start_run(*, message: Message, trigger: str, run_id: int | None) -> MessageRun:
-    if run_id is not None:
-        queued = MessageRun.objects.filter(pk=run_id, message=message, status=MessageRun.Status.QUEUED)
-        if queued.update(status=MessageRun.Status.RUNNING, started_at=timezone.now()):
-            return MessageRun.objects.get(pk=run_id)
-    return MessageRun.objects.create(message=message, trigger=trigger, status=MessageRun.Status.RUNNING)
 
 
 def release_abandoned_sends(*, message: Message) -> int:
@@ -221,10 +209,10 @@ def form_destination(connection) -> Destination:
 
 def batch_id(session_id: uuid.UUID, batch_number: int) -> str:
     """Stable across the retries of a batch (its `webhook-id`)."""
-    return str(uuid.uuid5(session_id, f"batch-{batch_number}"))
+    return request_id(session_id, f"batch-{batch_number}")
 
 
-class BatchRecords:
+class BatchRecords(AttemptRecords):
     """A run's outcomes, written in one transaction every few batches rather than 3 writes a batch.
 
     A failure is written at once. Sends marked sent late are still pending meanwhile, held
@@ -234,14 +222,11 @@ class BatchRecords:
     FLUSH_EVERY_BATCHES = 20
 
     def __init__(self, run: MessageRun):
+        super().__init__(run)
         self.run = run
-        self.attempts: list[DeliveryAttempt] = []
         self.sent: list[tuple[int, list[int]]] = []  # (batch number, its profile ids in order)
         self.delivered = self.failed = self.sent_users = 0
         self.reserved_at_refreshed = self.flushed_at = timezone.now()
-
-    def attempt(self, attempt: DeliveryAttempt) -> None:
-        self.attempts.append(attempt)
 
     def batch_sent(self, batch_number: int, profile_ids: list[int]) -> None:
         self.delivered += 1
@@ -260,9 +245,7 @@ class BatchRecords:
 
     def flush(self) -> None:
         with transaction.atomic():
-            if self.attempts:
-                DeliveryAttempt.objects.bulk_create(self.attempts)
-                self.attempts = []
+            self.write_attempts()
             pending = MessageSend.objects.filter(run_id=self.run.pk, status=MessageSend.Status.PENDING)
             if self.sent:
                 # One UPDATE for all: batches go out in profile order and a failed batch's rows
@@ -321,11 +304,8 @@ def _send_batch(*, session, destination: Destination, run: MessageRun, batch_num
     page_id = batch_id(run.session_id, batch_number)
 
     def record(attempt: int, result) -> None:
-        records.attempt(DeliveryAttempt(
-            message_run=run, page_number=batch_number, page_id=page_id, action=policy.USERS_FIELD,
-            attempt_number=attempt, outcome=result.verdict.outcome, http_status=result.http_status,
-            latency_ms=result.latency_ms, response_excerpt=result.response_excerpt, error=result.verdict.message,
-        ))
+        records.attempt(page_number=batch_number, page_id=page_id, action=policy.USERS_FIELD, attempt_number=attempt,
+                        result=result)
         if result.verdict.outcome is not Outcome.SUCCESS:
             records.flush()  # trouble is visible while the run goes on
 

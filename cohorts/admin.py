@@ -1,10 +1,10 @@
 from django.contrib import admin
 from django.core.exceptions import ValidationError
-from django.core.paginator import Paginator
 from django.db.models import OuterRef, Subquery
 from django.template.loader import render_to_string
-from django.utils.functional import cached_property
 from django.utils.html import format_html, format_html_join
+
+from outbound.admin import CappedCountPaginator
 
 from .charts import SizePoint, size_chart
 from .models import Cohort, CohortSize, Event, Profile, Project
@@ -87,17 +87,6 @@ class CohortAdmin(admin.ModelAdmin):
             render_to_string("cohorts/size_chart.html", {"chart": chart, "chart_id": f"cohort-{obj.pk}-size"}),
             min(len(history), SIZE_HISTORY_ROWS), rows,
         )
-
-
-class CappedCountPaginator(Paginator):
-    """Counts at most COUNT_CAP rows: COUNT(*) over a large events table takes seconds, and
-    show_full_result_count=False only spares the unfiltered total, not the page count."""
-
-    COUNT_CAP = 10_000
-
-    @cached_property
-    def count(self) -> int:
-        return self.object_list[: self.COUNT_CAP].count()
 
 
 @admin.register(Event)

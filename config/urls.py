@@ -1,9 +1,13 @@
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
+from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 urlpatterns = [
+    # The attempts list moved with its model to the delivery core (outbound): old links still work.
+    path("admin/deliveries/deliveryattempt/",
+         RedirectView.as_view(pattern_name="admin:outbound_deliveryattempt_changelist", query_string=True)),
     path("admin/", admin.site.urls),
     path("receiver/", include("integrations.urls")),
     path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),

@@ -11,11 +11,10 @@ from django.urls import reverse
 from django.utils.html import format_html
 from django.utils.text import Truncator
 
-from cohorts.admin import CappedCountPaginator
-from outbound import policy
+from outbound.admin import CappedCountPaginator, DeliveryAttemptInline
 
 from . import services
-from .models import DeliveryAttempt, Notification, Sync, SyncRun
+from .models import Notification, Sync, SyncRun
 
 STATE_COLOURS = {"paused": "#b3261e", "failing": "#8a4b00", "active": "#15803d", "finished": "#4b5563"}
 
@@ -117,18 +116,6 @@ class SyncAdmin(admin.ModelAdmin):
         messages.info(request, f"The next run of {len(syncs)} sync(s) sends the whole cohort.")
 
 
-class DeliveryAttemptInline(admin.TabularInline):
-    model = DeliveryAttempt
-    extra = 0
-    can_delete = False
-    fields = ["page_number", "action", "attempt_number", "outcome", "http_status", "latency_ms", "error",
-              "response_excerpt"]
-    readonly_fields = fields
-
-    def has_add_permission(self, request, obj=None):
-        return False
-
-
 @admin.register(SyncRun)
 class SyncRunAdmin(admin.ModelAdmin):
     list_display = ["started_at", "sync", "kind", "status", "pages", "sent", "error"]
@@ -160,90 +147,6 @@ class SyncRunAdmin(admin.ModelAdmin):
     def error(self, obj):
         status = f"HTTP {obj.http_status}: " if obj.http_status and obj.error_message else ""
         return status + Truncator(obj.error_message).chars(100)
-
-
-class OutcomeFilter(admin.SimpleListFilter):
-    """Fixed options from the policy, not a DISTINCT over every attempt."""
-
-    title = "outcome"
-    parameter_name = "outcome"
-
-    def lookups(self, request, model_admin):
-        return [("problems", "Not a success")] + [(o.value, o.value) for o in policy.Outcome]
-
-    def queryset(self, request, queryset):
-        if self.value() == "problems":
-            return queryset.filter(~Q(outcome=policy.Outcome.SUCCESS))  # the attempt_problems partial index
-        if self.value():
-            return queryset.filter(outcome=self.value())
-        return queryset
-
-
-class SourceFilter(admin.SimpleListFilter):
-    """What an attempt delivered: a sync page, a message batch or an alert (one FK each)."""
-
-    title = "source"
-    parameter_name = "source"
-    SOURCES = {"sync": "run", "message": "message_run", "alert": "alert_firing"}
-
-    def lookups(self, request, model_admin):
-        return [("sync", "Sync runs"), ("message", "User messages"), ("alert", "Alert webhooks")]
-
-    def queryset(self, request, queryset):
-        if self.value() in self.SOURCES:
-            return queryset.filter(**{f"{self.SOURCES[self.value()]}__isnull": False})
-        return queryset
-
-
-@admin.register(DeliveryAttempt)
-class DeliveryAttemptAdmin(admin.ModelAdmin):
-    """Every POST try across sync runs, message runs and alert firings, newest first: where an
-    operator finds trouble. Read-only."""
-
-    list_display = ["created_at", "source", "page", "outcome", "http_status", "latency", "short_error"]
-    list_filter = [OutcomeFilter, SourceFilter]
-    # Outer joins to all three sources: each row brings whichever is set, in the page's one query.
-    list_select_related = ["run", "message_run__message", "alert_firing__alert"]
-    ordering = ["-id"]
-    sortable_by = []
-    paginator = CappedCountPaginator
-    show_full_result_count = False
-    show_facets = admin.ShowFacets.NEVER
-    readonly_fields = [f.name for f in DeliveryAttempt._meta.fields]
-
-    @admin.display(description="source")
-    def source(self, obj):
-        if obj.run_id:
-            url = reverse("admin:deliveries_syncrun_change", args=[obj.run_id])
-            label = f"sync run #{obj.run_id}"
-            status = obj.run.get_status_display()
-        elif obj.message_run_id:
-            url = reverse("admin:campaigns_messagerun_change", args=[obj.message_run_id])
-            label = f"message “{obj.message_run.message.name}” run #{obj.message_run_id}"
-            status = obj.message_run.get_status_display()
-        else:
-            url = reverse("admin:alerts_alertfiring_change", args=[obj.alert_firing_id])
-            label = f"alert “{obj.alert_firing.alert.name}” firing #{obj.alert_firing_id}"
-            status = obj.alert_firing.get_status_display()
-        return format_html('<a href="{}">{}</a>&nbsp;{}', url, label, status.lower())
-
-    @admin.display(description="page · try")
-    def page(self, obj):
-        return f"{obj.page_number} {obj.action} · {obj.attempt_number}"
-
-    @admin.display(description="latency")
-    def latency(self, obj):
-        return f"{obj.latency_ms} ms"
-
-    @admin.display(description="error")
-    def short_error(self, obj):
-        return Truncator(obj.error).chars(100)
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(Notification)

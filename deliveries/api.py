@@ -12,7 +12,8 @@ from cohorts.models import Cohort
 from integrations.models import Connection
 
 from outbound import policy
-from .models import DeliveryAttempt, Sync, SyncRun
+from outbound.api import DeliveryAttemptOutput
+from .models import Sync, SyncRun
 from .selectors import sync_list, sync_run_list, sync_run_with_attempts
 from .services import sync_create, sync_pause, sync_request_full_refresh, sync_request_run, sync_resume
 
@@ -70,14 +71,6 @@ class SyncRunOutput(serializers.ModelSerializer):
         fields = ["id", "sync", "session_id", "kind", "reason", "trigger", "status", "started_at", "finished_at",
                   "total_pages", "pages_delivered", "members_count", "adds_count", "removes_count",
                   "error_message", "http_status"]
-        read_only_fields = fields
-
-
-class DeliveryAttemptOutput(serializers.ModelSerializer):
-    class Meta:
-        model = DeliveryAttempt
-        fields = ["page_number", "page_id", "action", "attempt_number", "outcome", "http_status", "latency_ms",
-                  "error", "response_excerpt", "created_at"]
         read_only_fields = fields
 
 

@@ -1,11 +1,13 @@
 import uuid
 
 from django.conf import settings
+from django.contrib.contenttypes.fields import GenericRelation
 from django.core.exceptions import ValidationError
 from django.db import models
 
 from cohorts.models import Cohort, Profile
 from integrations.models import Connection
+from outbound.models import DeliveryAttempt
 
 from outbound import policy
 
@@ -111,6 +113,8 @@ class SyncRun(models.Model):
     removes_count = models.PositiveIntegerField(default=0)
     error_message = models.TextField(blank=True, default="")
     http_status = models.PositiveSmallIntegerField(null=True, blank=True)
+    attempts = GenericRelation(DeliveryAttempt, object_id_field="source_id", content_type_field="source_kind",
+                               related_query_name="run")
 
     class Meta:
         indexes = [
@@ -123,44 +127,6 @@ class SyncRun(models.Model):
 
     def __str__(self) -> str:
         return f"run {self.session_id} ({self.kind}, {self.status})"
-
-
-class DeliveryAttempt(models.Model):
-    """One try of one POST: a sync page, a message batch or an alert. Never holds a secret:
-    no URL, no request headers. Exactly one of `run`, `message_run`, `alert_firing` is set."""
-
-    run = models.ForeignKey(SyncRun, null=True, blank=True, on_delete=models.CASCADE, related_name="attempts")
-    message_run = models.ForeignKey("campaigns.MessageRun", null=True, blank=True, on_delete=models.CASCADE,
-                                    related_name="attempts")
-    alert_firing = models.ForeignKey("alerts.AlertFiring", null=True, blank=True, on_delete=models.CASCADE,
-                                     related_name="attempts")
-    page_number = models.PositiveIntegerField()
-    page_id = models.UUIDField()
-    action = models.CharField(max_length=20)
-    attempt_number = models.PositiveSmallIntegerField()
-    outcome = models.CharField(max_length=20)
-    http_status = models.PositiveSmallIntegerField(null=True, blank=True)
-    latency_ms = models.PositiveIntegerField(default=0)
-    response_excerpt = models.TextField(blank=True, default="")
-    error = models.TextField(blank=True, default="")
-    created_at = models.DateTimeField(auto_now_add=True)
-
-    class Meta:
-        indexes = [
-            models.Index(fields=["run", "page_number", "attempt_number"], name="attempt_run_page"),
-            # The admin's "not a success" filter, newest first; partial, so successful tries
-            # (nearly all of them) cost the insert nothing.
-            models.Index(fields=["-id"], condition=~models.Q(outcome="success"), name="attempt_problems"),
-        ]
-        constraints = [
-            models.CheckConstraint(
-                condition=models.Q(run__isnull=False, message_run__isnull=True, alert_firing__isnull=True)
-                | models.Q(run__isnull=True, message_run__isnull=False, alert_firing__isnull=True)
-                | models.Q(run__isnull=True, message_run__isnull=True, alert_firing__isnull=False),
-                name="attempt_one_source",
-            ),
-        ]
-        ordering = ["run_id", "page_number", "attempt_number"]
 
 
 class MemberOp(models.IntegerChoices):

@@ -12,6 +12,8 @@ from typing import NamedTuple
 
 import orjson
 
+from outbound.ids import request_id
+
 from .templating import compile_template, render_template
 
 IDENTITY_FIELDS = ("email", "first_name", "last_name", "phone_number")
@@ -54,7 +56,7 @@ class PageContext:
 
 def page_id(session_id: uuid.UUID, page_number: int) -> str:
     """Stable across retries of a page, unique across pages and runs (the `webhook-id`)."""
-    return str(uuid.uuid5(session_id, str(page_number)))
+    return request_id(session_id, str(page_number))
 
 
 def selected_properties(row: MemberRow, properties: tuple[str, ...]) -> dict:

@@ -11,7 +11,9 @@ from cohorts.charts import RunChange, SizePoint
 from cohorts.models import Cohort, Project
 from cohorts.selectors import cohort_size_history
 
-from .models import DeliveryAttempt, Sync, SyncRun
+from outbound.models import DeliveryAttempt
+
+from .models import Sync, SyncRun
 
 
 def sync_list(

@@ -5,7 +5,8 @@ from django.contrib.auth import get_user_model
 from django.utils import timezone
 
 from cohorts.models import Cohort, CohortMember, Profile, Project
-from deliveries.models import DeliveryAttempt, Sync, SyncRun
+from deliveries.models import Sync, SyncRun
+from outbound.models import DeliveryAttempt
 from integrations.models import Connection
 
 
@@ -95,7 +96,7 @@ class DeliveryAttemptFactory(factory.django.DjangoModelFactory):
     class Meta:
         model = DeliveryAttempt
 
-    run = factory.SubFactory(SyncRunFactory)
+    source = factory.SubFactory(SyncRunFactory)
     page_number = 1
     page_id = factory.LazyFunction(uuid.uuid4)
     action = "members"

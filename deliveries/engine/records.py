@@ -6,16 +6,18 @@ import time
 from django.conf import settings
 from django.db import connection as db
 
-from .. import services
-from ..models import DeliveryAttempt, Sync, SyncRun
 from outbound.policy import Outcome
+from outbound.records import AttemptRecords
+
+from .. import services
+from ..models import Sync, SyncRun
 
 
 class ClaimLost(Exception):
     """Another worker took the sync after our lease expired: stop sending at once."""
 
 
-class RunRecords:
+class RunRecords(AttemptRecords):
     """A run's attempt rows and progress, written in batches rather than 2 writes a page.
 
     Anything but a first-try success is written at once, so failures are visible live.
@@ -24,8 +26,8 @@ class RunRecords:
     FLUSH_EVERY_PAGES = 50
 
     def __init__(self, run: SyncRun):
+        super().__init__(run)
         self.run = run
-        self.pending: list[DeliveryAttempt] = []
         self.progress_written = run.pages_delivered
         self.renewed_at = -math.inf
         self.claim_check_sql = None
@@ -49,8 +51,8 @@ class RunRecords:
             cursor.execute(*self.claim_check_sql)
             return cursor.fetchone() is not None
 
-    def attempt(self, attempt: DeliveryAttempt) -> None:
-        self.pending.append(attempt)
+    def attempt(self, **fields) -> None:
+        attempt = super().attempt(**fields)
         if attempt.outcome != Outcome.SUCCESS or attempt.attempt_number > 1 or len(self.pending) >= self.FLUSH_EVERY_PAGES:
             self.flush()
 
@@ -60,9 +62,7 @@ class RunRecords:
             self.flush()
 
     def flush(self) -> None:
-        if self.pending:
-            DeliveryAttempt.objects.bulk_create(self.pending)
-            self.pending = []
+        self.write_attempts()
         if self.run.pages_delivered != self.progress_written:
             SyncRun.objects.filter(pk=self.run.pk).update(pages_delivered=self.run.pages_delivered)
             self.progress_written = self.run.pages_delivered

@@ -5,10 +5,12 @@ import logging
 from django.db.models import Q
 from django.utils import timezone
 
+from outbound.runs import run_fail, run_skip, run_start
+
 from .. import services
 from ..models import SnapshotMember, StagedMember, Sync, SyncRun
 from .commit import finish_run
-from .plan import RunPlan, plan_run
+from .plan import plan_run
 from .records import ClaimLost
 from .send import deliver_run
 from .stage import stage_members
@@ -26,35 +28,27 @@ def sync_run(
     """
     token = services.sync_claim(sync_id=sync_id, require_due=(trigger == "schedule"))
     if token is None:
-        if run_id is not None:
-            SyncRun.objects.filter(pk=run_id, status=SyncRun.Status.QUEUED).update(
-                status=SyncRun.Status.SKIPPED, finished_at=timezone.now(),
-                error_message="not run: the sync was paused, finished or already running",
-            )
+        run_skip(model=SyncRun, run_id=run_id, reason="not run: the sync was paused, finished or already running")
         return None
     run = None
     try:
         abandon_unfinished_runs(sync_id=sync_id)
         sync = Sync.objects.select_related("cohort", "connection").get(pk=sync_id)
         plan = plan_run(sync=sync, full=full)
-        run = _start_run(sync=sync, plan=plan, trigger=trigger, run_id=run_id)
+        run = run_start(runs=sync.runs, run_id=run_id, kind=plan.kind, reason=plan.reason, trigger=trigger)
         page_plans = stage_members(run=run, sync=sync)
         verdict = deliver_run(run=run, sync=sync, page_plans=page_plans, token=token, progress=progress)
         finish_run(run=run, sync=sync, verdict=verdict, token=token)
         return run
     except ClaimLost as exc:
         logger.warning("%s", exc)
-        SyncRun.objects.filter(pk=run.pk).update(
-            status=SyncRun.Status.FAILED, finished_at=timezone.now(), error_message="stopped: the claim expired"
-        )
+        run_fail(model=SyncRun, run_id=run.pk, reason="stopped: the claim expired")
         run.refresh_from_db()
         return run
     except Exception as exc:
         logger.exception("sync %s: run failed with an internal error", sync_id)
         if run is not None:
-            SyncRun.objects.filter(pk=run.pk).update(
-                status=SyncRun.Status.FAILED, finished_at=timezone.now(), error_message=f"internal error: {exc!r}"[:500]
-            )
+            run_fail(model=SyncRun, run_id=run.pk, reason=f"internal error: {exc!r}")
         raise
     finally:
         if run is not None and not _carries_over(run):
@@ -68,15 +62,6 @@ def _carries_over(run: SyncRun) -> bool:
     """An unsuccessful diff run keeps its staging rows for the next run (see carry_over)."""
     run.refresh_from_db(fields=["status", "kind"])
     return run.kind == SyncRun.Kind.DIFF and run.status != SyncRun.Status.SUCCEEDED
-
-
-def _start_run(*, sync: Sync, plan: RunPlan, trigger: str, run_id: int | None) -> SyncRun:
-    fields = dict(kind=plan.kind, reason=plan.reason, trigger=trigger, status=SyncRun.Status.RUNNING)
-    if run_id is not None:
-        queued = SyncRun.objects.filter(pk=run_id, sync=sync, status=SyncRun.Status.QUEUED)
-        if queued.update(**fields, started_at=timezone.now()):
-            return SyncRun.objects.get(pk=run_id)
-    return SyncRun.objects.create(sync=sync, **fields)
 
 
 def abandon_unfinished_runs(*, sync_id: int) -> None:

@@ -1,7 +1,7 @@
 """Send: every page in order, each with the retry policy; stop at the first that does not succeed."""
 
 from .. import payloads
-from ..models import DeliveryAttempt, Sync, SyncRun
+from ..models import Sync, SyncRun
 from outbound.policy import Outcome, Verdict
 from outbound.sender import Destination, open_session, post_with_retries
 from ..templating import PayloadTemplateError
@@ -67,11 +67,7 @@ def send_page(*, session, destination: Destination, run: SyncRun, body: bytes, a
             raise ClaimLost(f"sync {run.sync_id}: claim lost during page {page_number}")
 
     def record(attempt: int, result) -> None:
-        records.attempt(DeliveryAttempt(
-            run=run, page_number=page_number, page_id=page_id, action=action, attempt_number=attempt,
-            outcome=result.verdict.outcome, http_status=result.http_status, latency_ms=result.latency_ms,
-            response_excerpt=result.response_excerpt, error=result.verdict.message,
-        ))
+        records.attempt(page_number=page_number, page_id=page_id, action=action, attempt_number=attempt, result=result)
 
     return post_with_retries(session=session, destination=destination, body=body, page_id=page_id,
                              before_try=before_try, record=record)

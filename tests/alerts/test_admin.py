@@ -157,7 +157,7 @@ def test_a_firing_shows_its_pretty_payload_and_attempts_and_is_listed_on_its_ale
     listed = admin_client.get("/admin/alerts/alertfiring/?status__exact=delivered")
     detail = admin_client.get(f"/admin/alerts/alertfiring/{firing.pk}/change/").content.decode()
     alert_page = admin_client.get(f"/admin/alerts/alert/{alert.pk}/change/").content.decode()
-    attempts = admin_client.get("/admin/deliveries/deliveryattempt/?source=alert")
+    attempts = admin_client.get("/admin/outbound/deliveryattempt/?source=alert")
 
     assert list(listed.context["cl"].result_list) == [firing]
     assert "Cohort “Pro users” has 1,234 members, above the threshold of 1,000." in listed.content.decode()
@@ -167,7 +167,7 @@ def test_a_firing_shows_its_pretty_payload_and_attempts_and_is_listed_on_its_ale
     assert f'href="/admin/alerts/alertfiring/{firing.pk}/change/"' in alert_page
     assert f"/admin/alerts/alertfiring/?alert__id__exact={alert.pk}" in alert_page
     assert API_KEY not in detail and API_KEY not in alert_page
-    assert [a.alert_firing_id for a in attempts.context["cl"].result_list] == [firing.pk]
+    assert [a.source_id for a in attempts.context["cl"].result_list] == [firing.pk]
     assert (f'<a href="/admin/alerts/alertfiring/{firing.pk}/change/">alert “Big” firing #{firing.pk}</a>'
             "&nbsp;delivered") in attempts.content.decode()
     assert admin_client.get("/admin/alerts/alertfiring/add/").status_code == 403

@@ -15,7 +15,8 @@ from alerts import services
 from alerts.models import Alert, AlertFiring
 from cohorts.models import CohortSize
 from cohorts.services import cohort_compute, cohort_size_record
-from deliveries.models import DeliveryAttempt, Sync, SyncRun
+from outbound.models import DeliveryAttempt
+from deliveries.models import Sync, SyncRun
 from deliveries.services import sync_resume
 from tests.conftest import run_now, set_members
 from tests.factories import CohortFactory, ConnectionFactory, SyncFactory, SyncRunFactory, UserFactory
@@ -360,8 +361,8 @@ def test_a_webhook_answering_500_five_times_leaves_the_firing_failed_with_five_a
     assert "Ops alerts" in firing.error_message and "500" in firing.error_message
     attempts = list(DeliveryAttempt.objects.filter(alert_firing=firing).order_by("attempt_number"))
     assert [a.attempt_number for a in attempts] == [1, 2, 3, 4, 5]
-    assert {(a.run_id, a.message_run_id, a.page_number, a.action, a.outcome, a.http_status) for a in attempts} == {
-        (None, None, 1, "alert_triggered", "transient", 500)}
+    assert {(a.source, a.page_number, a.action, a.outcome, a.http_status) for a in attempts} == {
+        (firing, 1, "alert_triggered", "transient", 500)}
     assert len({a.page_id for a in attempts}) == 1
     assert [r.headers["webhook-id"] for r in notifications.requests] == [str(attempts[0].page_id)] * 5
 

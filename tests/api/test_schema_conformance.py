@@ -49,7 +49,7 @@ def auth_headers(project, receiver, settings):
         {"type": "property", "property": "distinct_id", "operator": "in", "value": ["a", "c"]}]})
     connection = ConnectionFactory(project=project, url=receiver.url())
     sync = SyncFactory(cohort=static, connection=connection)
-    attempt = DeliveryAttemptFactory(run__sync=sync)
+    attempt = DeliveryAttemptFactory(source__sync=sync)
     message = message_create(cohort=static, connection=connection, name="welcome")
     message_run = MessageRun.objects.create(message=message, status=MessageRun.Status.SUCCEEDED)
     alert = Alert.objects.create(project=project, name="big", kind=Alert.Kind.COHORT_SIZE,
@@ -57,7 +57,7 @@ def auth_headers(project, receiver, settings):
     firing = AlertFiring.objects.create(alert=alert, fired_at=timezone.now(), current_value=3, sentence="big",
                                         payload={"event_type": "custom_alert_triggered"})
     existing.update(cohorts=[static.pk, rules.pk], connections=[connection.pk], syncs=[sync.pk],
-                    runs=[attempt.run_id], profiles=["a", "b"], messages=[message.pk],
+                    runs=[attempt.source_id], profiles=["a", "b"], messages=[message.pk],
                     **{"message-runs": [message_run.pk], "alerts": [alert.pk], "alert-firings": [firing.pk]})
     yield {"Authorization": f"Bearer {key_client(project).key}"}
     existing.clear()

@@ -219,7 +219,7 @@ def test_runs_newest_first_and_a_run_with_its_attempts(api, cohort, connection):
     new = SyncRunFactory(sync=sync, status=SyncRun.Status.FAILED, error_message="503 Service Unavailable",
                          http_status=503, pages_delivered=0)
     for attempt in (1, 2):
-        DeliveryAttemptFactory(run=new, attempt_number=attempt, outcome="transient", http_status=503,
+        DeliveryAttemptFactory(source=new, attempt_number=attempt, outcome="transient", http_status=503,
                                error="503 Service Unavailable", response_excerpt="busy")
     SyncRunFactory()  # another sync's
     listed = api.get(f"{URL}{sync.pk}/runs/").json()

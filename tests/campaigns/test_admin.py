@@ -12,7 +12,7 @@ from django.contrib.messages import get_messages
 from campaigns.models import Message, MessageRun, MessageSend
 from campaigns.sending import message_run
 from campaigns.services import message_create
-from deliveries.models import DeliveryAttempt
+from outbound.models import DeliveryAttempt
 from tests.conftest import set_members
 from tests.factories import CohortFactory, ConnectionFactory, DeliveryAttemptFactory, UserFactory
 from tests.support.receiver import Reply
@@ -233,8 +233,8 @@ def test_a_run_shows_its_batches_and_attempts_link_back_to_it(admin_client, coho
 
     runs = admin_client.get(f"/admin/campaigns/messagerun/?message__id__exact={message.pk}")
     detail = admin_client.get(f"/admin/campaigns/messagerun/{run.pk}/change/")
-    attempts = admin_client.get("/admin/deliveries/deliveryattempt/")
-    only_messages = admin_client.get("/admin/deliveries/deliveryattempt/?source=message")
+    attempts = admin_client.get("/admin/outbound/deliveryattempt/")
+    only_messages = admin_client.get("/admin/outbound/deliveryattempt/?source=message")
 
     assert list(runs.context["cl"].result_list) == [run]
     assert "70/120" in runs.content.decode() and "2/3 (1 failed)" in runs.content.decode()
@@ -242,7 +242,7 @@ def test_a_run_shows_its_batches_and_attempts_link_back_to_it(admin_client, coho
     html = attempts.content.decode()
     assert f'<a href="/admin/campaigns/messagerun/{run.pk}/change/">message “Win-back” run #{run.pk}</a>' in html
     assert "/admin/deliveries/syncrun/" in html
-    assert {a.message_run_id for a in only_messages.context["cl"].result_list} == {run.pk}
+    assert {a.source_id for a in only_messages.context["cl"].result_list} == {run.pk}
     assert admin_client.get("/admin/campaigns/messagerun/add/").status_code == 403
 
 

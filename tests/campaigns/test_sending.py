@@ -11,7 +11,7 @@ from django.utils import timezone
 from cohorts.models import CohortMember
 from campaigns.models import Message, MessageRun, MessageSend
 from campaigns.sending import Recipient, message_run, users_body
-from deliveries.models import DeliveryAttempt
+from outbound.models import DeliveryAttempt
 from tests.conftest import set_members
 from tests.support.receiver import Reply
 

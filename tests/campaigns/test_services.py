@@ -11,7 +11,7 @@ from campaigns.services import (
     message_create, message_request_run, message_resume, message_send_test, messages_dispatch_due,
 )
 from cohorts.services import cohort_compute
-from deliveries.models import DeliveryAttempt
+from outbound.models import DeliveryAttempt
 from tests.conftest import run_now
 from tests.factories import CohortFactory, ConnectionFactory, ProfileFactory, SyncFactory
 from tests.support.receiver import Reply

@@ -5,12 +5,14 @@ import re
 import time
 
 import pytest
+from django.contrib.contenttypes.models import ContentType
 from django.db import connection as db
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from django_celery_beat.models import PeriodicTask
 
-from deliveries.models import DeliveryAttempt, Notification, Sync, SyncRun
+from outbound.models import DeliveryAttempt
+from deliveries.models import Notification, Sync, SyncRun
 from tests.factories import DeliveryAttemptFactory, SyncFactory, SyncRunFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
@@ -73,11 +75,11 @@ def test_run_list_filters_by_sync_and_status(admin_client):
 
 def test_attempt_list_shows_only_problems_when_asked(admin_client):
     run = SyncRunFactory()
-    DeliveryAttemptFactory(run=run)
-    transient = DeliveryAttemptFactory(run=run, attempt_number=2, outcome="transient", http_status=503,
+    DeliveryAttemptFactory(source=run)
+    transient = DeliveryAttemptFactory(source=run, attempt_number=2, outcome="transient", http_status=503,
                                        error="503 Service Unavailable")
 
-    response = admin_client.get("/admin/deliveries/deliveryattempt/?outcome=problems")
+    response = admin_client.get("/admin/outbound/deliveryattempt/?outcome=problems")
 
     assert list(response.context["cl"].result_list) == [transient]
     assert "503 Service Unavailable" in response.content.decode()
@@ -106,8 +108,8 @@ LIST_PAGES = [
     "/admin/deliveries/syncrun/",
     "/admin/deliveries/syncrun/?status__exact=paused",
     "/admin/deliveries/syncrun/?kind__exact=diff",
-    "/admin/deliveries/deliveryattempt/",
-    "/admin/deliveries/deliveryattempt/?outcome=problems",
+    "/admin/outbound/deliveryattempt/",
+    "/admin/outbound/deliveryattempt/?outcome=problems",
     "/admin/deliveries/sync/",
     "/admin/deliveries/notification/",
 ]
@@ -131,15 +133,15 @@ def many_runs_and_attempts():
             [ROWS, sync.pk, now, now],
         )
         cursor.execute(
-            f"""INSERT INTO deliveries_deliveryattempt (run_id, page_number, page_id, action, attempt_number, outcome,
-                http_status, latency_ms, response_excerpt, error, created_at)
-            SELECT r.id, 1, {uuid_sql.replace("n.i", "r.id")}, 'add_members', 1,
+            f"""INSERT INTO outbound_deliveryattempt (source_kind_id, source_id, page_number, page_id, action,
+                attempt_number, outcome, http_status, latency_ms, response_excerpt, error, created_at)
+            SELECT %s, r.id, 1, {uuid_sql.replace("n.i", "r.id")}, 'add_members', 1,
                 CASE WHEN r.id %% 499 = 0 THEN 'transient' ELSE 'success' END, 200, 10, '', '', %s
             FROM deliveries_syncrun r""",
-            [now],
+            [ContentType.objects.get_for_model(SyncRun).pk, now],
         )
         if postgres:  # as autovacuum would have by now: the planner needs the tables' statistics
-            cursor.execute("ANALYZE deliveries_syncrun, deliveries_deliveryattempt")
+            cursor.execute("ANALYZE deliveries_syncrun, outbound_deliveryattempt")
     assert SyncRun.objects.count() == ROWS and DeliveryAttempt.objects.count() == ROWS
     return sync
 
@@ -167,3 +169,10 @@ def test_celery_beats_periodic_tasks_are_editable_in_the_admin(admin_client):
 
     assert admin_client.get("/admin/django_celery_beat/periodictask/").status_code == 200
     assert admin_client.get(f"/admin/django_celery_beat/periodictask/{entry.pk}/change/").status_code == 200
+
+
+def test_the_old_attempts_address_leads_to_the_core_attempts_list(admin_client):
+    response = admin_client.get("/admin/deliveries/deliveryattempt/?outcome=problems")
+
+    assert response.status_code == 302
+    assert response["Location"] == "/admin/outbound/deliveryattempt/?outcome=problems"

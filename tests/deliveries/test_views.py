@@ -17,7 +17,8 @@ from campaigns.services import message_create
 from cohorts.models import CohortSize
 from cohorts.services import cohort_size_record
 from deliveries import selectors
-from deliveries.models import DeliveryAttempt, Sync, SyncRun
+from outbound.models import DeliveryAttempt
+from deliveries.models import Sync, SyncRun
 from tests.factories import (
     CohortFactory,
     ConnectionFactory,
@@ -195,8 +196,8 @@ def test_the_sync_page_shows_runs_with_their_attempts_and_a_chart(member_client,
     second = SyncRunFactory(sync=sync, kind=SyncRun.Kind.DIFF, adds_count=7, removes_count=3,
                             status=SyncRun.Status.PAUSED, error_message="Invalid API key", http_status=401,
                             pages_delivered=0, total_pages=2)
-    DeliveryAttemptFactory(run=first, response_excerpt='{"status": "success"}')
-    DeliveryAttemptFactory(run=second, action="add_members", outcome="pause", http_status=401, latency_ms=87,
+    DeliveryAttemptFactory(source=first, response_excerpt='{"status": "success"}')
+    DeliveryAttemptFactory(source=second, action="add_members", outcome="pause", http_status=401, latency_ms=87,
                            error="Invalid API key")
 
     response = member_client.get(sync_url(sync))
@@ -334,7 +335,7 @@ def test_the_message_page_shows_schedule_state_error_sent_users_and_batch_attemp
                                     http_status=503)
     for batch, attempt, outcome, status in [(1, 1, "success", 200), (2, 1, "transient", 503),
                                             (2, 2, "transient", 503), (3, 1, "success", 200)]:
-        DeliveryAttempt.objects.create(message_run=run, page_number=batch, page_id=uuid.uuid4(), action="users",
+        DeliveryAttempt.objects.create(source=run, page_number=batch, page_id=uuid.uuid4(), action="users",
                                        attempt_number=attempt, outcome=outcome, http_status=status, latency_ms=87,
                                        error="" if status == 200 else "Service Unavailable",
                                        response_excerpt='{"ok": true}' if status == 200 else "")
@@ -575,7 +576,7 @@ def test_a_root_cause_link_opens_the_history_page_that_holds_the_run(member_clie
     for n, run in enumerate(runs):  # distinct start times, oldest first
         SyncRun.objects.filter(pk=run.pk).update(started_at=start + timedelta(minutes=n))
     oldest = runs[0]
-    DeliveryAttemptFactory(run=oldest)
+    DeliveryAttemptFactory(source=oldest)
 
     response = member_client.get(sync_url(sync) + f"?run={oldest.pk}")
 

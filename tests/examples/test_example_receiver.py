@@ -11,7 +11,8 @@ import pytest
 from django.test import override_settings
 
 from cohorts.models import CohortMember
-from deliveries.models import DeliveryAttempt, SyncRun
+from outbound.models import DeliveryAttempt
+from deliveries.models import SyncRun
 from outbound.policy import Outcome
 from examples.receiver.cohort_receiver import (
     CohortReceiver,

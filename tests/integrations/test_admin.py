@@ -7,7 +7,8 @@ import pytest
 from django.utils import timezone
 
 from deliveries.engine import sync_run
-from deliveries.models import DeliveryAttempt, Sync, SyncRun
+from outbound.models import DeliveryAttempt
+from deliveries.models import Sync, SyncRun
 from integrations.models import Connection
 from tests.factories import ConnectionFactory, ProjectFactory, SyncFactory, UserFactory
 from tests.support.receiver import Reply

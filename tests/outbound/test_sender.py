@@ -11,7 +11,8 @@ from email.utils import format_datetime
 import pytest
 import urllib3.util.connection
 
-from deliveries.models import DeliveryAttempt, Notification, Sync, SyncRun
+from outbound.models import DeliveryAttempt
+from deliveries.models import Notification, Sync, SyncRun
 from integrations.models import Connection
 from outbound.policy import RESPONSE_EXCERPT_BYTES, Outcome
 from outbound.sender import Destination, open_session, parse_retry_after, post_page

@@ -2,7 +2,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from campaigns import sending, services
 from campaigns.models import Message, MessageRun
-from deliveries.models import DeliveryAttempt
+from outbound.models import DeliveryAttempt
 
 
 class Command(BaseCommand):

@@ -2,7 +2,8 @@ from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
 from deliveries import engine, services
-from deliveries.models import DeliveryAttempt, Sync, SyncRun
+from deliveries.models import Sync, SyncRun
+from outbound.models import DeliveryAttempt
 
 
 class Command(BaseCommand):

@@ -1,0 +1,123 @@
+"""Every POST try across sync runs, message runs and alert firings: the attempts list, and
+the inline each source's change page shows. Read-only."""
+
+from django.contrib import admin
+from django.contrib.contenttypes.admin import GenericTabularInline
+from django.contrib.contenttypes.models import ContentType
+from django.contrib.contenttypes.prefetch import GenericPrefetch
+from django.core.paginator import Paginator
+from django.db.models import Q
+from django.urls import reverse
+from django.utils.functional import cached_property
+from django.utils.html import format_html
+from django.utils.text import Truncator
+
+from . import policy
+from .models import DeliveryAttempt
+from .sources import SOURCES, attempt_source_for
+
+
+class CappedCountPaginator(Paginator):
+    """Counts at most COUNT_CAP rows: COUNT(*) over a large events table takes seconds, and
+    show_full_result_count=False only spares the unfiltered total, not the page count."""
+
+    COUNT_CAP = 10_000
+
+    @cached_property
+    def count(self) -> int:
+        return self.object_list[: self.COUNT_CAP].count()
+
+
+class DeliveryAttemptInline(GenericTabularInline):
+    model = DeliveryAttempt
+    ct_field = "source_kind"
+    ct_fk_field = "source_id"
+    extra = 0
+    can_delete = False
+    fields = ["page_number", "action", "attempt_number", "outcome", "http_status", "latency_ms", "error",
+              "response_excerpt"]
+    readonly_fields = fields
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+class OutcomeFilter(admin.SimpleListFilter):
+    """Fixed options from the policy, not a DISTINCT over every attempt."""
+
+    title = "outcome"
+    parameter_name = "outcome"
+
+    def lookups(self, request, model_admin):
+        return [("problems", "Not a success")] + [(o.value, o.value) for o in policy.Outcome]
+
+    def queryset(self, request, queryset):
+        if self.value() == "problems":
+            return queryset.filter(~Q(outcome=policy.Outcome.SUCCESS))  # the attempt_problems partial index
+        if self.value():
+            return queryset.filter(outcome=self.value())
+        return queryset
+
+
+class SourceFilter(admin.SimpleListFilter):
+    """What an attempt delivered: a sync page, a message batch or an alert (its source kind)."""
+
+    title = "source"
+    parameter_name = "source"
+
+    def lookups(self, request, model_admin):
+        return [(source.key, source.title) for source in SOURCES.values()]
+
+    def queryset(self, request, queryset):
+        if self.value() in SOURCES:
+            return queryset.filter(source_kind=ContentType.objects.get_for_model(SOURCES[self.value()].model))
+        return queryset
+
+
+@admin.register(DeliveryAttempt)
+class DeliveryAttemptAdmin(admin.ModelAdmin):
+    """Every POST try across sync runs, message runs and alert firings, newest first: where an
+    operator finds trouble. Read-only."""
+
+    list_display = ["created_at", "source_link", "page", "outcome", "http_status", "latency", "short_error"]
+    list_filter = [OutcomeFilter, SourceFilter]
+    ordering = ["-id"]
+    sortable_by = []
+    paginator = CappedCountPaginator
+    show_full_result_count = False
+    show_facets = admin.ShowFacets.NEVER
+    readonly_fields = [f.name for f in DeliveryAttempt._meta.fields]
+
+    def get_queryset(self, request):
+        # A page's sources come in one query per kind, with what their labels need.
+        querysets = [source.model.objects.select_related(*source.select_related) for source in SOURCES.values()]
+        return super().get_queryset(request).prefetch_related(GenericPrefetch("source", querysets))
+
+    @admin.display(description="source")
+    def source_link(self, obj):
+        source = obj.source
+        registered = attempt_source_for(type(source)) if source is not None else None
+        if registered is None:
+            return "–"
+        meta = source._meta
+        url = reverse(f"admin:{meta.app_label}_{meta.model_name}_change", args=[source.pk])
+        return format_html('<a href="{}">{}</a>&nbsp;{}', url, registered.label(source),
+                           source.get_status_display().lower())
+
+    @admin.display(description="page · try")
+    def page(self, obj):
+        return f"{obj.page_number} {obj.action} · {obj.attempt_number}"
+
+    @admin.display(description="latency")
+    def latency(self, obj):
+        return f"{obj.latency_ms} ms"
+
+    @admin.display(description="error")
+    def short_error(self, obj):
+        return Truncator(obj.error).chars(100)
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
