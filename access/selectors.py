@@ -26,3 +26,9 @@ def projects_for_client(*, user, api_key: ApiKey | None) -> QuerySet[Project]:
     if user is None or not user.is_authenticated:
         return Project.objects.none()
     return Project.objects.filter(members=user)
+
+
+def projects_for_user(*, user) -> QuerySet:
+    """The projects whose syncs, messages, cohorts and alerts a person sees on the status
+    pages: those they are a member of (superusers: all)."""
+    return Project.objects.all() if user.is_superuser else projects_for_client(user=user, api_key=None)

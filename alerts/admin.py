@@ -11,9 +11,9 @@ from django.utils.html import format_html, format_html_join
 from django.utils.text import Truncator
 
 from cohorts.models import Cohort
-from outbound.admin import DeliveryAttemptInline
 from deliveries.models import Sync
 from integrations.models import Connection
+from outbound.admin import DeliveryAttemptInline
 
 from . import services
 from .models import Alert, AlertFiring

@@ -7,10 +7,10 @@ from rest_framework.response import Response
 
 from access.api import MAX_ID, ProjectScopedInput, ScopedPrimaryKeyRelatedField, acting_person, client_projects
 from cohorts.models import Cohort
-from outbound.api import DeliveryAttemptOutput
 from deliveries.models import Sync
-from outbound.models import DeliveryAttempt
 from integrations.models import Connection
+from outbound.api import DeliveryAttemptOutput
+from outbound.models import DeliveryAttempt
 
 from .models import Alert, AlertFiring
 from .selectors import alert_firing_list, alert_list

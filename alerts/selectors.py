@@ -4,9 +4,9 @@ from collections.abc import Iterable
 
 from django.db.models import Prefetch, QuerySet
 
+from access.selectors import projects_for_user
 from cohorts.models import Cohort, Project
 from deliveries.models import Sync
-from deliveries.selectors import projects_for_user
 
 from .models import Alert, AlertFiring
 

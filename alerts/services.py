@@ -24,12 +24,12 @@ from django.utils import timezone
 from cohorts.models import Cohort, CohortSize, Project
 from cohorts.services import cohort_compute
 from deliveries.models import Sync, SyncRun
-from outbound.policy import Outcome
+from integrations.models import Connection
 from outbound.ids import request_id
+from outbound.links import absolute_url
+from outbound.policy import Outcome
 from outbound.records import AttemptRecords
 from outbound.sender import Destination, open_session, post_with_retries
-from deliveries.services import absolute_url
-from integrations.models import Connection
 
 from .models import Alert, AlertFiring
 

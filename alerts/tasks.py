@@ -2,9 +2,9 @@
 
 from celery import shared_task
 
-from . import services
+from outbound.tasks import TASK_OPTIONS
 
-TASK_OPTIONS = dict(acks_late=True, reject_on_worker_lost=True, ignore_result=True)
+from . import services
 
 
 @shared_task(name="alerts.evaluate_cohort", **TASK_OPTIONS)

@@ -18,7 +18,7 @@ What it does (see bench/README.md and docs/benchmarks.md):
 2. Starts tests/support/receiver.py's LoopbackReceiver (record_bodies=False) in this
    process; it answers every page with the contract's success echo.
 3. FLOOR: a fresh child process POSTs the same number of pre-serialised pages (orjson
-   bodies of 1000 members built with deliveries.payloads from the same demo rows, so the
+   bodies of 1000 members built with integrations.payloads from the same demo rows, so the
    same size as the engine's) over one keep-alive requests.Session. A second child
    ("e2e floor") streams the cohort ⋈ profiles through a server-side cursor, builds and
    POSTs the pages: the hand-written end-to-end path FLOOR.md quotes.
@@ -412,10 +412,11 @@ def child_sync(sync_id: int, full: bool) -> dict:
     django_setup()
     from django.db import connection as db
 
-    from deliveries import engine, payloads, services
-    from outbound import sender
+    from deliveries import engine, services
     from deliveries.engine import commit, run as engine_run, send
     from deliveries.models import SyncRun
+    from integrations import payloads
+    from outbound import sender
     from outbound.models import DeliveryAttempt
 
     rss_after_setup = vm_rss_kb()
@@ -466,7 +467,7 @@ def child_sync(sync_id: int, full: bool) -> dict:
 def floor_pages(*, count: int, properties: tuple[str, ...]) -> list[bytes]:
     """Bodies of 1000 demo members each, exactly as the engine shapes them."""
     from cohorts.demo import demo_profile_rows
-    from deliveries import payloads
+    from integrations import payloads
 
     parameters = {
         "mixpanel_project_id": "1", "mixpanel_cohort_id": "1", "mixpanel_cohort_name": "Demo cohort",
@@ -514,7 +515,7 @@ def child_floor(url: str, pages: int, properties: tuple[str, ...]) -> dict:
 
 
 def floor_members(rows, properties: tuple[str, ...]) -> list[dict]:
-    """deliveries.payloads.mixpanel_member's output, built without a row object per member
+    """integrations.payloads.mixpanel_member's output, built without a row object per member
     (the floor is what this machine can do, not what the engine does; child_e2e checks
     that both give the same members)."""
     import orjson
@@ -547,7 +548,7 @@ def child_e2e(url: str, cohort_id: int, properties: tuple[str, ...]) -> dict:
     import psycopg
     import requests
 
-    from deliveries import payloads
+    from integrations import payloads
 
     parameters = {
         "mixpanel_project_id": "1", "mixpanel_cohort_id": str(cohort_id), "mixpanel_cohort_name": "Demo cohort",

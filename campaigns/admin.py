@@ -14,8 +14,7 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 from django.utils.text import Truncator
 
-from deliveries.admin import STATE_COLOURS
-from outbound.admin import CappedCountPaginator, DeliveryAttemptInline
+from outbound.admin import STATE_COLOURS, CappedCountPaginator, DeliveryAttemptInline
 
 from . import services
 from .models import Message, MessageRun, MessageSend

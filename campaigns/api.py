@@ -13,15 +13,20 @@ from rest_framework.response import Response
 from access.api import MAX_ID, Conflict, ScopedPrimaryKeyRelatedField, acting_person, client_projects
 from access.schema import ErrorOutput
 from cohorts.models import Cohort
+from integrations.models import Connection
 from outbound.api import DeliveryAttemptOutput
 from outbound.models import DeliveryAttempt
-from integrations.models import Connection
 
 from . import policy
 from .models import Message, MessageRun
 from .selectors import message_list, message_run_list
 from .services import (
-    message_create, message_pause, message_request_run, message_resume, message_send_test, message_update,
+    message_create,
+    message_pause,
+    message_request_run,
+    message_resume,
+    message_send_test,
+    message_update,
 )
 
 CONFLICT = OpenApiResponse(ErrorOutput, "The message is paused: resume it first.")

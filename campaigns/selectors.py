@@ -3,8 +3,8 @@
 from django.db.models import Case, Count, F, IntegerField, OuterRef, Prefetch, Q, QuerySet, Subquery, Value, When
 from django.db.models.functions import Coalesce
 
+from access.selectors import projects_for_user
 from outbound.models import DeliveryAttempt
-from deliveries.selectors import projects_for_user
 
 from .models import Message, MessageRun, MessageSend
 

@@ -11,9 +11,10 @@ from django.urls import reverse
 from django.utils import timezone
 
 from cohorts.models import Cohort, Profile
-from outbound.sender import open_session, post_page
-from deliveries.services import ConnectionTestResult, absolute_url
 from integrations.models import Connection
+from integrations.send_test import ConnectionTestResult
+from outbound.links import absolute_url
+from outbound.sender import open_session, post_page
 
 from . import policy
 from .models import Message, MessageRun

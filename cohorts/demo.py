@@ -4,7 +4,6 @@ import random
 from collections.abc import Iterator
 
 import orjson
-
 from django.db import connection as db, transaction
 from django.db.models import Max
 from django.utils import timezone

@@ -1,9 +1,11 @@
 """Reads over projects, profiles and cohorts."""
 
+from dataclasses import dataclass
 from datetime import datetime
 
 from django.db.models import QuerySet
 
+from .charts import SizePoint
 from .models import Cohort, CohortMember, CohortSize, Profile
 
 
@@ -52,3 +54,32 @@ def cohort_list(*, projects: QuerySet) -> QuerySet:
 
 def profile_list(*, projects: QuerySet) -> QuerySet:
     return Profile.objects.filter(project__in=projects).order_by("id")
+
+
+# --- Status pages ------------------------------------------------------------------------
+
+CHART_SIZES = 120  # measurements drawn on a cohort's page
+RECENT_SIZES = 20  # rows of its size table
+
+
+@dataclass(frozen=True)
+class SizeRow:
+    """One measurement of a cohort's size, and how it differs from the one before (None: the first)."""
+
+    computed_at: datetime
+    size: int
+    change: int | None
+
+
+def cohort_size_rows(*, cohort: Cohort, limit: int = CHART_SIZES) -> list[SizeRow]:
+    """The cohort's last measurements, newest first, each with its change from the previous one."""
+    sizes = list(cohort_size_history(cohort=cohort, limit=limit + 1).values_list("computed_at", "size"))
+    return [
+        SizeRow(computed_at=at, size=size, change=size - sizes[i + 1][1] if i + 1 < len(sizes) else None)
+        for i, (at, size) in enumerate(sizes[:limit])
+    ]
+
+
+def cohort_size_points(*, rows: list[SizeRow]) -> list[SizePoint]:
+    """The measurements as chart points (cohorts.charts.size_chart sorts them oldest first)."""
+    return [SizePoint(at=row.computed_at, size=row.size) for row in rows]

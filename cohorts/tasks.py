@@ -2,9 +2,11 @@
 
 from celery import shared_task
 
+from outbound.tasks import TASK_OPTIONS
+
 from . import ingestion
 
 
-@shared_task(name="cohorts.prune_events", acks_late=True, reject_on_worker_lost=True, ignore_result=True)
+@shared_task(name="cohorts.prune_events", **TASK_OPTIONS)
 def prune_events() -> int:
     return ingestion.events_prune()

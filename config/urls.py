@@ -15,7 +15,7 @@ urlpatterns = [
     path("api/v1/", include("config.api_urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
-    path("", include("deliveries.urls")),  # the users' status pages: dashboard and sync pages
+    path("", include("pages.urls")),  # the users' status pages: dashboard, syncs, messages, cohorts
 ]
 
 # API clients get JSON errors; everyone else Django's pages.

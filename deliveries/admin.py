@@ -11,12 +11,10 @@ from django.urls import reverse
 from django.utils.html import format_html
 from django.utils.text import Truncator
 
-from outbound.admin import CappedCountPaginator, DeliveryAttemptInline
+from outbound.admin import STATE_COLOURS, CappedCountPaginator, DeliveryAttemptInline
 
 from . import services
 from .models import Notification, Sync, SyncRun
-
-STATE_COLOURS = {"paused": "#b3261e", "failing": "#8a4b00", "active": "#15803d", "finished": "#4b5563"}
 
 
 class AttentionFilter(admin.SimpleListFilter):

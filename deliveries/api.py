@@ -10,9 +10,9 @@ from access.api import MAX_ID, Conflict, ScopedPrimaryKeyRelatedField, acting_pe
 from access.schema import ErrorOutput
 from cohorts.models import Cohort
 from integrations.models import Connection
-
 from outbound import policy
 from outbound.api import DeliveryAttemptOutput
+
 from .models import Sync, SyncRun
 from .selectors import sync_list, sync_run_list, sync_run_with_attempts
 from .services import sync_create, sync_pause, sync_request_full_refresh, sync_request_run, sync_resume

@@ -7,9 +7,8 @@ from django.db import models
 
 from cohorts.models import Cohort, Profile
 from integrations.models import Connection
-from outbound.models import DeliveryAttempt
-
 from outbound import policy
+from outbound.models import DeliveryAttempt
 
 
 class Sync(models.Model):

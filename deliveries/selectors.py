@@ -1,16 +1,12 @@
-"""Reads over syncs and their runs, and what the status pages show beside them: cohorts'
-size histories (the alerts' reads are in alerts.selectors)."""
+"""Reads over syncs and their runs (the status pages' cohort reads are in cohorts.selectors,
+the alerts' in alerts.selectors)."""
 
-from dataclasses import dataclass
-from datetime import datetime
 
 from django.db.models import Case, F, Prefetch, Q, QuerySet, Value, When
 
-from access.selectors import projects_for_client
+from access.selectors import projects_for_user
 from cohorts.charts import RunChange, SizePoint
-from cohorts.models import Cohort, Project
 from cohorts.selectors import cohort_size_history
-
 from outbound.models import DeliveryAttempt
 
 from .models import Sync, SyncRun
@@ -48,14 +44,6 @@ def sync_run_with_attempts(*, runs: QuerySet) -> QuerySet:
 # --- Status pages ---------------------------------------------------------------------
 
 CHART_RUNS = 60
-CHART_SIZES = 120  # measurements drawn on a cohort's page
-RECENT_SIZES = 20  # rows of its size table
-
-
-def projects_for_user(*, user) -> QuerySet:
-    """The projects whose syncs, messages, cohorts and alerts a person sees on the status
-    pages: those they are a member of (superusers: all)."""
-    return Project.objects.all() if user.is_superuser else projects_for_client(user=user, api_key=None)
 
 
 def sync_list_for_user(*, user) -> QuerySet:
@@ -124,34 +112,3 @@ def sync_activity(*, sync: Sync, runs: int = CHART_RUNS) -> list[SizePoint]:
             run=RunChange(full=kind == SyncRun.Kind.FULL, members=members, adds=adds, removes=removes),
         ))
     return points
-
-
-# --- Cohort pages ------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class SizeRow:
-    """One measurement of a cohort's size, and how it differs from the one before (None: the first)."""
-
-    computed_at: datetime
-    size: int
-    change: int | None
-
-
-def cohort_list_for_user(*, user) -> QuerySet:
-    """The cohorts a person sees on the status pages: those of the projects they are a member of."""
-    return Cohort.objects.filter(project__in=projects_for_user(user=user)).select_related("project")
-
-
-def cohort_size_rows(*, cohort: Cohort, limit: int = CHART_SIZES) -> list[SizeRow]:
-    """The cohort's last measurements, newest first, each with its change from the previous one."""
-    sizes = list(cohort_size_history(cohort=cohort, limit=limit + 1).values_list("computed_at", "size"))
-    return [
-        SizeRow(computed_at=at, size=size, change=size - sizes[i + 1][1] if i + 1 < len(sizes) else None)
-        for i, (at, size) in enumerate(sizes[:limit])
-    ]
-
-
-def cohort_size_points(*, rows: list[SizeRow]) -> list[SizePoint]:
-    """The measurements as chart points (cohorts.charts.size_chart sorts them oldest first)."""
-    return [SizePoint(at=row.computed_at, size=row.size) for row in rows]

@@ -2,7 +2,6 @@
 
 import logging
 import uuid
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
@@ -16,11 +15,9 @@ from django.utils import timezone
 
 from cohorts.models import Cohort
 from integrations.models import Connection
+from outbound.links import absolute_url
 
-from . import payloads
 from .models import Notification, Sync, SyncRun
-from outbound.sender import Destination, open_session, post_page
-from .templating import PayloadTemplateError
 
 logger = logging.getLogger(__name__)
 
@@ -179,11 +176,6 @@ def notify_sync_paused(*, sync: Sync, run: SyncRun | None) -> list[Notification]
     return sent
 
 
-def absolute_url(path: str) -> str:
-    """A page's link for emails and webhooks (COHORTSYNC_BASE_URL + path)."""
-    return settings.COHORTSYNC_BASE_URL.rstrip("/") + path
-
-
 # --- Scheduling -----------------------------------------------------------------------
 
 
@@ -210,44 +202,3 @@ def sync_request_run(*, sync: Sync, full: bool = False, trigger: str = "manual")
     run = SyncRun.objects.create(sync=sync, status=SyncRun.Status.QUEUED, trigger=trigger)
     transaction.on_commit(lambda: run_sync.delay(sync.pk, full=full, trigger=trigger, run_id=run.pk))
     return run
-
-
-# --- Connection test ------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ConnectionTestResult:
-    outcome: str  # policy.Outcome value
-    http_status: int | None
-    latency_ms: int
-    response_excerpt: str
-    message: str
-
-
-def connection_send_test(*, connection: Connection) -> ConnectionTestResult:
-    """POST one harmless sample page (an empty `add_members` for a test cohort) and report the answer.
-
-    Empty on purpose: a receiver that applies it changes nothing. No sync state is touched.
-    The page is in the connection's own format, signed and authenticated like a real one.
-    """
-    session_id = uuid.uuid4()
-    context = payloads.PageContext(
-        action="add_members", project_id=str(connection.project_id), cohort_id="cohortsync-connection-test",
-        cohort_name="Cohortsync connection test", cohort_description="A test page sent from Cohortsync; it adds nobody.",
-        session_id=str(session_id), page_id=payloads.page_id(session_id, 1), page_count=1, total_pages=1,
-        computed_time=int(timezone.now().timestamp()),
-    )
-    try:
-        body = payloads.page_renderer(connection)(context, [], ())
-    except PayloadTemplateError as exc:
-        return ConnectionTestResult(outcome="pause", http_status=None, latency_ms=0, response_excerpt="",
-                                    message=f"the payload template failed: {exc}")
-    with open_session() as session:
-        result = post_page(session, Destination.from_connection(connection), body, context.page_id)
-    return ConnectionTestResult(
-        outcome=str(result.verdict.outcome),
-        http_status=result.http_status,
-        latency_ms=result.latency_ms,
-        response_excerpt=result.response_excerpt[:500],
-        message=result.verdict.message,
-    )

@@ -2,17 +2,17 @@
 
 from celery import shared_task
 
+from outbound.tasks import DISPATCH_TASK_OPTIONS, TASK_OPTIONS
+
 from . import engine, services
 
-RUN_TASK_OPTIONS = dict(acks_late=True, reject_on_worker_lost=True, ignore_result=True)
 
-
-@shared_task(name="deliveries.dispatch_due_syncs", **RUN_TASK_OPTIONS, time_limit=120, soft_time_limit=110)
+@shared_task(name="deliveries.dispatch_due_syncs", **DISPATCH_TASK_OPTIONS)
 def dispatch_due_syncs() -> int:
     return len(services.syncs_dispatch_due())
 
 
-@shared_task(name="deliveries.run_sync", **RUN_TASK_OPTIONS)
+@shared_task(name="deliveries.run_sync", **TASK_OPTIONS)
 def run_sync(sync_id: int, full: bool = False, trigger: str = "schedule", run_id: int | None = None) -> str | None:
     run = engine.sync_run(sync_id=sync_id, full=full, trigger=trigger, run_id=run_id)
     return str(run.session_id) if run else None

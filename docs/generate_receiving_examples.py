@@ -5,8 +5,8 @@
 
 Each example block follows a marker line `<!-- example: NAME -->`; only the fenced block
 after a marker is rewritten. tests/docs/test_receiving_doc.py runs the check, so the
-document cannot drift from deliveries/payloads.py, templating.py, signing.py and sender.py.
-The examples are deterministic: the sample page of deliveries.payloads, a fixed secret
+document cannot drift from integrations/payloads.py, templating.py, signing.py and sender.py.
+The examples are deterministic: the sample page of integrations.payloads, a fixed secret
 and a fixed sending time.
 """
 
@@ -30,7 +30,7 @@ EXAMPLE_SENT_AT = datetime(2026, 1, 1, 0, 0, 7, tzinfo=UTC)  # 7 s after the sam
 EXAMPLE_URL = "https://receiver.example.com/cohorts"
 EXAMPLE_PROPERTIES = ("plan", "score")  # the sync's selected profile properties
 EXAMPLE_HEADERS = (("X-Tenant", "acme"),)  # one of up to five custom headers
-# The sample page (deliveries.payloads.sample_context) is page 1 of 2 of a diff session; the
+# The sample page (integrations.payloads.sample_context) is page 1 of 2 of a diff session; the
 # full load shown for the mixpanel format is a session of its own.
 FULL_LOAD_SESSION = uuid.UUID("0c5e3b52-2f0a-4f4e-8d4e-6a1f3c9b7a10")
 API_KEY_PLACEHOLDER = "<your API key>"
@@ -84,8 +84,8 @@ def _pretty(body: bytes | dict) -> str:
 def examples() -> dict[str, str]:
     """Every example block of docs/receiving.md, by name."""
     _django()
-    from deliveries import templating
-    from deliveries.payloads import (
+    from integrations import templating
+    from integrations.payloads import (
         SAMPLE_ROWS,
         amplitude_page,
         mixpanel_page,
@@ -93,8 +93,8 @@ def examples() -> dict[str, str]:
         sample_context,
         template_input,
     )
+    from integrations.templating import PRESETS, compile_template, render_template
     from outbound.signing import signature_headers
-    from deliveries.templating import PRESETS, compile_template, render_template
 
     adds = sample_context(action="add_members")  # page 1 of a diff session
     removes = dataclasses.replace(adds, action="remove_members", page_count=2,

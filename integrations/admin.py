@@ -4,12 +4,10 @@ from django.http import HttpResponseNotAllowed, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.urls import path, reverse
 
-from deliveries.services import connection_send_test
-
-from deliveries.templating import PRESETS
-
 from .models import MAX_PAGE_SIZE, Connection, ReceivedWebhook
+from .send_test import connection_send_test
 from .services import connection_disable_signing, connection_rotate_signing_secret
+from .templating import PRESETS
 from .validation import MAX_CUSTOM_HEADERS
 
 

@@ -7,10 +7,10 @@ from rest_framework.response import Response
 
 from access.api import ProjectScopedInput, client_projects
 from access.schema import ErrorOutput
-from deliveries.services import connection_send_test
 
 from .models import MAX_PAGE_SIZE, Connection
 from .selectors import connection_list
+from .send_test import connection_send_test
 from .services import connection_create, connection_disable_signing, connection_rotate_signing_secret, connection_update
 
 MAX_SIGNING_OVERLAP_HOURS = 7 * 24

@@ -64,9 +64,9 @@ class Connection(models.Model):
         if self.format == self.Format.TEMPLATE:
             if not self.body_template.strip():
                 raise ValidationError({"body_template": "The custom template format needs a template."})
-            # Rendering lives with the other wire formats in deliveries (imported late: it imports us).
-            from deliveries.payloads import SAMPLE_ROWS, sample_context, template_input
-            from deliveries.templating import validate_template
+            # The wire formats (integrations.payloads), imported when a template is checked.
+            from .payloads import SAMPLE_ROWS, sample_context, template_input
+            from .templating import validate_template
 
             sample = template_input(sample_context(), SAMPLE_ROWS, ("plan", "score", "email"))
             validate_template(self.body_template, content_type=self.content_type, sample_input=sample)

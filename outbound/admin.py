@@ -16,6 +16,9 @@ from . import policy
 from .models import DeliveryAttempt
 from .sources import SOURCES, attempt_source_for
 
+# The health badges of syncs and messages in their admin lists.
+STATE_COLOURS = {"paused": "#b3261e", "failing": "#8a4b00", "active": "#15803d", "finished": "#4b5563"}
+
 
 class CappedCountPaginator(Paginator):
     """Counts at most COUNT_CAP rows: COUNT(*) over a large events table takes seconds, and

@@ -6,8 +6,8 @@ from django.utils import timezone
 
 from cohorts.models import Cohort, CohortMember, Profile, Project
 from deliveries.models import Sync, SyncRun
-from outbound.models import DeliveryAttempt
 from integrations.models import Connection
+from outbound.models import DeliveryAttempt
 
 
 class UserFactory(factory.django.DjangoModelFactory):

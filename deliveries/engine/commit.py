@@ -3,9 +3,10 @@
 from django.db import connection as db, transaction
 from django.utils import timezone
 
+from outbound.policy import Outcome, Verdict
+
 from .. import services
 from ..models import MemberOp, SnapshotMember, StagedMember, Sync, SyncRun
-from outbound.policy import Outcome, Verdict
 from ..signals import sync_run_finished
 from .records import ClaimLost
 from .stage import writes_new_generation

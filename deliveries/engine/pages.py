@@ -5,8 +5,8 @@ from collections.abc import Iterator
 from django.db import connection as db
 
 from cohorts.models import Profile
+from integrations import payloads
 
-from .. import payloads
 from ..models import SnapshotMember, StagedMember, SyncRun
 from .plan import PagePlan
 

@@ -8,6 +8,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from outbound import policy
+
 from ..models import MemberOp, Sync, SyncRun
 
 ACTIONS = {MemberOp.MEMBER: "members", MemberOp.ADD: "add_members", MemberOp.REMOVE: "remove_members"}

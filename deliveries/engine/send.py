@@ -1,10 +1,11 @@
 """Send: every page in order, each with the retry policy; stop at the first that does not succeed."""
 
-from .. import payloads
-from ..models import Sync, SyncRun
+from integrations import payloads
+from integrations.templating import PayloadTemplateError
 from outbound.policy import Outcome, Verdict
 from outbound.sender import Destination, open_session, post_with_retries
-from ..templating import PayloadTemplateError
+
+from ..models import Sync, SyncRun
 from .pages import stream_pages
 from .plan import ACTIONS, PagePlan
 from .records import ClaimLost, RunRecords

@@ -10,8 +10,8 @@ from django.db import connection as db
 from cohorts.models import Profile
 from cohorts.selectors import cohort_membership
 from cohorts.services import cohort_size_record
-
 from outbound import policy
+
 from ..models import MemberOp, SnapshotMember, StagedMember, Sync, SyncRun
 from .plan import PagePlan
 

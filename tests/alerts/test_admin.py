@@ -5,9 +5,9 @@ import pytest
 from django.utils import timezone
 
 from alerts.models import Alert, AlertFiring
+from alerts.selectors import alert_condition_in_words
 from alerts.services import alert_create, alert_firing_deliver, alerts_evaluate_cohort
 from cohorts.models import CohortSize
-from alerts.selectors import alert_condition_in_words
 from tests.factories import CohortFactory, ConnectionFactory, SyncFactory, UserFactory
 
 pytestmark = pytest.mark.django_db

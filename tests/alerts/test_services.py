@@ -15,9 +15,9 @@ from alerts import services
 from alerts.models import Alert, AlertFiring
 from cohorts.models import CohortSize
 from cohorts.services import cohort_compute, cohort_size_record
-from outbound.models import DeliveryAttempt
 from deliveries.models import Sync, SyncRun
 from deliveries.services import sync_resume
+from outbound.models import DeliveryAttempt
 from tests.conftest import run_now, set_members
 from tests.factories import CohortFactory, ConnectionFactory, SyncFactory, SyncRunFactory, UserFactory
 from tests.support.receiver import LoopbackReceiver, Reply

@@ -6,10 +6,10 @@ paths are exercised as well as the 404s.
 """
 
 import pytest
-from django.utils import timezone
 import schemathesis
 from django.core.signals import request_finished, request_started
 from django.db import close_old_connections
+from django.utils import timezone
 from hypothesis import HealthCheck, settings as hypothesis_settings, strategies as st
 from schemathesis.checks import negative_data_rejection, positive_data_acceptance
 

@@ -9,7 +9,12 @@ from deliveries.models import Sync, SyncRun
 from tests.api.conftest import key_client
 from tests.conftest import run_now
 from tests.factories import (
-    CohortFactory, ConnectionFactory, DeliveryAttemptFactory, SyncFactory, SyncRunFactory, UserFactory,
+    CohortFactory,
+    ConnectionFactory,
+    DeliveryAttemptFactory,
+    SyncFactory,
+    SyncRunFactory,
+    UserFactory,
 )
 
 pytestmark = pytest.mark.django_db

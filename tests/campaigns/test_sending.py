@@ -8,9 +8,9 @@ import pytest
 from django.db import connections
 from django.utils import timezone
 
-from cohorts.models import CohortMember
 from campaigns.models import Message, MessageRun, MessageSend
 from campaigns.sending import Recipient, message_run, users_body
+from cohorts.models import CohortMember
 from outbound.models import DeliveryAttempt
 from tests.conftest import set_members
 from tests.support.receiver import Reply

@@ -8,12 +8,16 @@ from django.utils import timezone
 
 from campaigns.models import Message, MessageRun, MessageSend
 from campaigns.services import (
-    message_create, message_request_run, message_resume, message_send_test, messages_dispatch_due,
+    message_create,
+    message_request_run,
+    message_resume,
+    message_send_test,
+    messages_dispatch_due,
 )
 from cohorts.services import cohort_compute
 from outbound.models import DeliveryAttempt
 from tests.conftest import run_now
-from tests.factories import CohortFactory, ConnectionFactory, ProfileFactory, SyncFactory
+from tests.factories import CohortFactory, ConnectionFactory, ProfileFactory
 from tests.support.receiver import Reply
 
 

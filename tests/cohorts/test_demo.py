@@ -3,13 +3,7 @@ PostgreSQL (which writes profiles with COPY)."""
 
 import pytest
 
-from cohorts.demo import (
-    demo_cohort_churn,
-    demo_cohort_fill,
-    demo_cohort_trim,
-    demo_distinct_id,
-    demo_profiles_create,
-)
+from cohorts.demo import demo_cohort_churn, demo_cohort_fill, demo_cohort_trim, demo_distinct_id, demo_profiles_create
 from cohorts.models import CohortMember, Profile
 from tests.factories import CohortFactory, ProfileFactory, ProjectFactory
 

@@ -2,13 +2,9 @@
 
 import pytest
 
-from cohorts.models import CohortMember, Profile
-from cohorts.services import (
-    cohort_members_add,
-    cohort_members_remove,
-    cohort_members_replace,
-)
 from cohorts.ingestion import profiles_upsert
+from cohorts.models import CohortMember, Profile
+from cohorts.services import cohort_members_add, cohort_members_remove, cohort_members_replace
 from tests.conftest import set_members
 from tests.factories import CohortFactory, ProfileFactory
 

@@ -11,8 +11,8 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from django_celery_beat.models import PeriodicTask
 
-from outbound.models import DeliveryAttempt
 from deliveries.models import Notification, Sync, SyncRun
+from outbound.models import DeliveryAttempt
 from tests.factories import DeliveryAttemptFactory, SyncFactory, SyncRunFactory, UserFactory
 
 pytestmark = pytest.mark.django_db

@@ -14,10 +14,8 @@ from django.utils import timezone
 from cohorts.models import CohortMember, Profile
 from deliveries import services
 from deliveries.engine import plan_run
-from deliveries.models import (
-    DeliveryAttempt, MemberOp, Notification, SnapshotMember, StagedMember, Sync, SyncRun,
-)
-from deliveries.payloads import page_id
+from deliveries.models import DeliveryAttempt, MemberOp, Notification, SnapshotMember, StagedMember, Sync, SyncRun
+from integrations.payloads import page_id
 from outbound.policy import Outcome
 from tests.conftest import run_now, set_members
 from tests.support.receiver import Reply

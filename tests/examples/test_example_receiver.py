@@ -11,22 +11,13 @@ import pytest
 from django.test import override_settings
 
 from cohorts.models import CohortMember
-from outbound.models import DeliveryAttempt
 from deliveries.models import SyncRun
-from outbound.policy import Outcome
-from examples.receiver.cohort_receiver import (
-    CohortReceiver,
-    CohortStore,
-    SignatureCheck,
-)
+from examples.receiver.cohort_receiver import CohortReceiver, CohortStore, SignatureCheck
 from integrations.services import connection_rotate_signing_secret, connection_update
+from outbound.models import DeliveryAttempt
+from outbound.policy import Outcome
 from tests.conftest import run_now, set_members
-from tests.factories import (
-    CohortFactory,
-    ConnectionFactory,
-    ProfileFactory,
-    SyncFactory,
-)
+from tests.factories import CohortFactory, ConnectionFactory, ProfileFactory, SyncFactory
 
 pytestmark = pytest.mark.django_db
 

@@ -7,9 +7,9 @@ import pytest
 from django.utils import timezone
 
 from deliveries.engine import sync_run
-from outbound.models import DeliveryAttempt
 from deliveries.models import Sync, SyncRun
 from integrations.models import Connection
+from outbound.models import DeliveryAttempt
 from tests.factories import ConnectionFactory, ProjectFactory, SyncFactory, UserFactory
 from tests.support.receiver import Reply
 

@@ -1,12 +1,12 @@
 """A connection's payload format, template, content type and page size, as Connection.clean()
-enforces them for every interface (integrations/models.py, deliveries/templating.py)."""
+enforces them for every interface (integrations/models.py, integrations/templating.py)."""
 
 import pytest
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 
-from deliveries.templating import PRESETS
 from integrations.models import Connection
+from integrations.templating import PRESETS
 from tests.factories import ProjectFactory
 
 pytestmark = pytest.mark.django_db

@@ -11,9 +11,9 @@ from email.utils import format_datetime
 import pytest
 import urllib3.util.connection
 
-from outbound.models import DeliveryAttempt
 from deliveries.models import Notification, Sync, SyncRun
 from integrations.models import Connection
+from outbound.models import DeliveryAttempt
 from outbound.policy import RESPONSE_EXCERPT_BYTES, Outcome
 from outbound.sender import Destination, open_session, parse_retry_after, post_page
 from tests.conftest import run_now, set_members

@@ -9,17 +9,13 @@ import pytest
 from django.utils import timezone as django_timezone
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-from outbound import sender
 from deliveries.models import SyncRun
-from deliveries.services import connection_send_test
-from outbound.signing import SECRET_PREFIX, signing_secret_generate
-from deliveries.templating import PRESETS
 from integrations.models import Connection
-from integrations.services import (
-    connection_disable_signing,
-    connection_rotate_signing_secret,
-    connection_update,
-)
+from integrations.send_test import connection_send_test
+from integrations.services import connection_disable_signing, connection_rotate_signing_secret, connection_update
+from integrations.templating import PRESETS
+from outbound import sender
+from outbound.signing import SECRET_PREFIX, signing_secret_generate
 from tests.conftest import run_now, set_members
 from tests.support.receiver import Reply
 

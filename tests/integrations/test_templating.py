@@ -1,4 +1,4 @@
-"""The `template` payload format's sandbox (deliveries/templating.py): escapes refused,
+"""The `template` payload format's sandbox (integrations/templating.py): escapes refused,
 runaway templates stopped, errors with their line, and the Amplitude presets rendering
 valid JSON for every kind of page."""
 
@@ -8,8 +8,8 @@ import time
 import pytest
 from django.core.exceptions import ValidationError
 
-from deliveries import templating
-from deliveries.payloads import (
+from integrations import templating
+from integrations.payloads import (
     SAMPLE_ROWS,
     MemberRow,
     PageContext,
@@ -18,13 +18,7 @@ from deliveries.payloads import (
     sample_context,
     template_input,
 )
-from deliveries.templating import (
-    PRESETS,
-    PayloadTemplateError,
-    compile_template,
-    render_template,
-    validate_template,
-)
+from integrations.templating import PRESETS, PayloadTemplateError, compile_template, render_template, validate_template
 
 SAMPLE_INPUT = template_input(sample_context(), SAMPLE_ROWS, ("plan", "score", "email"))
 

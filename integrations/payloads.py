@@ -3,7 +3,7 @@
 - `mixpanel` (default): `{"action", "parameters": {..., "page_info", "members"}}`.
 - `amplitude`: `{"cohort_name", "cohort_id", "in_cohort", "computed_time", "message_id", "users"}`.
 - `template`: the user's sandboxed template over Amplitude's `input` object plus our
-  session and page fields (deliveries/templating.py).
+  session and page fields (integrations/templating.py).
 """
 
 import uuid

@@ -1,5 +1,5 @@
 """Each payload format on the wire, end to end through the engine to a loopback receiver:
-full, diff and empty runs, retries, page size and content type (deliveries/payloads.py,
+full, diff and empty runs, retries, page size and content type (integrations/payloads.py,
 CONTRACT.md "`amplitude` body")."""
 
 import json
@@ -8,10 +8,10 @@ import pytest
 from django.core.exceptions import ValidationError
 
 from deliveries.models import SyncRun
-from deliveries.payloads import MemberRow, mixpanel_members, page_id
-from outbound.policy import MAX_EXPORTED_PROPERTIES
-from deliveries.templating import PRESETS
+from integrations.payloads import MemberRow, mixpanel_members, page_id
 from integrations.services import connection_update
+from integrations.templating import PRESETS
+from outbound.policy import MAX_EXPORTED_PROPERTIES
 from tests.conftest import run_now, set_members
 from tests.factories import ProfileFactory, SyncFactory
 from tests.support.receiver import Reply

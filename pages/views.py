@@ -1,7 +1,10 @@
 """The users' status pages: a dashboard, one page per sync, per user message and per cohort.
 
-A person sees, and may act on, the syncs, messages and cohorts of the projects they are a
-member of (deliveries.selectors.projects_for_user); anything else is a 404 for them.
+The top layer: each page gathers what several apps show (a sync page lists the sync's
+alerts, a cohort page its syncs, messages and alerts), reading through each app's
+selectors and acting through its services. A person sees, and may act on, the syncs,
+messages and cohorts of the projects they are a member of (access.selectors.projects_for_user);
+anything else is a 404 for them.
 """
 
 import dataclasses
@@ -14,14 +17,14 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
+from access.selectors import projects_for_user
 from alerts import selectors as alert_selectors
-from campaigns import selectors as message_selectors
-from campaigns import services as message_services
+from campaigns import selectors as message_selectors, services as message_services
 from campaigns.models import Message
+from cohorts import selectors as cohort_selectors
 from cohorts.charts import size_chart
-
-from . import selectors, services
-from .models import Sync
+from deliveries import selectors, services
+from deliveries.models import Sync
 
 RUNS_PER_PAGE = 20
 
@@ -168,12 +171,13 @@ def _test_send_key(message: Message) -> str:
 
 @login_required
 def cohort_detail(request: HttpRequest, cohort_id: int) -> HttpResponse:
-    cohort = get_object_or_404(selectors.cohort_list_for_user(user=request.user), pk=cohort_id)
-    sizes = selectors.cohort_size_rows(cohort=cohort)
+    visible = cohort_selectors.cohort_list(projects=projects_for_user(user=request.user)).select_related("project")
+    cohort = get_object_or_404(visible, pk=cohort_id)
+    sizes = cohort_selectors.cohort_size_rows(cohort=cohort)
     context = {
         "cohort": cohort,
-        "chart": size_chart(points=selectors.cohort_size_points(rows=sizes)),
-        "recent_sizes": sizes[: selectors.RECENT_SIZES],
+        "chart": size_chart(points=cohort_selectors.cohort_size_points(rows=sizes)),
+        "recent_sizes": sizes[: cohort_selectors.RECENT_SIZES],
         "syncs": selectors.sync_list_for_user(user=request.user).filter(cohort=cohort),
         "cohort_messages": message_selectors.messages_described(
             messages=message_selectors.message_list_for_user(user=request.user).filter(cohort=cohort)

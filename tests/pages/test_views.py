@@ -1,4 +1,4 @@
-"""The users' status pages (deliveries/views.py, deliveries/selectors.sync_list_for_user), through
+"""The users' status pages (pages/views.py, deliveries/selectors.sync_list_for_user), through
 Django's test client: who sees what, the order of the dashboard, the POST-only actions; the
 pages of user messages (campaigns/selectors.py) and cohorts, and the alerts they show."""
 
@@ -17,8 +17,8 @@ from campaigns.services import message_create
 from cohorts.models import CohortSize
 from cohorts.services import cohort_size_record
 from deliveries import selectors
-from outbound.models import DeliveryAttempt
 from deliveries.models import Sync, SyncRun
+from outbound.models import DeliveryAttempt
 from tests.factories import (
     CohortFactory,
     ConnectionFactory,

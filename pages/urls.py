@@ -1,3 +1,6 @@
+"""The users' status pages. Their URL namespace keeps its first name, `deliveries`, so every
+link and URL name stays as it was."""
+
 from django.urls import path
 
 from . import views
