@@ -15,6 +15,7 @@ from django.utils.html import format_html
 from django.utils.text import Truncator
 
 from outbound.admin import STATE_COLOURS, CappedCountPaginator, DeliveryAttemptInline
+from outbound.health import health_of
 
 from . import services
 from .models import Message, MessageRun, MessageSend
@@ -107,7 +108,7 @@ class MessageAdmin(admin.ModelAdmin):
 
     @admin.display(description="state", ordering="state")
     def state_badge(self, obj):
-        health = "failing" if obj.state == Message.State.ACTIVE and obj.last_error_message else obj.state
+        health = health_of(obj)
         return format_html('<strong style="color: {}">{}</strong>', STATE_COLOURS.get(health, "inherit"), health)
 
     @admin.display(description="schedule")

@@ -12,6 +12,7 @@ from django.db import models
 
 from cohorts.models import Cohort, Profile
 from integrations.models import Connection
+from outbound.health import HealthQuerySet
 from outbound.models import DeliveryAttempt
 
 from . import policy
@@ -59,6 +60,8 @@ class Message(models.Model):
     )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
+
+    objects = HealthQuerySet.as_manager()
 
     class Meta:
         indexes = [models.Index(fields=["state", "next_run_at"], name="message_due")]

@@ -1,6 +1,6 @@
 """Reads over user messages, their runs and sends (the status pages)."""
 
-from django.db.models import Case, Count, F, IntegerField, OuterRef, Prefetch, Q, QuerySet, Subquery, Value, When
+from django.db.models import Count, F, IntegerField, OuterRef, Prefetch, QuerySet, Subquery, Value
 from django.db.models.functions import Coalesce
 
 from access.selectors import projects_for_user
@@ -15,23 +15,14 @@ def message_list_for_user(*, user) -> QuerySet:
     """The messages a person sees on the status pages and may act on: those of the projects they
     are a member of (superusers: all), paused first, then failing, then the rest.
 
-    Each message carries `health` ("paused", "failing": a stored receiver error, or "active")
+    Each message carries `health` (outbound.health: "paused", "failing", or "active")
     and `sent_users`: how many users it has reached (send records marked sent).
     """
-    health = Case(
-        When(state=Message.State.PAUSED, then=Value("paused")),
-        When(~Q(last_error_message=""), then=Value("failing")),
-        default=Value("active"),
-    )
-    attention = Case(
-        When(state=Message.State.PAUSED, then=Value(0)), When(~Q(last_error_message=""), then=Value(1)),
-        default=Value(2),
-    )
     return (
         Message.objects.filter(cohort__project__in=projects_for_user(user=user))
         .select_related("cohort__project", "connection")
-        .annotate(health=health, sent_users=message_sent_users())
-        .alias(attention=attention)
+        .with_health()
+        .annotate(sent_users=message_sent_users())
         .order_by("attention", "cohort__project__name", "name", "id")
     )
 

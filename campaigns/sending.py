@@ -18,7 +18,7 @@ from django.db import connection as db, transaction
 from django.db.models import Case, Exists, OuterRef, Value, When
 from django.utils import timezone
 
-from cohorts.models import Profile
+from cohorts.models import IDENTITY_FIELDS, Profile
 from cohorts.selectors import cohort_membership
 from outbound.ids import request_id
 from outbound.policy import Outcome, Verdict
@@ -32,8 +32,7 @@ from .models import Message, MessageRun, MessageSend
 logger = logging.getLogger(__name__)
 
 # Identity columns go out under Mixpanel's reserved profile property names (seed 003's example).
-IDENTITY_PROPERTIES = (("email", "$email"), ("first_name", "$first_name"), ("last_name", "$last_name"),
-                       ("phone_number", "$phone"))
+IDENTITY_PROPERTIES = tuple(zip(IDENTITY_FIELDS, ("$email", "$first_name", "$last_name", "$phone")))
 # Reserving more rows than this refreshes the table's statistics (see reserve_recipients).
 ANALYZE_AFTER_RESERVING = 10_000
 

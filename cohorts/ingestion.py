@@ -19,7 +19,7 @@ from django.core.exceptions import ValidationError
 from django.db import connection as db, transaction
 from django.utils import timezone
 
-from .models import Event, Profile, Project
+from .models import IDENTITY_FIELDS, Event, Profile, Project
 
 logger = logging.getLogger(__name__)
 
@@ -31,7 +31,6 @@ _HOURS_AHEAD = FUTURE_TOLERANCE / timedelta(hours=1)
 _TOO_FAR_AHEAD = f"is more than {_HOURS_AHEAD:g} hour{'' if _HOURS_AHEAD == 1 else 's'} in the future"
 PRUNE_CHUNK = 10_000  # event rows deleted per statement, so no delete holds locks for long
 
-IDENTITY_FIELDS = ("email", "first_name", "last_name", "phone_number")
 IDENTITY_MAX_LENGTHS = {name: Profile._meta.get_field(name).max_length for name in IDENTITY_FIELDS}
 PROFILE_FIELDS = frozenset({"distinct_id", *IDENTITY_FIELDS, "set", "set_once", "unset"})
 EVENT_FIELDS = frozenset({"distinct_id", "event", "time", "properties"})

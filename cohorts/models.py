@@ -15,6 +15,10 @@ class Project(models.Model):
         return self.name
 
 
+# A profile's identity columns beside distinct_id; anything else is a custom property.
+IDENTITY_FIELDS = ("email", "first_name", "last_name", "phone_number")
+
+
 class Profile(models.Model):
     # No index of its own: (project, distinct_id) serves project lookups, and a lone project_id
     # index tempts the planner into reading a whole project.

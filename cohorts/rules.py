@@ -20,14 +20,14 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime, parse_date
 
 from .expressions import DateParam, JSONProperty
-from .models import Cohort, Event, Profile
+from .models import IDENTITY_FIELDS, Cohort, Event, Profile
 
 MAX_DEPTH = 5
 MAX_CONDITIONS = 50
 MAX_WITHIN_DAYS = 90
 MAX_DAYS_AGO = 36_500
 MAX_IN_VALUES = 1000
-IDENTITY_COLUMNS = {"distinct_id", "email", "first_name", "last_name", "phone_number"}
+IDENTITY_COLUMNS = {"distinct_id", *IDENTITY_FIELDS}
 VALUE_TYPES = ("string", "number", "boolean", "date")
 OPERATORS = {
     "equals": VALUE_TYPES,

@@ -6,12 +6,12 @@ DISTINCT over the table to build a filter's options).
 """
 
 from django.contrib import admin, messages
-from django.db.models import Case, Q, Value, When
 from django.urls import reverse
 from django.utils.html import format_html
 from django.utils.text import Truncator
 
 from outbound.admin import STATE_COLOURS, CappedCountPaginator, DeliveryAttemptInline
+from outbound.health import ATTENTION, health_of
 
 from . import services
 from .models import Notification, Sync, SyncRun
@@ -27,11 +27,10 @@ class AttentionFilter(admin.SimpleListFilter):
         return [("paused", "Paused"), ("failing", "Failing (not paused)"), ("any", "Paused or failing")]
 
     def queryset(self, request, queryset):
-        failing = Q(state=Sync.State.ACTIVE) & ~Q(last_error_message="")
         return {
             "paused": queryset.filter(state=Sync.State.PAUSED),
-            "failing": queryset.filter(failing),
-            "any": queryset.filter(Q(state=Sync.State.PAUSED) | failing),
+            "failing": queryset.failing(),
+            "any": queryset.needing_attention(),
         }.get(self.value(), queryset)
 
 
@@ -43,12 +42,8 @@ class SyncAdmin(admin.ModelAdmin):
     list_filter = [AttentionFilter, "state", "mode"]
     list_select_related = ["cohort", "connection"]
     search_fields = ["cohort__name", "connection__name"]
-    # Paused first, then failing, then the rest, newest first within each.
-    ordering = [
-        Case(When(state=Sync.State.PAUSED, then=Value(0)), When(~Q(last_error_message=""), then=Value(1)),
-             default=Value(2)).asc(),
-        "-id",
-    ]
+    # Paused first, then failing, then the rest, newest first within each (outbound.health).
+    ordering = [ATTENTION.asc(), "-id"]
     readonly_fields = ["snapshot_at", "snapshot_size", "claimed_until", "paused_at", "last_error_message",
                        "last_error_status", "status_page"]
     filter_horizontal = ["notify_users"]
@@ -56,7 +51,7 @@ class SyncAdmin(admin.ModelAdmin):
 
     @admin.display(description="state", ordering="state")
     def state_badge(self, obj):
-        health = "failing" if obj.state == Sync.State.ACTIVE and obj.last_error_message else obj.state
+        health = health_of(obj)
         label = "failing" if health == "failing" else obj.get_state_display().lower()
         return format_html('<strong style="color: {}">{}</strong>', STATE_COLOURS.get(health, "inherit"), label)
 

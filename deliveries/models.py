@@ -8,6 +8,7 @@ from django.db import models
 from cohorts.models import Cohort, Profile
 from integrations.models import Connection
 from outbound import policy
+from outbound.health import HealthQuerySet
 from outbound.models import DeliveryAttempt
 
 
@@ -50,6 +51,8 @@ class Sync(models.Model):
     snapshot_generation = models.PositiveBigIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
+
+    objects = HealthQuerySet.as_manager()
 
     class Meta:
         indexes = [models.Index(fields=["state", "next_run_at"], name="sync_due")]

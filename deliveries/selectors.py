@@ -2,7 +2,7 @@
 the alerts' in alerts.selectors)."""
 
 
-from django.db.models import Case, F, Prefetch, Q, QuerySet, Value, When
+from django.db.models import F, Prefetch, Q, QuerySet
 
 from access.selectors import projects_for_user
 from cohorts.charts import RunChange, SizePoint
@@ -50,22 +50,13 @@ def sync_list_for_user(*, user) -> QuerySet:
     """The syncs a person sees on the status pages and may act on: those of the projects they
     are a member of (superusers: all), paused first, then failing, then the rest.
 
-    Each sync carries `health`: "paused", "failing" (a stored receiver error), or its state.
+    Each sync carries `health` (outbound.health: "paused", "failing", or its state).
     """
     projects = projects_for_user(user=user)
-    health = Case(
-        When(state=Sync.State.PAUSED, then=Value("paused")),
-        When(~Q(last_error_message=""), then=Value("failing")),
-        default="state",
-    )
-    attention = Case(
-        When(state=Sync.State.PAUSED, then=Value(0)), When(~Q(last_error_message=""), then=Value(1)), default=Value(2)
-    )
     return (
         sync_list(projects=projects)
         .select_related("cohort__project", "connection")
-        .annotate(health=health)
-        .alias(attention=attention)
+        .with_health()
         .order_by("attention", "cohort__project__name", "cohort__name", "id")
     )
 

@@ -4,11 +4,12 @@ from django.db import models
 from django.utils import timezone
 
 from cohorts.models import Project
+from outbound.policy import PAGE_SIZE
 
 from .fields import EncryptedTextField
 from .validation import validate_content_type, validate_custom_headers, validate_destination_url
 
-MAX_PAGE_SIZE = 1000  # the contract's cap on members per request
+MAX_PAGE_SIZE = PAGE_SIZE  # the contract's cap on members per request (one definition: outbound.policy)
 
 
 class Connection(models.Model):

@@ -12,11 +12,10 @@ from typing import NamedTuple
 
 import orjson
 
+from cohorts.models import IDENTITY_FIELDS
 from outbound.ids import request_id
 
 from .templating import compile_template, render_template
-
-IDENTITY_FIELDS = ("email", "first_name", "last_name", "phone_number")
 
 
 class MemberRow(NamedTuple):
