@@ -21,7 +21,7 @@ What it does (see bench/README.md and docs/benchmarks.md):
    bodies of 1000 members built with integrations.payloads from the same demo rows, so the
    same size as the engine's) over one keep-alive requests.Session. A second child
    ("e2e floor") streams the cohort ⋈ profiles through a server-side cursor, builds and
-   POSTs the pages: the hand-written end-to-end path FLOOR.md quotes.
+   POSTs the pages: the hand-written end-to-end floor docs/benchmarks.md quotes.
 4. Full sync, then `demo_cohort_churn(percent=--churn)`, then a diff sync. Each sync runs
    in a fresh child process (this script with --child sync) calling
    deliveries.engine.sync_run() directly, so seeding does not pollute its memory. Peak RSS

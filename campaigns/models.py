@@ -168,8 +168,8 @@ class MessageSend(models.Model):
         PENDING = "pending", "Reserved, being sent"
         SENT = "sent", "Sent (the receiver answered 2xx)"
 
-    # No database FKs: PostgreSQL checks deferred FKs row by row at COMMIT, 10 s of a 1M
-    # reservation's 15 s. Django's collector still cascades message and run deletes.
+    # No database FKs: PostgreSQL checks deferred FKs row by row at COMMIT, most of a large
+    # reservation's time (docs/benchmarks.md). Django's collector still cascades deletes.
     message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="+", db_index=False,
                                 db_constraint=False)
     # A deleted profile's sends stay as history (DO_NOTHING); pages join to live profiles only.

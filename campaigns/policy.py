@@ -1,4 +1,4 @@
-"""User-message limits as data (CONTRACT.md, "Legacy user messages")."""
+"""User-message limits as data (docs/receiving.md, "Legacy user messages")."""
 
 BATCH_SIZE = 50  # users per POST (seed 003)
 TEST_SEND_PROFILES = 5  # random profiles in a test send (seed 003)

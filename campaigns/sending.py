@@ -3,7 +3,7 @@
 Built on the sync engine's HTTP layer and retry loop (outbound.sender) and its attempt
 records; what differs is the delivered state: per-user send records whose unique
 (message, profile, sequence) makes "at most once" and the per-user limits hold when
-runs overlap, retry or crash (CONTRACT.md, "Legacy user messages").
+runs overlap, retry or crash (docs/receiving.md, "Legacy user messages").
 """
 
 import dataclasses
@@ -111,8 +111,8 @@ def reserve_recipients(*, run: MessageRun, message: Message) -> int:
     pending, sent = MessageSend.Status.PENDING, MessageSend.Status.SENT
     if message.once_per_user:
         # EXCEPT, not NOT EXISTS: with no statistics for a new cohort PostgreSQL planned the
-        # anti-join as a nested loop that rescans the rows this very INSERT adds (quadratic:
-        # 321 s for 100k). A set operation is hashed once, before anything is inserted.
+        # anti-join as a nested loop that rescans the rows this very INSERT adds (quadratic,
+        # docs/benchmarks.md). A set operation is hashed once, before anything is inserted.
         sql = f"""INSERT INTO {sends} (message_id, profile_id, sequence, run_id, batch_number, status, reserved_at)
             SELECT %s, c.profile_id, 1, %s, 0, %s, %s
             FROM (SELECT m.profile_id FROM ({membership_sql}) m
@@ -124,7 +124,7 @@ def reserve_recipients(*, run: MessageRun, message: Message) -> int:
         window_start = now - timedelta(days=message.limit_days)
         # The history is computed once (MATERIALIZED): joined as a correlated subquery, a new
         # message's empty history was planned as a nested loop that rescanned the rows this
-        # very INSERT adds (quadratic: 232 s for 100k).
+        # very INSERT adds (quadratic, docs/benchmarks.md).
         materialized = "MATERIALIZED" if db.vendor == "postgresql" else ""
         sql = f"""WITH history AS {materialized} (
                 SELECT profile_id, MAX(sequence) AS last_sequence,

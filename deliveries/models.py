@@ -138,7 +138,7 @@ class MemberOp(models.IntegerChoices):
 
 
 class StagedMember(models.Model):
-    """A run's fixed picture: who it sends, computed once at the start (DESIGN.md)."""
+    """A run's fixed picture: who it sends, computed once at the start (docs/design.md)."""
 
     # Indexed only by staged_run_op_profile; each extra index slows the bulk insert.
     run = models.ForeignKey(SyncRun, on_delete=models.CASCADE, related_name="+", db_constraint=False, db_index=False)
@@ -157,7 +157,7 @@ class StagedMember(models.Model):
 class SnapshotMember(models.Model):
     """The delivered state: who the receiver holds after the last successful run."""
 
-    # No database FK: PostgreSQL checks a deferred FK once per row at COMMIT (3 s for a
+    # No database FK: PostgreSQL checks a deferred FK once per row at COMMIT (seconds for a
     # first run of 1M); Django's CASCADE still deletes these rows with their sync.
     sync = models.ForeignKey(Sync, on_delete=models.CASCADE, related_name="+", db_index=False, db_constraint=False)
     profile = models.ForeignKey(

@@ -43,7 +43,7 @@ def finish_run(*, run: SyncRun, sync: Sync, verdict: Verdict, token) -> None:
 
 
 def commit_snapshot(*, run: SyncRun, sync: Sync) -> int:
-    """Advance the delivered state to the run's picture; writes O(change) (DESIGN.md)."""
+    """Advance the delivered state to the run's picture; writes O(change) (docs/design.md)."""
     if writes_new_generation(run=run, sync=sync):
         # The run's members are already in the snapshot table: make them the delivered state.
         # The old generation was empty, so there is nothing to delete.

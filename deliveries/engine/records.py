@@ -36,7 +36,7 @@ class RunRecords(AttemptRecords):
         """Before every try: is the claim still ours? Renew the lease once a quarter of it has passed.
 
         The check is a read; the renewal is a write, and a committed write per page costs
-        an fsync (about 5 ms here), so it happens only every lease/4 seconds.
+        an fsync (docs/benchmarks.md), so it happens only every lease/4 seconds.
         """
         now = time.monotonic()
         if now - self.renewed_at >= settings.COHORTSYNC_CLAIM_LEASE_SECONDS / 4:
@@ -44,7 +44,7 @@ class RunRecords(AttemptRecords):
             self.renewed_at = now
             return held
         if self.claim_check_sql is None:
-            # Compiled once: building the ORM query each time was half of the 0.57 ms a check cost.
+            # Compiled once: building the ORM query each time was half of what a check cost.
             claim = Sync.objects.filter(pk=self.run.sync_id, claim_token=token).values("pk")
             self.claim_check_sql = claim.query.sql_with_params()
         with db.cursor() as cursor:

@@ -60,7 +60,7 @@ def _send_pages(*, run, sync, page_plans, token, progress, render, destination, 
 
 def send_page(*, session, destination: Destination, run: SyncRun, body: bytes, action: str, page_number: int,
               token, records: RunRecords) -> Verdict:
-    """One page with its retries, inside the run so pages stay in order (DESIGN.md)."""
+    """One page with its retries, inside the run so pages stay in order (docs/design.md)."""
     page_id = payloads.page_id(run.session_id, page_number)
 
     def before_try(attempt: int) -> None:

@@ -39,7 +39,7 @@ def stage_members(*, run: SyncRun, sync: Sync) -> list[PagePlan]:
                 [run.pk, *membership_params],
             )
         else:
-            # One pass gives both sides of the diff (FULL OUTER JOIN, DESIGN.md).
+            # One pass gives both sides of the diff (FULL OUTER JOIN, docs/design.md).
             cursor.execute(
                 f"""INSERT INTO {staged} (run_id, profile_id, op, distinct_id)
                 SELECT %s, COALESCE(m.profile_id, s.profile_id),
@@ -64,7 +64,7 @@ def stage_members(*, run: SyncRun, sync: Sync) -> list[PagePlan]:
     if run.kind == SyncRun.Kind.FULL:
         ops = [MemberOp.MEMBER]
     else:
-        ops = [MemberOp.ADD, MemberOp.REMOVE]  # adds first, then removes (CONTRACT.md)
+        ops = [MemberOp.ADD, MemberOp.REMOVE]  # adds first, then removes (docs/receiving.md)
     generation = run.pk if new_generation else None
     page_plans = [PagePlan(op, counts.get(op, 0), page_size, generation) for op in ops]
     run.total_pages = sum(plan.pages for plan in page_plans)

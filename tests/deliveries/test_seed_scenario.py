@@ -1,4 +1,4 @@
-"""The "Simple Sync Scenario" of seed 000, step by step (CONTRACT.md wins on the first run:
+"""The "Simple Sync Scenario" of seed 000, step by step (docs/receiving.md wins on the first run:
 it is a full `members` load, where the seed shows an add page)."""
 
 import pytest

@@ -1,7 +1,7 @@
 """A real HTTP receiver on loopback that records every request and answers as scripted.
 
 Used by the tests and the benchmark. Each response goes out in one write, so HTTP/1.1
-keep-alive does not stall on Nagle + delayed ACK (FLOOR.md's pitfall).
+keep-alive does not stall on Nagle + delayed ACK (a known pitfall of a hand-written receiver).
 """
 
 import json
