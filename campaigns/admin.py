@@ -14,8 +14,7 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 from django.utils.text import Truncator
 
-from outbound.admin import STATE_COLOURS, CappedCountPaginator, DeliveryAttemptInline
-from outbound.health import health_of
+from outbound.admin import CappedCountPaginator, DeliveryAttemptInline, RunSubjectAdmin
 
 from . import services
 from .models import Message, MessageRun, MessageSend
@@ -61,7 +60,10 @@ class MessageAdminForm(forms.ModelForm):
 
 
 @admin.register(Message)
-class MessageAdmin(admin.ModelAdmin):
+class MessageAdmin(RunSubjectAdmin):
+    noun = "message"
+    runs_changelist = "admin:campaigns_messagerun_changelist"
+    runs_filter = "message__id__exact"
     form = MessageAdminForm
     list_display = ["name", "state_badge", "schedule_text", "cohort", "connection", "error", "next_run_at",
                     "runs_link"]
@@ -106,52 +108,21 @@ class MessageAdmin(admin.ModelAdmin):
 
     # --- list columns -----------------------------------------------------------------
 
-    @admin.display(description="state", ordering="state")
-    def state_badge(self, obj):
-        health = health_of(obj)
-        return format_html('<strong style="color: {}">{}</strong>', STATE_COLOURS.get(health, "inherit"), health)
-
     @admin.display(description="schedule")
     def schedule_text(self, obj):
         return message_schedule_in_words(message=obj)
 
-    @admin.display(description="last error (receiver's message)")
-    def error(self, obj):
-        if not obj.last_error_message:
-            return ""
-        status = f"HTTP {obj.last_error_status}: " if obj.last_error_status else ""
-        return status + Truncator(obj.last_error_message).chars(120)
-
-    @admin.display(description="runs")
-    def runs_link(self, obj):
-        return format_html('<a href="{}?message__id__exact={}">runs</a>',
-                           reverse("admin:campaigns_messagerun_changelist"), obj.pk)
-
     # --- actions ----------------------------------------------------------------------
 
-    @admin.action(description="Run now")
-    def run_now(self, request, queryset):
-        active = list(queryset.filter(state=Message.State.ACTIVE))
-        for message in active:
-            services.message_request_run(message=message)
-        messages.info(request, f"Queued {len(active)} run(s).")
-        if skipped := queryset.exclude(state=Message.State.ACTIVE).count():
-            messages.warning(request, f"{skipped} paused message(s) not run: resume them first.")
+    def request_run(self, obj) -> None:
+        services.message_request_run(message=obj)
 
-    @admin.action(description="Pause")
-    def pause(self, request, queryset):
-        active = list(queryset.filter(state=Message.State.ACTIVE))
-        for message in active:
-            # No reason: a reason is what emails the creator, meant for a receiver's refusal.
-            services.message_pause(message=message)
-        messages.info(request, f"Paused {len(active)} message(s).")
+    def pause_one(self, obj) -> None:
+        # No reason: a reason is what emails the creator, meant for a receiver's refusal.
+        services.message_pause(message=obj)
 
-    @admin.action(description="Resume")
-    def resume(self, request, queryset):
-        paused = list(queryset.filter(state=Message.State.PAUSED))
-        for message in paused:
-            services.message_resume(message=message)
-        messages.info(request, f"Resumed {len(paused)} message(s).")
+    def resume_one(self, obj) -> None:
+        services.message_resume(message=obj)
 
     # --- test send --------------------------------------------------------------------
 

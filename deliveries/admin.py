@@ -10,8 +10,8 @@ from django.urls import reverse
 from django.utils.html import format_html
 from django.utils.text import Truncator
 
-from outbound.admin import STATE_COLOURS, CappedCountPaginator, DeliveryAttemptInline
-from outbound.health import ATTENTION, health_of
+from outbound.admin import CappedCountPaginator, DeliveryAttemptInline, RunSubjectAdmin
+from outbound.health import ATTENTION
 
 from . import services
 from .models import Notification, Sync, SyncRun
@@ -35,7 +35,12 @@ class AttentionFilter(admin.SimpleListFilter):
 
 
 @admin.register(Sync)
-class SyncAdmin(admin.ModelAdmin):
+class SyncAdmin(RunSubjectAdmin):
+    noun = "sync"
+    runs_changelist = "admin:deliveries_syncrun_changelist"
+    runs_filter = "sync__id__exact"
+    not_run_states = "paused or finished"
+    resumed_note = "; they run within a minute"
     list_display = ["id", "state_badge", "cohort", "connection", "mode", "error", "last_success", "next_run_at",
                     "runs_link"]
     list_display_links = ["id", "state_badge"]
@@ -49,27 +54,9 @@ class SyncAdmin(admin.ModelAdmin):
     filter_horizontal = ["notify_users"]
     actions = ["run_now", "pause", "resume", "full_refresh"]
 
-    @admin.display(description="state", ordering="state")
-    def state_badge(self, obj):
-        health = health_of(obj)
-        label = "failing" if health == "failing" else obj.get_state_display().lower()
-        return format_html('<strong style="color: {}">{}</strong>', STATE_COLOURS.get(health, "inherit"), label)
-
-    @admin.display(description="last error (receiver's message)")
-    def error(self, obj):
-        if not obj.last_error_message:
-            return ""
-        status = f"HTTP {obj.last_error_status}: " if obj.last_error_status else ""
-        return status + Truncator(obj.last_error_message).chars(120)
-
     @admin.display(description="last success", ordering="snapshot_at")
     def last_success(self, obj):
         return obj.snapshot_at
-
-    @admin.display(description="runs")
-    def runs_link(self, obj):
-        return format_html('<a href="{}?sync__id__exact={}">runs</a>', reverse("admin:deliveries_syncrun_changelist"),
-                           obj.pk)
 
     @admin.display(description="status page")
     def status_page(self, obj):
@@ -78,28 +65,14 @@ class SyncAdmin(admin.ModelAdmin):
         url = reverse("deliveries:sync", kwargs={"sync_id": obj.pk})
         return format_html('<a href="{}">{}</a>', url, url)
 
-    @admin.action(description="Run now")
-    def run_now(self, request, queryset):
-        active = list(queryset.filter(state=Sync.State.ACTIVE))
-        for sync in active:
-            services.sync_request_run(sync=sync)
-        messages.info(request, f"Queued {len(active)} run(s).")
-        if skipped := queryset.exclude(state=Sync.State.ACTIVE).count():
-            messages.warning(request, f"{skipped} paused or finished sync(s) not run: resume them first.")
+    def request_run(self, obj) -> None:
+        services.sync_request_run(sync=obj)
 
-    @admin.action(description="Pause")
-    def pause(self, request, queryset):
-        active = list(queryset.filter(state=Sync.State.ACTIVE))
-        for sync in active:
-            services.sync_pause(sync=sync, message="paused by an operator", status=None, notify=False)
-        messages.info(request, f"Paused {len(active)} sync(s).")
+    def pause_one(self, obj) -> None:
+        services.sync_pause(sync=obj, message="paused by an operator", status=None, notify=False)
 
-    @admin.action(description="Resume")
-    def resume(self, request, queryset):
-        paused = list(queryset.filter(state=Sync.State.PAUSED))
-        for sync in paused:
-            services.sync_resume(sync=sync)
-        messages.info(request, f"Resumed {len(paused)} sync(s); they run within a minute.")
+    def resume_one(self, obj) -> None:
+        services.sync_resume(sync=obj)
 
     @admin.action(description="Full refresh on the next run")
     def full_refresh(self, request, queryset):

@@ -1,7 +1,7 @@
 """Every POST try across sync runs, message runs and alert firings: the attempts list, and
 the inline each source's change page shows. Read-only."""
 
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.contrib.contenttypes.admin import GenericTabularInline
 from django.contrib.contenttypes.models import ContentType
 from django.contrib.contenttypes.prefetch import GenericPrefetch
@@ -13,6 +13,7 @@ from django.utils.html import format_html
 from django.utils.text import Truncator
 
 from . import policy
+from .health import ACTIVE, PAUSED, health_of
 from .models import DeliveryAttempt
 from .sources import SOURCES, attempt_source_for
 
@@ -124,3 +125,66 @@ class DeliveryAttemptAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request, obj=None):
         return False
+
+
+class RunSubjectAdmin(admin.ModelAdmin):
+    """What the admin lists of syncs and messages share: health badge, the receiver's last
+    refusal, a link to the runs, and the run / pause / resume actions.
+
+    A subclass names its things (`noun`, `runs_changelist`, `runs_filter`) and says how to
+    act on one subject (`request_run`, `pause_one`, `resume_one`, through its services).
+    """
+
+    noun = "subject"
+    runs_changelist = ""  # e.g. "admin:deliveries_syncrun_changelist"
+    runs_filter = ""  # e.g. "sync__id__exact"
+    not_run_states = "paused"  # how the "not run" warning names what it skipped
+    resumed_note = ""
+
+    def request_run(self, obj) -> None:
+        raise NotImplementedError
+
+    def pause_one(self, obj) -> None:
+        raise NotImplementedError
+
+    def resume_one(self, obj) -> None:
+        raise NotImplementedError
+
+    @admin.display(description="state", ordering="state")
+    def state_badge(self, obj):
+        health = health_of(obj)
+        return format_html('<strong style="color: {}">{}</strong>', STATE_COLOURS.get(health, "inherit"), health)
+
+    @admin.display(description="last error (receiver's message)")
+    def error(self, obj):
+        if not obj.last_error_message:
+            return ""
+        status = f"HTTP {obj.last_error_status}: " if obj.last_error_status else ""
+        return status + Truncator(obj.last_error_message).chars(120)
+
+    @admin.display(description="runs")
+    def runs_link(self, obj):
+        return format_html('<a href="{}?{}={}">runs</a>', reverse(self.runs_changelist), self.runs_filter, obj.pk)
+
+    @admin.action(description="Run now")
+    def run_now(self, request, queryset):
+        active = list(queryset.filter(state=ACTIVE))
+        for obj in active:
+            self.request_run(obj)
+        messages.info(request, f"Queued {len(active)} run(s).")
+        if skipped := queryset.exclude(state=ACTIVE).count():
+            messages.warning(request, f"{skipped} {self.not_run_states} {self.noun}(s) not run: resume them first.")
+
+    @admin.action(description="Pause")
+    def pause(self, request, queryset):
+        active = list(queryset.filter(state=ACTIVE))
+        for obj in active:
+            self.pause_one(obj)
+        messages.info(request, f"Paused {len(active)} {self.noun}(s).")
+
+    @admin.action(description="Resume")
+    def resume(self, request, queryset):
+        paused = list(queryset.filter(state=PAUSED))
+        for obj in paused:
+            self.resume_one(obj)
+        messages.info(request, f"Resumed {len(paused)} {self.noun}(s){self.resumed_note}.")
