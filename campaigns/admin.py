@@ -64,6 +64,10 @@ class MessageAdmin(RunSubjectAdmin):
     noun = "message"
     runs_changelist = "admin:campaigns_messagerun_changelist"
     runs_filter = "message__id__exact"
+    # Paused with no reason: a reason is what emails the creator, meant for a receiver's refusal.
+    acts = {"run": lambda message: services.message_request_run(message=message),
+            "pause": lambda message: services.message_pause(message=message),
+            "resume": lambda message: services.message_resume(message=message)}
     form = MessageAdminForm
     list_display = ["name", "state_badge", "schedule_text", "cohort", "connection", "error", "next_run_at",
                     "runs_link"]
@@ -111,18 +115,6 @@ class MessageAdmin(RunSubjectAdmin):
     @admin.display(description="schedule")
     def schedule_text(self, obj):
         return message_schedule_in_words(message=obj)
-
-    # --- actions ----------------------------------------------------------------------
-
-    def request_run(self, obj) -> None:
-        services.message_request_run(message=obj)
-
-    def pause_one(self, obj) -> None:
-        # No reason: a reason is what emails the creator, meant for a receiver's refusal.
-        services.message_pause(message=obj)
-
-    def resume_one(self, obj) -> None:
-        services.message_resume(message=obj)
 
     # --- test send --------------------------------------------------------------------
 

@@ -41,6 +41,8 @@ class SyncAdmin(RunSubjectAdmin):
     runs_filter = "sync__id__exact"
     not_run_states = "paused or finished"
     resumed_note = "; they run within a minute"
+    acts = {"run": lambda sync: services.sync_request_run(sync=sync), "resume": lambda sync: services.sync_resume(sync=sync),
+            "pause": lambda sync: services.sync_pause(sync=sync, message="paused by an operator", status=None, notify=False)}
     list_display = ["id", "state_badge", "cohort", "connection", "mode", "error", "last_success", "next_run_at",
                     "runs_link"]
     list_display_links = ["id", "state_badge"]
@@ -64,15 +66,6 @@ class SyncAdmin(RunSubjectAdmin):
             return "–"
         url = reverse("deliveries:sync", kwargs={"sync_id": obj.pk})
         return format_html('<a href="{}">{}</a>', url, url)
-
-    def request_run(self, obj) -> None:
-        services.sync_request_run(sync=obj)
-
-    def pause_one(self, obj) -> None:
-        services.sync_pause(sync=obj, message="paused by an operator", status=None, notify=False)
-
-    def resume_one(self, obj) -> None:
-        services.sync_resume(sync=obj)
 
     @admin.action(description="Full refresh on the next run")
     def full_refresh(self, request, queryset):

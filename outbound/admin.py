@@ -132,7 +132,7 @@ class RunSubjectAdmin(admin.ModelAdmin):
     refusal, a link to the runs, and the run / pause / resume actions.
 
     A subclass names its things (`noun`, `runs_changelist`, `runs_filter`) and says how to
-    act on one subject (`request_run`, `pause_one`, `resume_one`, through its services).
+    act on one subject through its services (`acts`: "run", "pause", "resume").
     """
 
     noun = "subject"
@@ -140,15 +140,13 @@ class RunSubjectAdmin(admin.ModelAdmin):
     runs_filter = ""  # e.g. "sync__id__exact"
     not_run_states = "paused"  # how the "not run" warning names what it skipped
     resumed_note = ""
+    acts: dict = {}  # "run" / "pause" / "resume" → a function of one subject
 
-    def request_run(self, obj) -> None:
-        raise NotImplementedError
-
-    def pause_one(self, obj) -> None:
-        raise NotImplementedError
-
-    def resume_one(self, obj) -> None:
-        raise NotImplementedError
+    def _act(self, queryset, state: str, act: str) -> int:
+        chosen = list(queryset.filter(state=state))
+        for obj in chosen:
+            self.acts[act](obj)
+        return len(chosen)
 
     @admin.display(description="state", ordering="state")
     def state_badge(self, obj):
@@ -168,23 +166,14 @@ class RunSubjectAdmin(admin.ModelAdmin):
 
     @admin.action(description="Run now")
     def run_now(self, request, queryset):
-        active = list(queryset.filter(state=ACTIVE))
-        for obj in active:
-            self.request_run(obj)
-        messages.info(request, f"Queued {len(active)} run(s).")
+        messages.info(request, f"Queued {self._act(queryset, ACTIVE, 'run')} run(s).")
         if skipped := queryset.exclude(state=ACTIVE).count():
             messages.warning(request, f"{skipped} {self.not_run_states} {self.noun}(s) not run: resume them first.")
 
     @admin.action(description="Pause")
     def pause(self, request, queryset):
-        active = list(queryset.filter(state=ACTIVE))
-        for obj in active:
-            self.pause_one(obj)
-        messages.info(request, f"Paused {len(active)} {self.noun}(s).")
+        messages.info(request, f"Paused {self._act(queryset, ACTIVE, 'pause')} {self.noun}(s).")
 
     @admin.action(description="Resume")
     def resume(self, request, queryset):
-        paused = list(queryset.filter(state=PAUSED))
-        for obj in paused:
-            self.resume_one(obj)
-        messages.info(request, f"Resumed {len(paused)} {self.noun}(s){self.resumed_note}.")
+        messages.info(request, f"Resumed {self._act(queryset, PAUSED, 'resume')} {self.noun}(s){self.resumed_note}.")
