@@ -63,11 +63,8 @@ def sync_detail(request: HttpRequest, sync_id: int) -> HttpResponse:
 @login_required
 def sync_resume(request: HttpRequest, sync_id: int) -> HttpResponse:
     sync = _visible_sync(request, sync_id)
-    if sync.state != Sync.State.PAUSED:
-        messages.info(request, "The sync is not paused.")
-    else:
-        services.sync_resume(sync=sync)
-        messages.success(request, "Resumed: the sync is due now and runs within a minute.")
+    _act(request, allowed=sync.state == Sync.State.PAUSED, refused=(messages.info, "The sync is not paused."),
+         act=lambda: services.sync_resume(sync=sync), done="Resumed: the sync is due now and runs within a minute.")
     return redirect("deliveries:sync", sync_id=sync.pk)
 
 
@@ -75,11 +72,9 @@ def sync_resume(request: HttpRequest, sync_id: int) -> HttpResponse:
 @login_required
 def sync_run_now(request: HttpRequest, sync_id: int) -> HttpResponse:
     sync = _visible_sync(request, sync_id)
-    if sync.state != Sync.State.ACTIVE:
-        messages.error(request, f"A {sync.get_state_display().lower()} sync does not run: resume it first.")
-    else:
-        run = services.sync_request_run(sync=sync)
-        messages.success(request, f"Run #{run.pk} is queued.")
+    refused = f"A {sync.get_state_display().lower()} sync does not run: resume it first."
+    _act(request, allowed=sync.state == Sync.State.ACTIVE, refused=(messages.error, refused),
+         act=lambda: services.sync_request_run(sync=sync), done="Run #{result.pk} is queued.")
     return redirect("deliveries:sync", sync_id=sync.pk)
 
 
@@ -117,11 +112,9 @@ def message_detail(request: HttpRequest, message_id: int) -> HttpResponse:
 @login_required
 def message_run_now(request: HttpRequest, message_id: int) -> HttpResponse:
     message = _visible_message(request, message_id)
-    if message.state != Message.State.ACTIVE:
-        messages.error(request, "A paused message does not run: resume it first.")
-    else:
-        run = message_services.message_request_run(message=message)
-        messages.success(request, f"Run #{run.pk} is queued.")
+    _act(request, allowed=message.state == Message.State.ACTIVE,
+         refused=(messages.error, "A paused message does not run: resume it first."),
+         act=lambda: message_services.message_request_run(message=message), done="Run #{result.pk} is queued.")
     return redirect("deliveries:message", message_id=message.pk)
 
 
@@ -129,11 +122,9 @@ def message_run_now(request: HttpRequest, message_id: int) -> HttpResponse:
 @login_required
 def message_pause(request: HttpRequest, message_id: int) -> HttpResponse:
     message = _visible_message(request, message_id)
-    if message.state == Message.State.PAUSED:
-        messages.info(request, "The message is already paused.")
-    else:
-        message_services.message_pause(message=message)
-        messages.success(request, "Paused: the message sends nothing until you resume it.")
+    _act(request, allowed=message.state != Message.State.PAUSED, refused=(messages.info, "The message is already paused."),
+         act=lambda: message_services.message_pause(message=message),
+         done="Paused: the message sends nothing until you resume it.")
     return redirect("deliveries:message", message_id=message.pk)
 
 
@@ -141,11 +132,8 @@ def message_pause(request: HttpRequest, message_id: int) -> HttpResponse:
 @login_required
 def message_resume(request: HttpRequest, message_id: int) -> HttpResponse:
     message = _visible_message(request, message_id)
-    if message.state != Message.State.PAUSED:
-        messages.info(request, "The message is not paused.")
-    else:
-        message_services.message_resume(message=message)
-        messages.success(request, "Resumed: the message is active again.")
+    _act(request, allowed=message.state == Message.State.PAUSED, refused=(messages.info, "The message is not paused."),
+         act=lambda: message_services.message_resume(message=message), done="Resumed: the message is active again.")
     return redirect("deliveries:message", message_id=message.pk)
 
 
@@ -185,6 +173,16 @@ def cohort_detail(request: HttpRequest, cohort_id: int) -> HttpResponse:
         "alerts": alert_selectors.alert_list_for_cohort(cohort=cohort),
     }
     return render(request, "deliveries/cohort_detail.html", context)
+
+
+def _act(request: HttpRequest, *, allowed: bool, refused: tuple, act, done: str) -> None:
+    """A status page's button: act and say so, or say why not (`refused`: level, text)."""
+    if not allowed:
+        level, text = refused
+        level(request, text)
+        return
+    result = act()
+    messages.success(request, done.format(result=result))
 
 
 def _int_or_none(value: str | None) -> int | None:
