@@ -54,7 +54,7 @@ def demo_next_number(*, project: Project) -> int:
 
 
 def _copy_profiles(project: Project, rows: Iterator[tuple]) -> None:
-    # COPY is ~10x faster than INSERT for a million rows (FLOOR.md).
+    # COPY is ~10x faster than INSERT for a million rows (docs/benchmarks.md, "The floor").
     now = timezone.now()
     table = Profile._meta.db_table
     columns = "project_id, distinct_id, email, first_name, last_name, phone_number, properties, created_at, updated_at"

@@ -170,7 +170,7 @@ class MemberOp(models.IntegerChoices):
 
 
 class StagedMember(models.Model):
-    """A run's fixed picture: who it sends, computed once at the start (DESIGN.md)."""
+    """A run's fixed picture: who it sends, computed once at the start (docs/design.md)."""
 
     # Indexed only by staged_run_op_profile; each extra index slows the bulk insert.
     run = models.ForeignKey(SyncRun, on_delete=models.CASCADE, related_name="+", db_constraint=False, db_index=False)

@@ -51,7 +51,7 @@ def sync_create(
     return sync
 
 
-# --- Claims: one run per sync at a time, on SQLite and PostgreSQL alike (DESIGN.md) -----
+# --- Claims: one run per sync at a time, on SQLite and PostgreSQL alike (docs/design.md) -----
 
 
 def sync_claim(*, sync_id: int, require_due: bool = True) -> uuid.UUID | None:

@@ -1,4 +1,4 @@
-"""Staging rows live only for one run: on PostgreSQL skip the WAL for them (DESIGN.md)."""
+"""Staging rows live only for one run: on PostgreSQL skip the WAL for them (docs/design.md)."""
 
 from django.db import migrations
 

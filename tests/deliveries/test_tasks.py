@@ -1,5 +1,5 @@
 """Celery: the task declarations, the beat entry, and beat's dispatcher → run task → receiver,
-end to end through a real broker and an embedded worker (deliveries/tasks.py, DESIGN.md)."""
+end to end through a real broker and an embedded worker (deliveries/tasks.py, docs/design.md)."""
 
 import time
 from datetime import timedelta
