@@ -52,3 +52,24 @@ def test_the_receiver_page_counts_each_pages_members_and_folds_long_bodies(page,
 
     expect(body.locator("pre")).to_be_visible()
     expect(body.locator("pre")).to_contain_text('"mixpanel_distinct_id": "demo-user-0000"')
+
+
+def test_the_size_chart_reads_well_with_one_run(page, live_server, make_sync, artifacts):
+    """The demo's first minute: one full load. Its bar, its dot and their numbers and time show."""
+    user, _ = user_with_project("ada", "Growth")
+    sync = make_sync(members=[f"demo-user-{n:03d}" for n in range(25)])
+    sync.cohort.project.members.add(user)
+    (run,) = [run_now(sync)]
+    assert run.status == SyncRun.Status.SUCCEEDED
+
+    log_in(page, live_server.url, "ada", path=f"/syncs/{sync.pk}/")
+
+    chart = page.locator("svg.chart__svg")
+    expect(chart.locator("rect")).to_have_count(1)  # the full load's bar
+    expect(chart.locator("circle")).to_have_count(1)  # the size measured by the run
+    numbers = chart.locator("g[font-weight='600'] text")
+    expect(numbers).to_have_text(["25", "25"])  # the size above its dot, the members above the bar
+    expect(chart).to_contain_text(f"{run.started_at:%Y-%m-%d %H:%M}")
+    bar, dot = chart.locator("rect").bounding_box(), chart.locator("circle").bounding_box()
+    assert bar["height"] > 20 and bar["width"] >= 10 and dot["width"] >= 8  # plainly visible
+    chart.screenshot(path=artifacts / "size-chart-one-run.png")
