@@ -7,7 +7,10 @@ import re
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-NOT_SOURCES = {".git", ".venv", "var", "test-artifacts", "node_modules", "__pycache__", ".pytest_cache", "images"}
+NOT_SOURCES = {  # generated or installed, not written by us
+    ".git", ".venv", "var", "test-artifacts", "node_modules", "__pycache__", ".pytest_cache", ".hypothesis",
+    ".mypy_cache", ".ruff_cache", "build", "dist", "htmlcov", "images", ".env",
+}
 TEXT_SUFFIXES = {".py", ".md", ".html", ".txt", ".yaml", ".yml", ".toml", ".sh", ".cfg", ".ini", ".json", ".css", ""}
 # deliveries/engine.py is being split into a package on another branch; its citations are
 # fixed when that lands (then drop this exclusion).

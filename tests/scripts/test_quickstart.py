@@ -16,7 +16,8 @@ from tests.support.receiver import LoopbackReceiver
 
 ROOT = Path(__file__).resolve().parents[2]
 NOT_COPIED = shutil.ignore_patterns(
-    ".git", ".venv", "var", ".env", "test-artifacts", "__pycache__", "*.egg-info", ".pytest_cache", "node_modules"
+    ".git", ".venv", "var", ".env", "test-artifacts", "__pycache__", "*.egg-info", ".pytest_cache", ".hypothesis",
+    "node_modules",
 )
 
 
