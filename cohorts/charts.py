@@ -106,8 +106,8 @@ def size_chart(*, points: Sequence[SizePoint]) -> SizeChart | None:
     size_dots = [Tick(x_of(i), y_of_size(p.size), f"{p.size:,} members, {_when(p.at)}") for i, p in sized]
     size_ticks = [Tick(LEFT, y_of_size(v), f"{v:,}") for v in sorted({0, high // 2, high})]
     labelled = len(points) <= LABELLED_SLOTS
-    # Right of its dot: above it, the top one would leave the chart.
-    value_labels = [Tick(x_of(i) + 9, y_of_size(p.size) + 4, f"{p.size:,}", "start") for i, p in sized if labelled]
+    value_labels = [Tick(x_of(i), _above_or_below(y_of_size(p.size), top=size_top), f"{p.size:,}")
+                    for i, p in sized if labelled]
     chart = dict(
         width=WIDTH, left=LEFT, right=right, size_top=size_top, size_bottom=size_bottom, size_line=size_line,
         size_dots=size_dots, size_ticks=size_ticks, dot_radius=5 if labelled else 3,
@@ -157,6 +157,11 @@ def size_chart(*, points: Sequence[SizePoint]) -> SizeChart | None:
     chart["value_labels"] = value_labels
     chart["summary"] = _summary(points)
     return SizeChart(height=height, **chart)
+
+
+def _above_or_below(y: float, *, top: float) -> float:
+    """A dot's number above it, or below it when above would leave the panel (the largest size)."""
+    return round(y - 10 if y - 10 >= top + 12 else y + 19, 1)
 
 
 def _when(at: datetime) -> str:

@@ -67,7 +67,10 @@ def test_one_run_is_labelled_in_the_middle_with_its_numbers_and_time():
     assert (tick.x, tick.label, tick.anchor) == (middle, "2026-01-01 12:00", "middle")  # under the point
     (bar,) = chart.bars
     assert bar.x + bar.width / 2 == middle and bar.height == chart.change_zero - chart.change_top
-    assert [(label.label, label.x) for label in chart.value_labels] == [("25", middle + 9), ("25", middle)]
+    assert [(label.label, label.x) for label in chart.value_labels] == [("25", middle), ("25", middle)]
+    size_label, bar_label = chart.value_labels
+    assert chart.size_top < size_label.y < chart.size_bottom  # the top dot's number below it, inside
+    assert bar_label.y < bar.y  # the full load's number above its bar
     assert chart.dot_radius > 3
 
 
