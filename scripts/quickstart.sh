@@ -45,7 +45,7 @@ cat <<HINTS
 Forgot the admin password? Reset it:  .venv/bin/python manage.py changepassword admin
 Next, in a second terminal in this folder (or after '. .venv/bin/activate', drop '.venv/bin/'):
   .venv/bin/python manage.py demo --churn 20   # swap 20 % of the members
-  .venv/bin/python manage.py runsync 1         # send the difference now
+  .venv/bin/python manage.py runsync 1         # send the difference now (1: the sync id above)
 HINTS
 if [ "${QUICKSTART_SERVE:-true}" = false ]; then
   exit 0
