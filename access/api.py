@@ -100,6 +100,16 @@ class ScopedPrimaryKeyRelatedField(serializers.PrimaryKeyRelatedField):
         return super().get_queryset().filter(**{f"{self.project_path}__in": projects})
 
 
+class ChoiceField(serializers.ChoiceField):
+    """DRF's ChoiceField whose "not a valid choice" error lists the valid ones. Every choice the
+    API accepts uses it (tests/api/test_choice_errors.py checks that none is left out)."""
+
+    def __init__(self, choices, **kwargs):
+        super().__init__(choices, **kwargs)
+        valid = ", ".join(f'"{value}"' for value in self.choice_strings_to_values).replace("{", "{{").replace("}", "}}")
+        self.error_messages["invalid_choice"] = f'"{{input}}" is not a valid choice; valid choices: {valid}.'
+
+
 class ProjectScopedInput(serializers.Serializer):
     """Input that creates or names something in one project: the project is implied for an API
     key and for a user of exactly one project; a user of several projects names it."""

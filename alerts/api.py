@@ -5,7 +5,9 @@ from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.response import Response
 
-from access.api import MAX_ID, ProjectScopedInput, ScopedPrimaryKeyRelatedField, acting_person, client_projects
+from access.api import (
+    MAX_ID, ChoiceField, ProjectScopedInput, ScopedPrimaryKeyRelatedField, acting_person, client_projects,
+)
 from cohorts.models import Cohort
 from deliveries.models import Sync
 from integrations.models import Connection
@@ -46,8 +48,8 @@ class AlertOutput(serializers.ModelSerializer):
 
 class AlertUpdateInput(serializers.Serializer):
     name = serializers.CharField(max_length=200, required=False)
-    kind = serializers.ChoiceField(choices=Alert.Kind.choices, required=False, help_text=KIND_HELP)
-    operator = serializers.ChoiceField(choices=Alert.Operator.choices, required=False, help_text=OPERATOR_HELP)
+    kind = ChoiceField(choices=Alert.Kind.choices, required=False, help_text=KIND_HELP)
+    operator = ChoiceField(choices=Alert.Operator.choices, required=False, help_text=OPERATOR_HELP)
     threshold = serializers.FloatField(min_value=0, required=False, help_text=THRESHOLD_HELP)
     cohort = ScopedPrimaryKeyRelatedField(queryset=Cohort.objects.all(), allow_null=True, required=False,
                                           help_text="The cohort a cohort alert watches (null for sync alerts).")
@@ -64,8 +66,8 @@ class AlertUpdateInput(serializers.Serializer):
 
 class AlertInput(ProjectScopedInput, AlertUpdateInput):
     name = serializers.CharField(max_length=200)
-    kind = serializers.ChoiceField(choices=Alert.Kind.choices, help_text=KIND_HELP)
-    operator = serializers.ChoiceField(choices=Alert.Operator.choices, help_text=OPERATOR_HELP)
+    kind = ChoiceField(choices=Alert.Kind.choices, help_text=KIND_HELP)
+    operator = ChoiceField(choices=Alert.Operator.choices, help_text=OPERATOR_HELP)
     threshold = serializers.FloatField(min_value=0, default=0, help_text=THRESHOLD_HELP)
     is_active = None  # a new alert is active
 

@@ -1,6 +1,6 @@
 """Alerts on what Cohortsync knows (cohort sizes, sync health) and each time one fired.
 
-A firing POSTs the `custom_alert_triggered` payload (seed 002) to the alert's notification
+A firing POSTs the `custom_alert_triggered` payload (docs/contract.md) to the alert's notification
 webhooks, through the same sender and retries as syncs, and optionally emails.
 """
 

@@ -1,6 +1,6 @@
 """Changes to alerts: create and edit them, evaluate them, fire once per crossing, deliver each firing.
 
-A firing POSTs seed 002's `custom_alert_triggered` payload to the alert's notification
+A firing POSTs the `custom_alert_triggered` payload (docs/contract.md, docs/asyncapi.yaml) to the alert's notification
 webhooks through the sync sender's one retry loop (outbound.sender), and optionally emails.
 """
 
@@ -339,7 +339,7 @@ def alert_fire(*, alert: Alert, observation: Observation, fired_at: datetime | N
 
 
 def alert_payload(*, alert: Alert, observation: Observation, fired_at: datetime) -> dict:
-    """The `custom_alert_triggered` body (seed 002, CustomAlertTriggeredPayload).
+    """The `custom_alert_triggered` body (docs/asyncapi.yaml, CustomAlertTriggeredPayload).
 
     Absolute URLs from COHORTSYNC_BASE_URL. Never holds a connection's URL or credentials.
     """

@@ -21,8 +21,8 @@ What it does (see bench/README.md and docs/benchmarks.md):
    bodies of 1000 members built with integrations.payloads from the same demo rows, so the
    same size as the engine's) over one keep-alive requests.Session. A second child
    ("e2e floor") streams the cohort ⋈ profiles through a server-side cursor, builds and
-   POSTs the pages: the hand-written end-to-end floor docs/benchmarks.md quotes.
-4. Full sync, then `demo_cohort_churn(percent=--churn)`, then a diff sync. Each sync runs
+   POSTs the pages: the hand-written end-to-end path of the floor in docs/benchmarks.md.
+4. Full sync, then `demo_cohort_churn(percent=--churn / 2)`, then a diff sync. Each sync runs
    in a fresh child process (this script with --child sync) calling
    deliveries.engine.sync_run() directly, so seeding does not pollute its memory. Peak RSS
    is that child's ru_maxrss (os.wait4), including the ~80–90 MB of Python + Django
@@ -198,7 +198,8 @@ def churn(*, cohort_id: int, percent: float) -> dict:
 
     cohort = Cohort.objects.select_related("project").get(pk=cohort_id)
     started = time.perf_counter()
-    removed, added = demo_cohort_churn(cohort=cohort, percent=percent)
+    # --churn counts changed rows: half of them swapped out, as many new ones in.
+    removed, added = demo_cohort_churn(cohort=cohort, percent=percent / 2)
     return {"removed": removed, "added": added, "churn_s": time.perf_counter() - started}
 
 
@@ -730,7 +731,7 @@ def parse_args(argv=None):
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--members", type=int, default=100_000, help="cohort size (default 100,000)")
     parser.add_argument("--churn", type=float, default=1.0,
-                        help="%% of the cohort swapped before the diff run (half removed, half new; default 1)")
+                        help="%% of rows changed before the diff run (half removed, as many new; default 1)")
     parser.add_argument("--properties", default=DEFAULT_PROPERTIES,
                         help=f"profile properties the sync exports (default {DEFAULT_PROPERTIES!r}; '' for none)")
     parser.add_argument("--reuse", action="store_true",

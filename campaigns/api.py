@@ -10,7 +10,7 @@ from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
-from access.api import MAX_ID, Conflict, ScopedPrimaryKeyRelatedField, acting_person, client_projects
+from access.api import MAX_ID, ChoiceField, Conflict, ScopedPrimaryKeyRelatedField, acting_person, client_projects
 from access.schema import ErrorOutput
 from cohorts.models import Cohort
 from integrations.models import Connection
@@ -67,11 +67,11 @@ class MessageUpdateInput(serializers.Serializer):
     connection = ScopedPrimaryKeyRelatedField(
         queryset=Connection.objects.all(), required=False,
         help_text="Where the users are POSTed (form-encoded `users`): a connection of the cohort's project.")
-    schedule = serializers.ChoiceField(
+    schedule = ChoiceField(
         choices=Message.Schedule.choices, required=False,
         help_text="asap: as users start matching, once per user; scheduled: at the cadence's times, once per user "
                   "ever; recurring: at the cadence, at most `limit_count` per user in `limit_days` days.")
-    cadence = serializers.ChoiceField(
+    cadence = ChoiceField(
         choices=Message.Cadence.choices, required=False,
         help_text="asap (each time the cohort is recomputed), daily, weekly or monthly. Default: asap, or daily "
                   "for a scheduled message.")
@@ -109,7 +109,7 @@ class MessageInput(MessageUpdateInput):
 
 
 class MessageFilter(serializers.Serializer):
-    state = serializers.ChoiceField(choices=Message.State.choices, required=False)
+    state = ChoiceField(choices=Message.State.choices, required=False)
     cohort = serializers.IntegerField(required=False, min_value=1, max_value=MAX_ID)
     connection = serializers.IntegerField(required=False, min_value=1, max_value=MAX_ID)
 

@@ -1,4 +1,4 @@
-"""User messages (legacy webhook campaigns, seed 003): a cohort's matching users POSTed to a
+"""User messages (legacy webhook campaigns, docs/contract.md): a cohort's matching users POSTed to a
 connection as form-encoded `users` batches of 50, on a schedule, with per-user send records."""
 
 import datetime
@@ -80,7 +80,7 @@ class Message(models.Model):
 
     @property
     def once_per_user(self) -> bool:
-        """ASAP and scheduled messages reach each user at most once, ever (seed 003)."""
+        """ASAP and scheduled messages reach each user at most once, ever (docs/contract.md, "Legacy user messages")."""
         return self.schedule != self.Schedule.RECURRING
 
     def clean(self) -> None:

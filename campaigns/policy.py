@@ -1,7 +1,7 @@
-"""User-message limits as data (docs/receiving.md, "Legacy user messages")."""
+"""User-message limits as data (docs/contract.md, "Legacy user messages")."""
 
-BATCH_SIZE = 50  # users per POST (seed 003)
-TEST_SEND_PROFILES = 5  # random profiles in a test send (seed 003)
+BATCH_SIZE = 50  # users per POST (docs/contract.md, "Legacy user messages")
+TEST_SEND_PROFILES = 5  # random profiles in a test send (docs/contract.md, "Legacy user messages")
 FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
 USERS_FIELD = "users"
 # A run goes on past a failed batch (its users are given back for the next attempt), but a

@@ -1,4 +1,4 @@
-"""Follow cohort recomputations: ASAP messages check their audience each time (seed 003)."""
+"""Follow cohort recomputations: ASAP messages check their audience each time (docs/contract.md)."""
 
 from django.dispatch import receiver
 

@@ -3,7 +3,7 @@
 Built on the sync engine's HTTP layer and retry loop (outbound.sender) and its attempt
 records; what differs is the delivered state: per-user send records whose unique
 (message, profile, sequence) makes "at most once" and the per-user limits hold when
-runs overlap, retry or crash (docs/receiving.md, "Legacy user messages").
+runs overlap, retry or crash (docs/contract.md, "Legacy user messages").
 """
 
 import dataclasses
@@ -31,7 +31,7 @@ from .models import Message, MessageRun, MessageSend
 
 logger = logging.getLogger(__name__)
 
-# Identity columns go out under Mixpanel's reserved profile property names (seed 003's example).
+# Identity columns go out under Mixpanel's reserved profile property names (docs/contract.md, "Legacy user messages").
 IDENTITY_PROPERTIES = tuple(zip(IDENTITY_FIELDS, ("$email", "$first_name", "$last_name", "$phone")))
 # Reserving more rows than this refreshes the table's statistics (see reserve_recipients).
 ANALYZE_AFTER_RESERVING = 10_000
@@ -196,7 +196,7 @@ def user_entry(recipient: Recipient, properties: tuple[str, ...] = ()) -> dict:
 
 
 def users_body(recipients: list[Recipient], properties: tuple[str, ...] = ()) -> bytes:
-    """`application/x-www-form-urlencoded` with one field, `users`: a JSON list (seed 003)."""
+    """`application/x-www-form-urlencoded` with one field, `users`: a JSON list (docs/contract.md)."""
     users = orjson.dumps([user_entry(r, properties) for r in recipients]).decode()
     return urlencode({policy.USERS_FIELD: users}).encode()
 
@@ -238,7 +238,7 @@ class BatchRecords(AttemptRecords):
     def batch_failed(self, profile_ids: list[int]) -> None:
         self.failed += 1
         self.flush()
-        # Unsent: deleted, so the next attempt sends them again (seed 003).
+        # Unsent: deleted, so the next attempt sends them again (docs/contract.md, "Legacy user messages").
         MessageSend.objects.filter(run_id=self.run.pk, status=MessageSend.Status.PENDING,
                                    profile_id__in=profile_ids).delete()
 

@@ -158,7 +158,7 @@ class MessageTestResult(ConnectionTestResult):
 
 
 def message_send_test(*, message: Message) -> MessageTestResult:
-    """POST 5 random profiles of the project to the message's URL and report the answer (seed 003).
+    """POST 5 random profiles of the project to the message's URL and report the answer (docs/contract.md).
 
     Nothing is recorded: nobody is marked sent, so the real run still reaches them.
     """

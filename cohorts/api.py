@@ -8,7 +8,7 @@ from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
-from access.api import IdCursorPagination, ProjectScopedInput, client_projects
+from access.api import ChoiceField, IdCursorPagination, ProjectScopedInput, client_projects
 
 from . import ingestion
 from .models import Cohort, Profile
@@ -61,7 +61,7 @@ class CohortUpdateInput(serializers.Serializer):
 
 class CohortInput(ProjectScopedInput, CohortUpdateInput):
     name = serializers.CharField(max_length=200)
-    kind = serializers.ChoiceField(choices=Cohort.Kind.choices, default=Cohort.Kind.STATIC)
+    kind = ChoiceField(choices=Cohort.Kind.choices, default=Cohort.Kind.STATIC)
 
 
 class MembersInput(serializers.Serializer):

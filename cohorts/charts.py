@@ -16,6 +16,9 @@ SIZE_PANEL_HEIGHT = 150
 CHANGE_PANEL_HEIGHT = 90
 LEFT, RIGHT, TOP, GAP, BOTTOM = 64, 16, 14, 36, 30
 MAX_BAR_WIDTH = 18
+# Up to this many slots, every dot and bar carries its number and every slot its time, so one
+# run (or a handful) reads without hovering; more would crowd the axis.
+LABELLED_SLOTS = 8
 
 
 @dataclass(frozen=True)
@@ -52,6 +55,7 @@ class Tick:
     x: float
     y: float
     label: str
+    anchor: str = "middle"  # SVG text-anchor where the label is drawn at (x, y)
 
 
 @dataclass(frozen=True)
@@ -72,6 +76,8 @@ class SizeChart:
     change_zero: float = 0
     bars: list[Bar] = field(default_factory=list)
     change_ticks: list[Tick] = field(default_factory=list)
+    value_labels: list[Tick] = field(default_factory=list)  # numbers on dots and bars (few slots only)
+    dot_radius: float = 3
 
     @property
     def has_changes(self) -> bool:
@@ -99,9 +105,12 @@ def size_chart(*, points: Sequence[SizePoint]) -> SizeChart | None:
     size_line = " ".join(f"{x_of(i)},{y_of_size(p.size)}" for i, p in sized)
     size_dots = [Tick(x_of(i), y_of_size(p.size), f"{p.size:,} members, {_when(p.at)}") for i, p in sized]
     size_ticks = [Tick(LEFT, y_of_size(v), f"{v:,}") for v in sorted({0, high // 2, high})]
+    labelled = len(points) <= LABELLED_SLOTS
+    value_labels = [Tick(x_of(i), _above_or_below(y_of_size(p.size), top=size_top), f"{p.size:,}")
+                    for i, p in sized if labelled]
     chart = dict(
         width=WIDTH, left=LEFT, right=right, size_top=size_top, size_bottom=size_bottom, size_line=size_line,
-        size_dots=size_dots, size_ticks=size_ticks,
+        size_dots=size_dots, size_ticks=size_ticks, dot_radius=5 if labelled else 3,
     )
     height = size_bottom + BOTTOM
 
@@ -124,10 +133,15 @@ def size_chart(*, points: Sequence[SizePoint]) -> SizeChart | None:
                 h = length(run.members)
                 label = f"full load of {run.members:,} members, {when}"
                 bars.append(Bar("members", x, round(zero - h, 1), width, h, label))
+                if labelled:
+                    value_labels.append(Tick(x_of(i), round(zero - h - 4, 1), f"{run.members:,}"))
                 continue
-            h = length(run.adds)
+            h, down = length(run.adds), length(run.removes)
             bars.append(Bar("adds", x, round(zero - h, 1), width, h, f"{run.adds:,} added, {when}"))
-            bars.append(Bar("removes", x, zero, width, length(run.removes), f"{run.removes:,} removed, {when}"))
+            bars.append(Bar("removes", x, zero, width, down, f"{run.removes:,} removed, {when}"))
+            if labelled:
+                value_labels.append(Tick(x_of(i), round(zero - h - 4, 1), f"+{run.adds:,}"))
+                value_labels.append(Tick(x_of(i), round(zero + down + 13, 1), f"−{run.removes:,}"))
         chart.update(
             change_top=change_top, change_bottom=change_bottom, change_zero=zero, bars=bars,
             change_ticks=[Tick(LEFT, change_top, f"+{peak:,}"), Tick(LEFT, zero, "0"),
@@ -135,11 +149,19 @@ def size_chart(*, points: Sequence[SizePoint]) -> SizeChart | None:
         )
         height = change_bottom + BOTTOM
     axis_y = height - BOTTOM + 18
-    chart["time_ticks"] = [Tick(LEFT, axis_y, _when(points[0].at))]
-    if len(points) > 1:
-        chart["time_ticks"].append(Tick(right, axis_y, _when(points[-1].at)))
+    if labelled:  # each slot's time under it
+        chart["time_ticks"] = [Tick(x_of(i), axis_y, _when(p.at)) for i, p in enumerate(points)]
+    else:  # the first and the last, at the ends of the axis
+        chart["time_ticks"] = [Tick(LEFT, axis_y, _when(points[0].at), "start"),
+                               Tick(right, axis_y, _when(points[-1].at), "end")]
+    chart["value_labels"] = value_labels
     chart["summary"] = _summary(points)
     return SizeChart(height=height, **chart)
+
+
+def _above_or_below(y: float, *, top: float) -> float:
+    """A dot's number above it, or below it when above would leave the panel (the largest size)."""
+    return round(y - 10 if y - 10 >= top + 12 else y + 19, 1)
 
 
 def _when(at: datetime) -> str:

@@ -6,7 +6,7 @@ from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
-from access.api import MAX_ID, Conflict, ScopedPrimaryKeyRelatedField, acting_person, client_projects
+from access.api import MAX_ID, ChoiceField, Conflict, ScopedPrimaryKeyRelatedField, acting_person, client_projects
 from access.schema import ErrorOutput
 from cohorts.models import Cohort
 from integrations.models import Connection
@@ -45,7 +45,7 @@ class SyncInput(serializers.Serializer):
     cohort = ScopedPrimaryKeyRelatedField(queryset=Cohort.objects.all())
     connection = ScopedPrimaryKeyRelatedField(queryset=Connection.objects.all(),
                                               help_text="A connection of the cohort's project.")
-    mode = serializers.ChoiceField(choices=Sync.Mode.choices, default=Sync.Mode.DYNAMIC,
+    mode = ChoiceField(choices=Sync.Mode.choices, default=Sync.Mode.DYNAMIC,
                                    help_text="one_time: one full export; dynamic: then the changes, every interval.")
     interval_minutes = serializers.IntegerField(min_value=policy.MIN_INTERVAL_MINUTES,
                                                 max_value=policy.MAX_INTERVAL_MINUTES,
@@ -57,13 +57,13 @@ class SyncInput(serializers.Serializer):
 
 
 class SyncFilter(serializers.Serializer):
-    state = serializers.ChoiceField(choices=Sync.State.choices, required=False)
+    state = ChoiceField(choices=Sync.State.choices, required=False)
     cohort = serializers.IntegerField(required=False, min_value=1, max_value=MAX_ID)
     connection = serializers.IntegerField(required=False, min_value=1, max_value=MAX_ID)
 
 
 class SyncRunOutput(serializers.ModelSerializer):
-    kind = serializers.ChoiceField(choices=SyncRun.Kind.choices, allow_blank=True, read_only=True,
+    kind = ChoiceField(choices=SyncRun.Kind.choices, allow_blank=True, read_only=True,
                                    help_text="Empty while the run is queued: decided when it starts.")
 
     class Meta:

@@ -12,14 +12,15 @@ from .validation import MAX_CUSTOM_HEADERS
 
 
 class ConnectionAdminForm(forms.ModelForm):
-    """Secrets are write-only: the form never renders them, and blank keeps the stored one."""
+    """Secrets are write-only: the form never renders a stored one, and blank keeps it. What was
+    typed is rendered back after a validation error, so it need not be typed again."""
 
     auth_password = forms.CharField(
-        label="Basic Auth password", required=False, widget=forms.PasswordInput(render_value=False),
+        label="Basic Auth password", required=False, widget=forms.PasswordInput(render_value=True),
         help_text="Leave blank to keep the current password. Tick “clear” below to remove it.",
     )
     api_key = forms.CharField(
-        label="API key (sent as x-api-key)", required=False, widget=forms.PasswordInput(render_value=False),
+        label="API key (sent as x-api-key)", required=False, widget=forms.PasswordInput(render_value=True),
         help_text="Leave blank to keep the current key.",
     )
     url = forms.URLField(max_length=2000, assume_scheme="https", widget=forms.URLInput(attrs={"class": "vURLField"}))
@@ -53,6 +54,10 @@ class ConnectionAdminForm(forms.ModelForm):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self._stored = {"auth_password": self.instance.auth_password, "api_key": self.instance.api_key}
+        for name in self._stored:
+            self.initial[name] = ""  # rendered: only what was typed, never the stored secret
+            if self.instance.pk is None:  # nothing stored yet to keep
+                self.fields[name].help_text = "Optional."
 
     def _clean_secret(self, field: str) -> str:
         if self.data.get(f"clear_{field}"):

@@ -5,7 +5,7 @@ from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
-from access.api import ProjectScopedInput, client_projects
+from access.api import ChoiceField, ProjectScopedInput, client_projects
 from access.schema import ErrorOutput
 
 from .models import MAX_PAGE_SIZE, Connection
@@ -51,7 +51,7 @@ class ConnectionOutput(serializers.ModelSerializer):
 class ConnectionUpdateInput(serializers.Serializer):
     name = serializers.CharField(max_length=200, required=False)
     url = serializers.CharField(max_length=2000, required=False, help_text="https:// (or http:// where allowed)")
-    format = serializers.ChoiceField(choices=Connection.Format.choices, required=False)
+    format = ChoiceField(choices=Connection.Format.choices, required=False)
     body_template = serializers.CharField(required=False, allow_blank=True, trim_whitespace=False,
                                           help_text="For the `template` format: the body, over the `input` object.")
     content_type = serializers.CharField(max_length=100, required=False)

@@ -1,4 +1,4 @@
-"""Wire formats: one page of members in the connection's format (docs/receiving.md).
+"""Wire formats: one page of members in the connection's format (docs/contract.md).
 
 - `mixpanel` (default): `{"action", "parameters": {..., "page_info", "members"}}`.
 - `amplitude`: `{"cohort_name", "cohort_id", "in_cohort", "computed_time", "message_id", "users"}`.
@@ -89,7 +89,7 @@ def mixpanel_members(rows: list[MemberRow], properties: tuple[str, ...]) -> list
     members = []
     for distinct_id, email, first_name, last_name, phone_number, properties_json in rows:
         member = {"mixpanel_distinct_id": distinct_id}
-        # Identity fields go out only when the profile has them (docs/receiving.md).
+        # Identity fields go out only when the profile has them (docs/contract.md).
         if email:
             member["email"] = email
         if first_name:

@@ -13,6 +13,7 @@ from .models import ReceivedWebhook
 # Never keep credentials that a sender put in its headers.
 REDACTED_HEADERS = {"authorization", "x-api-key", "cookie"}
 INBOX_PAGE_SIZE = 100
+FOLD_BODY_LINES = 40  # longer bodies (a page of 1000 members) start folded
 
 
 @csrf_exempt
@@ -64,4 +65,16 @@ def _show_inbox(request: HttpRequest, inbox: str) -> HttpResponse:
     for item in received:
         decoded = _decoded(item.body.encode())
         item.pretty_body = item.body if decoded is None else orjson.dumps(decoded, option=orjson.OPT_INDENT_2).decode()
+        item.member_count = _member_count(decoded)
+        item.body_lines = item.pretty_body.count("\n") + 1
+        item.folded = item.body_lines > FOLD_BODY_LINES
     return render(request, "integrations/inbox.html", {"inbox": inbox, "received": received})
+
+
+def _member_count(decoded) -> int | None:
+    """People in a page: `members` of a cohort page, `users` of an amplitude page or a message batch."""
+    if not isinstance(decoded, dict):
+        return None
+    parameters = decoded.get("parameters")
+    people = parameters.get("members") if isinstance(parameters, dict) else decoded.get("users")
+    return len(people) if isinstance(people, list) else None

@@ -1,4 +1,4 @@
-"""Delivery policy as data: limits, status classes and the one classifier (docs/receiving.md)."""
+"""Delivery policy as data: limits, status classes and the one classifier (docs/contract.md)."""
 
 import enum
 from dataclasses import dataclass

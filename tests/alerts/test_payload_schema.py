@@ -1,5 +1,5 @@
-"""Every alert payload validates against seed 002's CustomAlertTriggeredPayload (AsyncAPI
-components.schemas, $refs resolved within the document), as the notification webhook receives it."""
+"""Every alert payload validates against CustomAlertTriggeredPayload of docs/asyncapi.yaml
+(components.schemas, $refs resolved within the document), as the notification webhook receives it."""
 
 import copy
 from datetime import datetime
@@ -19,20 +19,12 @@ from tests.factories import SyncFactory, SyncRunFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
 
-SEED = Path(__file__).resolve().parents[3] / "shared" / "seeds" / "002_19af2ee7c700c5e5.txt"
-COPY = Path(__file__).with_name("asyncapi_alert_schemas.yaml")
+ASYNCAPI = Path(__file__).resolve().parents[2] / "docs" / "asyncapi.yaml"
 ALERT_SCHEMAS = ("CustomAlertTriggeredPayload", "AlertMetadata", "AlertCondition", "AlertReport", "AlertLinks")
 
 
-def seed_document() -> dict:
-    """The YAML part of the seed: the AsyncAPI document follows some prose."""
-    text = SEED.read_text(encoding="utf-8")
-    return yaml.safe_load(text[text.index("\nasyncapi: ") + 1:])
-
-
 def alert_components() -> dict:
-    # The seed lives beside the repository; a checkout without it uses the verbatim copy.
-    document = seed_document() if SEED.exists() else yaml.safe_load(COPY.read_text(encoding="utf-8"))
+    document = yaml.safe_load(ASYNCAPI.read_text(encoding="utf-8"))
     return {"schemas": {name: document["components"]["schemas"][name] for name in ALERT_SCHEMAS}}
 
 
@@ -83,12 +75,6 @@ def assert_valid(payload: dict) -> None:
 
 
 # --- The schema and the checker themselves ----------------------------------------------------
-
-
-@pytest.mark.skipif(not SEED.exists(), reason="the seed is not beside this checkout")
-def test_the_copied_schemas_match_the_seed():
-    copied = yaml.safe_load(COPY.read_text(encoding="utf-8"))["components"]["schemas"]
-    assert copied == {name: seed_document()["components"]["schemas"][name] for name in ALERT_SCHEMAS}
 
 
 @pytest.mark.parametrize("path, value", [

@@ -2,7 +2,7 @@
 
 from datetime import datetime, timedelta, timezone
 
-from cohorts.charts import LEFT, WIDTH, RunChange, SizePoint, size_chart
+from cohorts.charts import LABELLED_SLOTS, LEFT, WIDTH, RunChange, SizePoint, size_chart
 
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=timezone.utc)
 
@@ -57,3 +57,34 @@ def test_a_run_that_changed_nothing_still_shows_a_mark_and_an_unmeasured_one_no_
 
     assert [(b.kind, b.height) for b in chart.bars] == [("adds", 1.0), ("removes", 1.0)]
     assert chart.size_dots == [] and chart.size_line == ""
+
+
+def test_one_run_is_labelled_in_the_middle_with_its_numbers_and_time():
+    chart = size_chart(points=[SizePoint(at=T0, size=25, run=RunChange(full=True, members=25))])
+
+    middle = LEFT + (chart.right - LEFT) / 2
+    (tick,) = chart.time_ticks
+    assert (tick.x, tick.label, tick.anchor) == (middle, "2026-01-01 12:00", "middle")  # under the point
+    (bar,) = chart.bars
+    assert bar.x + bar.width / 2 == middle and bar.height == chart.change_zero - chart.change_top
+    assert [(label.label, label.x) for label in chart.value_labels] == [("25", middle), ("25", middle)]
+    size_label, bar_label = chart.value_labels
+    assert chart.size_top < size_label.y < chart.size_bottom  # the top dot's number below it, inside
+    assert bar_label.y < bar.y  # the full load's number above its bar
+    assert chart.dot_radius > 3
+
+
+def test_a_diff_run_labels_its_adds_above_and_its_removes_below():
+    chart = size_chart(points=[SizePoint(at=T0, size=104, run=RunChange(adds=10, removes=6))])
+
+    adds, removes = (next(label for label in chart.value_labels if label.label == text) for text in ("+10", "−6"))
+    assert adds.y < chart.change_zero < removes.y
+
+
+def test_many_points_keep_only_the_first_and_last_time_and_no_numbers():
+    points = [SizePoint(at=T0 + timedelta(hours=n), size=n, run=RunChange(adds=n)) for n in range(LABELLED_SLOTS + 1)]
+
+    chart = size_chart(points=points)
+
+    assert [(t.x, t.anchor) for t in chart.time_ticks] == [(LEFT, "start"), (chart.right, "end")]
+    assert chart.value_labels == [] and chart.dot_radius == 3

@@ -89,18 +89,20 @@ def test_trim_to_zero_empties_the_cohort_but_keeps_the_profiles():
     assert Profile.objects.filter(project=cohort.project).count() == 5
 
 
-@pytest.mark.parametrize(("size", "percent", "half"), [(40, 10, 2), (100, 20, 10), (50, 100, 25), (10, 1, 1)])
-def test_churn_swaps_members_and_keeps_the_size(size, percent, half):
+@pytest.mark.parametrize(("size", "percent", "swapped"), [
+    (40, 10, 4), (100, 20, 20), (50, 100, 50), (10, 1, 1), (25, 20, 5), (25, 10, 3), (30, 5, 2),
+], ids=["exact", "exact 20", "all", "at least one", "README's 20 % of 25", "2.5 rounds up", "1.5 rounds up"])
+def test_churn_swaps_percent_of_the_members_and_keeps_the_size(size, percent, swapped):
     cohort = demo_cohort(size)
     before = member_ids(cohort)
 
     removed, added = demo_cohort_churn(cohort=cohort, percent=percent)
 
     after = member_ids(cohort)
-    assert (removed, added) == (half, half)
+    assert (removed, added) == (swapped, swapped)
     assert len(after) == size
-    assert len(before - after) == half
-    assert after - before == {demo_distinct_id(n) for n in range(size + 1, size + half + 1)}
+    assert len(before - after) == swapped
+    assert after - before == {demo_distinct_id(n) for n in range(size + 1, size + swapped + 1)}
 
 
 def test_churn_of_zero_percent_changes_nothing():
@@ -120,7 +122,7 @@ def test_repeated_churn_does_not_drift_the_size():
         demo_cohort_churn(cohort=cohort, percent=20)
 
     assert len(member_ids(cohort)) == 30
-    assert Profile.objects.filter(project=cohort.project).count() == 30 + 5 * 3
+    assert Profile.objects.filter(project=cohort.project).count() == 30 + 5 * 6
 
 
 def test_churn_of_an_empty_cohort_keeps_it_empty():

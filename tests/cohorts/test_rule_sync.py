@@ -1,5 +1,5 @@
 """A rule cohort end to end: scheduled syncs to the loopback receiver send exact pages as
-profiles and events change (cohorts/rules.py through deliveries/engine.py), the size history
+profiles and events change (cohorts/rules.py through deliveries/engine/), the size history
 grows by a row a run, and cohort_preview counts and samples a draft definition."""
 
 from datetime import timedelta

@@ -1,5 +1,5 @@
 """One run per sync at a time: claims by lease, the dispatcher's choice of due syncs, and
-workers racing (deliveries/services.py, docs/design.md "Scheduling without double runs")."""
+workers racing (deliveries/services.py, docs/design.md)."""
 
 import threading
 import uuid

@@ -75,7 +75,8 @@ def test_demo_rerun_is_idempotent_and_does_not_print_the_password_again(receiver
     second = call("demo", "--url", receiver.url())
 
     assert demo_ids(second) == demo_ids(first)
-    assert "admin login:   admin (exists; password unchanged)" in second
+    assert ("admin login:   admin (exists; password unchanged; to reset it: "
+            ".venv/bin/python manage.py changepassword admin)") in second
     assert not re.search(r"admin login:\s+admin /", second)
     assert cohort_size() == 25
     assert (Project.objects.count(), Cohort.objects.count(), Connection.objects.count(), Sync.objects.count()) == (
@@ -103,9 +104,9 @@ def test_demo_churn_swaps_members_and_keeps_the_size(demo_sync, receiver):
     output = call("demo", "--url", receiver.url(), "--churn", "10")
 
     after = set(CohortMember.objects.values_list("profile__distinct_id", flat=True))
-    assert "Churn: removed 2 members, added 2 new ones." in output
+    assert "Churn: swapped 10 % of 40 members (4, rounded to 4): removed 4, added 4 new ones." in output
     assert len(after) == 40
-    assert len(before ^ after) == 4
+    assert len(before ^ after) == 8
 
 
 def test_demo_new_url_updates_the_same_connection(demo_sync, receiver):
@@ -192,7 +193,7 @@ def test_runsync_prints_every_page_of_a_large_cohort(demo_sync, receiver):
 def test_runsync_after_churn_sends_adds_then_removes(demo_sync, receiver):
     call("runsync", str(demo_sync.pk))
     before = set(CohortMember.objects.values_list("profile__distinct_id", flat=True))
-    call("demo", "--url", receiver.url(), "--churn", "10")  # 25 members: one out, one in
+    call("demo", "--url", receiver.url(), "--churn", "10")  # 25 members: 2.5, rounded to 3 out, 3 in
     after = set(CohortMember.objects.values_list("profile__distinct_id", flat=True))
     receiver.clear()
 
@@ -201,7 +202,7 @@ def test_runsync_after_churn_sends_adds_then_removes(demo_sync, receiver):
     assert "(diff, diff): succeeded" in output
     assert re.search(r"^  page 1/2 add_members try 1: success HTTP 200", output, re.M)
     assert re.search(r"^  page 2/2 remove_members try 1: success HTTP 200", output, re.M)
-    assert "Sent 1 adds and 1 removes in 2/2 pages." in output
+    assert "Sent 3 adds and 3 removes in 2/2 pages." in output
     assert [r.action for r in receiver.requests] == ["add_members", "remove_members"]
     assert member_ids(receiver.requests[0]) == sorted(after - before)
     assert member_ids(receiver.requests[1]) == sorted(before - after)

@@ -1,49 +1,36 @@
 """Every request of a run validates against the AsyncAPI schemas of the cohort-sync messages
-(../shared/seeds/002_19af2ee7c700c5e5.txt, copied here as JSON Schema), as an independent
-receiver checks them."""
+(docs/asyncapi.yaml, $refs resolved within the document), tightened where docs/contract.md is
+stricter, as an independent receiver checks them."""
+
+import copy
+from pathlib import Path
 
 import pytest
+import yaml
 from jsonschema import Draft202012Validator, FormatChecker
 
 from tests.conftest import run_now, set_members
 
 pytestmark = pytest.mark.django_db
 
-MEMBER = {
-    "type": "object",
-    "properties": {
-        "email": {"type": "string", "format": "email"},
-        "mixpanel_distinct_id": {"type": "string"},
-        "first_name": {"type": "string"},
-        "last_name": {"type": "string"},
-        "phone_number": {"type": "string"},
-    },
-    "required": ["mixpanel_distinct_id"],  # "Mixpanel always sends mixpanel_distinct_id"
-}
-PARAMETERS = {
-    "type": "object",
-    "required": ["mixpanel_project_id", "mixpanel_cohort_id", "mixpanel_session_id", "page_info", "members"],
-    "properties": {
-        "mixpanel_project_id": {"type": "string"},
-        "mixpanel_cohort_name": {"type": "string"},
-        "mixpanel_cohort_id": {"type": "string"},
-        "mixpanel_cohort_description": {"type": "string"},
-        "mixpanel_session_id": {"type": "string"},
-        "page_info": {
-            "type": "object",
-            "properties": {"total_pages": {"type": "integer"}, "page_count": {"type": "integer"}},
-            "required": ["total_pages", "page_count"],
-        },
-        "members": {"type": "array", "items": MEMBER, "maxItems": 1000},
-    },
-}
-PAYLOAD = {
-    "oneOf": [
-        {"type": "object", "required": ["action", "parameters"],
-         "properties": {"action": {"enum": [action]}, "parameters": PARAMETERS}}
-        for action in ("members", "add_members", "remove_members")
-    ]
-}
+ASYNCAPI = Path(__file__).resolve().parents[2] / "docs" / "asyncapi.yaml"
+PAYLOADS = ("CohortMembersPayload", "CohortAddMembersPayload", "CohortRemoveMembersPayload")
+
+
+def contract_components() -> dict:
+    components = {"schemas": copy.deepcopy(yaml.safe_load(ASYNCAPI.read_text(encoding="utf-8"))["components"]["schemas"])}
+    schemas = components["schemas"]
+    # docs/contract.md: a member always has its distinct id, a page at most 1000 members, and
+    # page_info both numbers.
+    schemas["CohortMember"]["required"] = ["mixpanel_distinct_id"]
+    schemas["CohortSyncParameters"]["properties"]["members"]["maxItems"] = 1000
+    schemas["CohortPageInfo"]["required"] = ["total_pages", "page_count"]
+    return components
+
+
+PAYLOAD = {"oneOf": [{"$ref": f"#/components/schemas/{name}"} for name in PAYLOADS],
+           "components": contract_components()}
+Draft202012Validator.check_schema(PAYLOAD)
 VALIDATOR = Draft202012Validator(PAYLOAD, format_checker=FormatChecker())
 
 

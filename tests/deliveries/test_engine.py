@@ -1,5 +1,5 @@
 """The sync engine end to end against a real loopback receiver: what went on the wire, and
-what the database holds afterwards (deliveries/engine.py, docs/receiving.md, docs/design.md)."""
+what the database holds afterwards (deliveries/engine/, docs/contract.md, docs/design.md)."""
 
 import time
 from collections import Counter

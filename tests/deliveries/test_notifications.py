@@ -26,6 +26,9 @@ def test_the_pause_email_names_the_sync_and_links_to_its_page_and_resume_button(
                      f'href="{page}#resume"', f'href="{page}"'):
         assert expected in html
     assert "/admin/" not in text and "/admin/" not in html
+    # The shell command works as written in a checkout set up by scripts/quickstart.sh.
+    command = f".venv/bin/python manage.py runsync {sync.pk} --resume"
+    assert command in text and command in html
     (notification,) = Notification.objects.all()
     assert (notification.recipient, notification.sync, notification.run, notification.reason) == (
         sync.created_by.email, sync, run, "sync_paused"

@@ -1,5 +1,5 @@
-"""The "Simple Sync Scenario" of seed 000, step by step (docs/receiving.md wins on the first run:
-it is a full `members` load, where the seed shows an add page)."""
+"""The reference scenario of docs/contract.md, step by step (the first run is a full `members`
+load, where the compatible format's own scenario shows an add page)."""
 
 import pytest
 

@@ -2,6 +2,7 @@
 (deliveries/admin.py), driven through Django's test client as a superuser."""
 
 import json
+import re
 
 import pytest
 from django.utils import timezone
@@ -161,6 +162,41 @@ def test_add_form_creates_an_encrypted_connection(admin_client):
     created = Connection.objects.get(name="New")
     assert created.auth_password == PASSWORD
     assert created.api_key == ""
+
+
+def secret_inputs(html: str) -> dict[str, str]:
+    """The rendered value of each secret field (an <input type="password">; no value attribute: "")."""
+    inputs = re.findall(r'<input type="password" name="(auth_password|api_key)"([^>]*)>', html)
+    return {name: (re.findall(r'value="([^"]*)"', attributes) or [""])[0] for name, attributes in inputs}
+
+
+def test_a_failed_add_form_keeps_what_was_typed_into_the_secret_fields(admin_client):
+    project = ProjectFactory()
+    add_page = admin_client.get("/admin/integrations/connection/add/").content.decode()
+    assert "Leave blank to keep" not in add_page  # nothing is stored yet on an Add form
+
+    response = admin_client.post(
+        "/admin/integrations/connection/add/",
+        {"project": project.pk, "name": "New", "url": "https://hooks.example.com/new", "format": "mixpanel",
+         "auth_username": "bot", "auth_password": PASSWORD, "api_key": API_KEY,
+         "headers": json.dumps({f"X-Custom-{i}": "v" for i in range(6)})},
+    )
+
+    assert response.status_code == 200 and response.context["adminform"].form.errors["headers"]
+    assert secret_inputs(response.content.decode()) == {"auth_password": PASSWORD, "api_key": API_KEY}
+    assert not Connection.objects.filter(name="New").exists()
+
+
+def test_a_failed_change_form_renders_typed_secrets_but_never_stored_ones(admin_client, connection):
+    headers = json.dumps({f"X-Custom-{i}": "v" for i in range(6)})
+
+    kept = admin_client.post(change_url(connection), form_data(connection, headers=headers))
+    typed = admin_client.post(change_url(connection), form_data(connection, headers=headers, api_key="new-key"))
+
+    assert secret_inputs(kept.content.decode()) == {"auth_password": "", "api_key": ""}
+    assert secret_inputs(typed.content.decode()) == {"auth_password": "", "api_key": "new-key"}
+    assert secret_inputs(admin_client.get(change_url(connection)).content.decode()) == {
+        "auth_password": "", "api_key": ""}
 
 
 # --- Syncs and runs --------------------------------------------------------------------

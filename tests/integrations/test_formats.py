@@ -1,6 +1,6 @@
 """Each payload format on the wire, end to end through the engine to a loopback receiver:
 full, diff and empty runs, retries, page size and content type (integrations/payloads.py,
-docs/receiving.md "`amplitude` body")."""
+docs/contract.md "The `amplitude` body")."""
 
 import json
 

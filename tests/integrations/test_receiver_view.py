@@ -155,3 +155,30 @@ def test_a_user_message_batch_is_shown_decoded(client):
     page = client.get("/receiver/msgs/").content.decode()
 
     assert "&quot;$distinct_id&quot;: &quot;ada&quot;" in page
+
+
+def test_each_page_shows_its_member_count(client, staff_client):
+    post(client, page("members", members=[{"mixpanel_distinct_id": f"m-{n}"} for n in range(3)]))
+    post(client, {"cohort_id": "2", "in_cohort": True, "users": [{"user_id": "a"}, {"user_id": "b"}]})
+    post(client, urlencode({"users": '[{"$distinct_id": "ada"}]'}), content_type="application/x-www-form-urlencoded")
+    post(client, "not json", content_type="text/plain")
+
+    response = staff_client.get("/receiver/demo/")
+
+    assert [item.member_count for item in response.context["received"]] == [None, 1, 2, 3]
+    html = response.content.decode()
+    assert '<strong class="inbox-count">3 members</strong>' in html
+    assert '<strong class="inbox-count">1 member</strong>' in html
+
+
+def test_a_long_body_is_folded_and_a_short_one_is_not(client, staff_client):
+    post(client, page("members", members=[{"mixpanel_distinct_id": f"m-{n}"} for n in range(20)]))
+    post(client, page("add_members"))
+
+    response = staff_client.get("/receiver/demo/")
+
+    short, long = response.context["received"]
+    assert (short.folded, long.folded) == (False, True)
+    html = response.content.decode()
+    assert html.count('<details class="inbox-body">') == 1
+    assert f"<summary>Body ({long.body_lines} lines)</summary>" in html

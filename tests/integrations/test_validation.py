@@ -1,5 +1,5 @@
 """Connection input rules (integrations/validation.py) as enforced by Connection.clean(),
-reached through the one service every interface uses (docs/receiving.md, Connections)."""
+reached through the one service every interface uses (docs/contract.md, "Connections")."""
 
 import pytest
 from django.core.exceptions import ValidationError

@@ -1,4 +1,4 @@
-"""The one classifier of a receiver's answer (docs/receiving.md, "Reading the answer")."""
+"""The one classifier of a receiver's answer (docs/contract.md, "Reading the answer")."""
 
 import json
 

@@ -1,7 +1,7 @@
 """A real HTTP receiver on loopback that records every request and answers as scripted.
 
 Used by the tests and the benchmark. Each response goes out in one write, so HTTP/1.1
-keep-alive does not stall on Nagle + delayed ACK (a known pitfall of a hand-written receiver).
+keep-alive does not stall on Nagle + delayed ACK (the pitfall in docs/benchmarks.md, "The floor").
 """
 
 import json
@@ -44,7 +44,7 @@ class RecordedRequest:
 
     @property
     def form_users(self) -> list[dict]:
-        """A user message's batch: the form field `users`, a JSON list (seed 003)."""
+        """A user message's batch: the form field `users`, a JSON list (docs/contract.md, "Legacy user messages")."""
         fields = parse_qs(self.body.decode(), strict_parsing=True)
         assert list(fields) == ["users"] and len(fields["users"]) == 1, fields.keys()
         return json.loads(fields["users"][0])

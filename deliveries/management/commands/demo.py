@@ -29,7 +29,11 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--members", type=int, default=None, help="demo cohort size (default 25 when new)")
         parser.add_argument("--url", default=None, help="webhook URL (default: the built-in test receiver)")
-        parser.add_argument("--churn", type=float, default=0.0, help="swap this %% of the cohort's members")
+        parser.add_argument(
+            "--churn", type=float, default=0.0, metavar="PCT",
+            help="swap PCT %% of the cohort's members: that many (rounded to the nearest whole member, "
+                 "halves up, at least one) removed at random and as many new ones added",
+        )
 
     @transaction.atomic  # a refused URL must not leave an admin whose password was never shown
     def handle(self, *args, members: int | None, url: str | None, churn: float, **options):
@@ -52,8 +56,10 @@ class Command(BaseCommand):
         )
         self._size_cohort(cohort, members if members is not None else (25 if created else None))
         if churn:
+            before = CohortMember.objects.filter(cohort=cohort).count()
             removed, added = demo.demo_cohort_churn(cohort=cohort, percent=churn)
-            self.stdout.write(f"Churn: removed {removed} members, added {added} new ones.")
+            self.stdout.write(f"Churn: swapped {churn:g} % of {before} members ({before * churn / 100:g}, "
+                              f"rounded to {removed}): removed {removed}, added {added} new ones.")
         sync = Sync.objects.filter(cohort=cohort, connection=connection).first()
         if sync is None:
             sync = delivery_services.sync_create(cohort=cohort, connection=connection, created_by=admin)
@@ -67,7 +73,8 @@ class Command(BaseCommand):
         if password:
             self.stdout.write(f"admin login:   {ADMIN_USERNAME} / {password}  ({settings.COHORTSYNC_BASE_URL}/admin/)")
         else:
-            self.stdout.write(f"admin login:   {ADMIN_USERNAME} (exists; password unchanged)")
+            self.stdout.write(f"admin login:   {ADMIN_USERNAME} (exists; password unchanged; to reset it: "
+                              f".venv/bin/python manage.py changepassword {ADMIN_USERNAME})")
 
     def _admin(self):
         User = get_user_model()
