@@ -6,7 +6,12 @@ from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.response import Response
 
 from access.api import (
-    MAX_ID, ChoiceField, ProjectScopedInput, ScopedPrimaryKeyRelatedField, acting_person, client_projects,
+    MAX_ID,
+    ChoiceField,
+    ProjectScopedInput,
+    ScopedPrimaryKeyRelatedField,
+    acting_person,
+    client_projects,
 )
 from cohorts.models import Cohort
 from deliveries.models import Sync
