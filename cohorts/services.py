@@ -125,15 +125,22 @@ def cohort_create(
 ) -> Cohort:
     """A static cohort, or a rule cohort whose definition is validated (docs/cohort-rules.md)."""
     cohort = Cohort(project=project, name=name, description=description, kind=kind, definition=definition or {})
-    cohort.full_clean()
-    cohort.save()
-    return cohort
+    return _cohort_checked_save(cohort)
 
 
 def cohort_update(*, cohort: Cohort, **fields) -> Cohort:
     """Change a cohort's fields (name, description, definition) and validate the result."""
     for field, value in fields.items():
         setattr(cohort, field, value)
+    return _cohort_checked_save(cohort)
+
+
+@transaction.atomic
+def _cohort_checked_save(cohort: Cohort) -> Cohort:
+    if cohort.kind == Cohort.Kind.RULES:
+        # Validation reads the project's other rule cohorts (cycles, reference limits): two saves
+        # at once must not each pass against the other's old definition.
+        Project.objects.select_for_update().filter(pk=cohort.project_id).first()
     cohort.full_clean()
     cohort.save()
     return cohort
