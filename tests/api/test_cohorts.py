@@ -135,12 +135,15 @@ def test_add_replace_and_remove_members_of_a_static_cohort(api):
     members = f"{URL}{cohort.pk}/members/"
     response = api.post(members, {"distinct_ids": ["a", "b", "ghost"]})
     assert response.status_code == 200
-    assert response.json() == {"added": 2, "removed": 0, "size": 2, "unknown_count": 1, "unknown_sample": ["ghost"]}
+    assert response.json() == {"added": 2, "removed": 0, "size": 2, "unknown_count": 1, "unknown_sample": ["ghost"],
+                               "rejected": 0, "errors": []}
     assert api.post(members, {"distinct_ids": ["a"]}).json()["added"] == 0
     response = api.put(members, {"distinct_ids": ["b", "c", "d"]})
-    assert response.json() == {"added": 2, "removed": 1, "size": 3, "unknown_count": 0, "unknown_sample": []}
+    assert response.json() == {"added": 2, "removed": 1, "size": 3, "unknown_count": 0, "unknown_sample": [],
+                               "rejected": 0, "errors": []}
     response = api.post(f"{members}remove/", {"distinct_ids": ["c", "zzz"]})
-    assert response.json() == {"added": 0, "removed": 1, "size": 2, "unknown_count": 1, "unknown_sample": ["zzz"]}
+    assert response.json() == {"added": 0, "removed": 1, "size": 2, "unknown_count": 1, "unknown_sample": ["zzz"],
+                               "rejected": 0, "errors": []}
     assert sorted(CohortMember.objects.filter(cohort=cohort).values_list("profile__distinct_id", flat=True)) == [
         "b", "d"]
 
@@ -161,6 +164,32 @@ def test_rule_cohorts_take_no_member_lists(api):
         assert response.json() == {"non_field_errors": [
             f"Cohort {cohort.pk} is computed from rules; only static cohorts take member lists."]}
     assert not CohortMember.objects.exists()
+
+
+def test_member_ids_receivers_would_alter_are_refused_one_by_one(api):
+    cohort = CohortFactory(project=api.project)
+    make_profiles(api.project, ["a", "ws-user", "c"])
+    # Sent as raw JSON: a lone surrogate cannot be encoded by the test client's JSON encoder.
+    body = '{"distinct_ids": ["a", " ws-user", "\\ud800x", "c\\u0007", "' + "x" * 256 + '", "", "c"]}'
+
+    response = api.post(f"{URL}{cohort.pk}/members/", body, content_type="application/json")
+
+    assert response.status_code == 200
+    assert response.json()["rejected"] == 5
+    assert response.json()["errors"] == [
+        {"index": 1, "field": None, "message": "must not begin or end with whitespace (receivers would strip it)"},
+        {"index": 2, "field": None,
+         "message": "must not contain a lone surrogate (U+D800 at character 1): it is not valid Unicode text"},
+        {"index": 3, "field": None, "message": "must not contain control characters (U+0007 at character 2)"},
+        {"index": 4, "field": None, "message": "must be at most 255 characters"},
+        {"index": 5, "field": None, "message": "must not be blank"},
+    ]
+    assert response.json()["added"] == 2
+    assert sorted(CohortMember.objects.filter(cohort=cohort).values_list("profile__distinct_id", flat=True)) == [
+        "a", "c"]
+    # Removing " ws-user" must not remove ws-user (a receiver that strips would).
+    response = api.post(f"{URL}{cohort.pk}/members/remove/", {"distinct_ids": [" ws-user"]})
+    assert (response.json()["removed"], response.json()["rejected"]) == (0, 1)
 
 
 @pytest.mark.parametrize("payload", [{}, {"distinct_ids": "a"}, {"distinct_ids": [1, {"x": 1}]}])
