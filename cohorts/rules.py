@@ -355,10 +355,13 @@ def _is_typed(value, value_type: str) -> bool:
 
 
 def _parse_when(value: str) -> datetime | None:
-    parsed = parse_datetime(value)
-    if parsed is None:
-        day = parse_date(value)
-        parsed = datetime(day.year, day.month, day.day) if day else None
+    try:
+        parsed = parse_datetime(value)
+        if parsed is None:
+            day = parse_date(value)
+            parsed = datetime(day.year, day.month, day.day) if day else None
+    except ValueError:  # well formed but no such day: 0000-01-01, 2024-02-30
+        return None
     if parsed is not None and timezone.is_naive(parsed):
         parsed = parsed.replace(tzinfo=dt_timezone.utc)  # naive times are UTC
     if parsed is not None:

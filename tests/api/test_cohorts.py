@@ -222,6 +222,32 @@ def test_preview_errors_name_the_path(api):
     assert response.json()["definition"][0].startswith("definition.conditions[0].operator: must be one of equals")
 
 
+@pytest.mark.parametrize("operator, value", [
+    ("gt", "0000-01-01"), ("gt", "2024-02-30"), ("between", ["0000-01-01", "2024-01-01"]),
+    ("lt", "9999-12-31T23:59:59-01:00"),
+])
+def test_preview_of_a_date_no_calendar_has_is_a_400(api, operator, value):
+    definition = {"conditions": [{"type": "property", "property": "signed_up", "operator": operator, "value": value,
+                                  "value_type": "date"}]}
+
+    response = api.post(f"{URL}preview/", {"definition": definition})
+
+    assert response.status_code == 400
+    assert response.json()["definition"][0].startswith("definition.conditions[0].value: ")
+
+
+def test_a_rule_definition_nested_thousands_deep_is_a_400(api):
+    leaf = '{"conditions": [{"type": "property", "property": "plan", "operator": "is_set"}]}'
+    definition = '{"conditions": [' * 3000 + leaf + "]}" * 3000
+
+    for url, body in [(URL, '{"name": "deep", "kind": "rules", "definition": %s}' % definition),
+                      (f"{URL}preview/", '{"definition": %s}' % definition)]:
+        response = api.post(url, body, content_type="application/json")
+        assert response.status_code == 400
+        assert "nested more than" in response.json()["detail"]
+    assert not Cohort.objects.filter(name="deep").exists()
+
+
 def test_preview_only_counts_the_clients_project(api, other_project):
     ProfileFactory(project=other_project, properties={"plan": "pro"})
     assert api.post(f"{URL}preview/", {"definition": PRO}).json() == {"count": 0, "sample": []}
