@@ -65,11 +65,11 @@ class Connection(models.Model):
             if not self.body_template.strip():
                 raise ValidationError({"body_template": "The custom template format needs a template."})
             # Rendering lives with the other wire formats in deliveries (imported late: it imports us).
-            from deliveries.payloads import SAMPLE_ROWS, sample_context, template_input
+            from deliveries.payloads import template_samples
             from deliveries.templating import validate_template
 
-            sample = template_input(sample_context(), SAMPLE_ROWS, ("plan", "score", "email"))
-            validate_template(self.body_template, content_type=self.content_type, sample_input=sample)
+            samples = template_samples(page_size=min(self.page_size or MAX_PAGE_SIZE, MAX_PAGE_SIZE))
+            validate_template(self.body_template, content_type=self.content_type, sample_inputs=samples)
 
     @property
     def active_signing_secrets(self) -> tuple[str, ...]:
