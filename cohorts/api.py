@@ -180,7 +180,8 @@ class CohortViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Des
 
     @extend_schema(methods=["GET"], summary="List members", responses=ProfileOutput(many=True),
                    parameters=[OpenApiParameter("cursor", str, description="From the previous page's `next`."),
-                               OpenApiParameter("page_size", int, description="1 to 1000 (default 100).")])
+                               OpenApiParameter("page_size", {"type": "integer", "minimum": 1, "maximum": 1000},
+                                                description="1 to 1000 (default 100).")])
     @extend_schema(methods=["POST"], summary="Add members (static cohorts)", request=MembersInput,
                    responses=MembershipChangeOutput)
     @extend_schema(methods=["PUT"], summary="Replace all members (static cohorts)", request=MembersInput,

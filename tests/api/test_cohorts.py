@@ -124,6 +124,18 @@ def test_members_of_a_rule_cohort_are_listed(api):
     assert [m["distinct_id"] for m in api.get(f"{URL}{cohort.pk}/members/").json()["results"]] == ["pro-1"]
 
 
+@pytest.mark.parametrize("page_size", ["abc", "0", "1001", "-1", "2.5", "", "１"])
+@pytest.mark.parametrize("path", ["", "{pk}/members/"])
+def test_a_page_size_that_is_not_1_to_1000_is_a_400(api, path, page_size):
+    cohort = CohortFactory(project=api.project)
+
+    response = api.get(f"{URL}{path.format(pk=cohort.pk)}", {"page_size": page_size})
+
+    assert response.status_code == 400
+    assert response.json() == {"page_size": ["A whole number from 1 to 1000."]}
+    assert api.get(f"{URL}{path.format(pk=cohort.pk)}", {"page_size": "1000"}).status_code == 200
+
+
 def test_a_bad_cursor_is_a_404(api):
     cohort = CohortFactory(project=api.project)
     assert api.get(f"{URL}{cohort.pk}/members/?cursor=garbage").status_code == 404
