@@ -41,7 +41,7 @@ _JSON_NUL = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
 # our members could become one of theirs, and removing one would remove the other.
 _EDGE_WHITESPACE = re.compile(r"^[\s\ufeff]|[\s\ufeff]$")  # JavaScript's trim() strips U+FEFF too
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
-_SURROGATE = re.compile("[\ud800-\udfff]")  # only lone ones reach a Python str: JSON pairs are joined
+LONE_SURROGATE = re.compile("[\ud800-\udfff]")  # only lone ones reach a Python str: JSON pairs are joined
 _JSON_TYPES = {type(None): "null", bool: "a boolean", int: "a number", float: "a number", str: "a string",
                list: "an array", dict: "an object"}
 
@@ -411,11 +411,11 @@ def distinct_id_problem(value: Any) -> str | None:
 
 
 def _text_problem(value: str, *, control: bool) -> str | None:
-    found = (control and _CONTROL.search(value)) or _SURROGATE.search(value)
+    found = (control and _CONTROL.search(value)) or LONE_SURROGATE.search(value)
     if not found:
         return None
     character = f"U+{ord(found.group()):04X} at character {found.start() + 1}"
-    if _SURROGATE.match(found.group()):
+    if LONE_SURROGATE.match(found.group()):
         return f"must not contain a lone surrogate ({character}): it is not valid Unicode text"
     return f"must not contain control characters ({character})"
 
@@ -470,7 +470,7 @@ def _check_property_name(value: Any, name: str) -> None:
         raise _ItemInvalid(name, f"property name {value[:20]!r}… is longer than {MAX_NAME_LENGTH} characters")
     if "\x00" in value:
         raise _ItemInvalid(name, "property names must not contain NUL characters")
-    if _SURROGATE.search(value):
+    if LONE_SURROGATE.search(value):
         raise _ItemInvalid(name, f"property name {value[:20]!r} holds a lone surrogate: not valid Unicode text")
 
 

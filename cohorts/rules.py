@@ -9,6 +9,7 @@ Conditions (see docs/cohort-rules.md for the full reference):
 Errors name the path of the bad part, e.g. `conditions[1].within_days`.
 """
 
+from collections.abc import Callable
 from datetime import datetime, timedelta, timezone as dt_timezone
 
 from django.conf import settings
@@ -25,6 +26,7 @@ from django.utils.dateparse import parse_datetime, parse_date
 from access.parsers import json_depth_exceeds
 
 from .expressions import DateParam, JSONProperty
+from .ingestion import LONE_SURROGATE
 from .models import Cohort, Event, Profile
 
 MAX_DEPTH = 5
@@ -72,10 +74,14 @@ def validate_definition(definition, *, project_id: int | None, cohort_id: int | 
         raise ValidationError({"definition": [
             f"definition: nested more than {MAX_JSON_DEPTH} levels deep (groups nest at most {MAX_DEPTH} deep)"
         ]})
-    nul_path = _nul_path(definition, "definition")
+    # PostgreSQL refuses NUL in jsonb (and in query parameters), and no database takes a lone
+    # surrogate (it is not Unicode text): say where, instead of failing on save.
+    nul_path = _text_path(definition, "definition", lambda text: "\x00" in text)
+    surrogate_path = _text_path(definition, "definition", LONE_SURROGATE.search)
     if nul_path is not None:
-        # PostgreSQL refuses NUL in jsonb (and in query parameters): say where, instead of failing on save.
         errors.append(f"{nul_path}: must not contain NUL characters")
+    elif surrogate_path is not None:
+        errors.append(f"{surrogate_path}: must not contain lone surrogates (not valid Unicode text)")
     else:
         graph = _ReferenceGraph(project_id=project_id, cohort_id=cohort_id)
         _check_group(definition, "definition", errors, depth=0, project_id=project_id, graph=graph)
@@ -300,18 +306,18 @@ def _cohort_references(group) -> list[int]:
     return found
 
 
-def _nul_path(value, path: str) -> str | None:
-    """The path of the first text (key or value) holding a NUL character, if any."""
+def _text_path(value, path: str, refused: Callable[[str], object]) -> str | None:
+    """The path of the first text (key or value) that `refused` holds to be wrong, if any."""
     if isinstance(value, str):
-        return path if "\x00" in value else None
+        return path if refused(value) else None
     if isinstance(value, dict):
         for key, item in value.items():
-            found = f"{path}.{key!r}" if "\x00" in str(key) else _nul_path(item, f"{path}.{key}")
+            found = f"{path}.{key!r}" if refused(str(key)) else _text_path(item, f"{path}.{key}", refused)
             if found is not None:
                 return found
     elif isinstance(value, list):
         for index, item in enumerate(value):
-            found = _nul_path(item, f"{path}[{index}]")
+            found = _text_path(item, f"{path}[{index}]", refused)
             if found is not None:
                 return found
     return None

@@ -248,6 +248,17 @@ def test_preview_of_a_date_no_calendar_has_is_a_400(api, operator, value):
     assert response.json()["definition"][0].startswith("definition.conditions[0].value: ")
 
 
+def test_a_lone_surrogate_in_a_definition_is_a_400_naming_its_path(api):
+    body = ('{"definition": {"conditions": [{"type": "property", "property": "plan", "operator": "equals", '
+            '"value": "pro\\ud800"}]}}')
+
+    response = api.post(f"{URL}preview/", body, content_type="application/json")
+
+    assert response.status_code == 400
+    assert response.json() == {"definition": [
+        "definition.conditions[0].value: must not contain lone surrogates (not valid Unicode text)"]}
+
+
 def test_a_rule_definition_nested_thousands_deep_is_a_400(api):
     leaf = '{"conditions": [{"type": "property", "property": "plan", "operator": "is_set"}]}'
     definition = '{"conditions": [' * 3000 + leaf + "]}" * 3000
