@@ -408,11 +408,6 @@ def rule_membership(*, cohort: Cohort, now: datetime | None = None) -> QuerySet:
     return members.annotate(profile_id=F("id")).values("profile_id")
 
 
-def compile_group(group: dict, *, project_id: int, now: datetime) -> Q:
-    """A definition without cohort references as one Q over profiles (references: rule_membership)."""
-    return _RuleCompiler(project_id=project_id, now=now).group(group)
-
-
 class _RuleCompiler:
     """Compiles one definition; referenced rule cohorts become named CTEs, in dependency order."""
 
