@@ -138,18 +138,38 @@ def default_project(request) -> Project:
 # --- Pagination -------------------------------------------------------------------------
 
 
-class PagePagination(pagination.PageNumberPagination):
-    page_size = 100
+class StrictPageSize:
+    """`page_size` as the schema states it (an integer, 1 to max_page_size): anything else is a
+    400, not silently the default (DRF's own behaviour)."""
+
     page_size_query_param = "page_size"
     max_page_size = 1000
 
+    def get_page_size(self, request):
+        given = request.query_params.get(self.page_size_query_param)
+        if given is None:
+            return self.page_size
+        if not (given.isascii() and given.isdigit() and 1 <= int(given) <= self.max_page_size):
+            raise exceptions.ValidationError(
+                {self.page_size_query_param: [f"A whole number from 1 to {self.max_page_size}."]})
+        return int(given)
 
-class IdCursorPagination(pagination.CursorPagination):
+    def get_schema_operation_parameters(self, view):
+        parameters = super().get_schema_operation_parameters(view)
+        for parameter in parameters:
+            if parameter["name"] == self.page_size_query_param:
+                parameter["schema"].update(minimum=1, maximum=self.max_page_size)
+        return parameters
+
+
+class PagePagination(StrictPageSize, pagination.PageNumberPagination):
+    page_size = 100
+
+
+class IdCursorPagination(StrictPageSize, pagination.CursorPagination):
     """Keyset pages by id for lists that may be huge (cohort members): no COUNT, no OFFSET."""
 
     page_size = 100
-    page_size_query_param = "page_size"
-    max_page_size = 1000
     ordering = "id"
 
 

@@ -3,7 +3,7 @@
 from django.core.exceptions import ValidationError
 from django.http import Http404
 from django.shortcuts import get_object_or_404
-from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field, extend_schema_view
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
@@ -64,11 +64,28 @@ class CohortInput(ProjectScopedInput, CohortUpdateInput):
     kind = ChoiceField(choices=Cohort.Kind.choices, default=Cohort.Kind.STATIC)
 
 
+class DistinctIdField(serializers.CharField):
+    """Any string: the service checks each distinct id (ingestion.distinct_id_problem) and refuses
+    the bad ones one by one, so one bad id does not lose the whole list."""
+
+    def __init__(self, **kwargs):
+        super().__init__(trim_whitespace=False, allow_blank=True, **kwargs)
+        self.validators = []  # CharField's own refuse NUL and surrogates for the whole request
+
+
 class MembersInput(serializers.Serializer):
     distinct_ids = serializers.ListField(
-        child=serializers.CharField(max_length=255, trim_whitespace=False), max_length=MAX_MEMBER_IDS,
-        help_text="Distinct ids of profiles of the cohort's project; unknown ids are counted and ignored.",
+        child=DistinctIdField(), max_length=MAX_MEMBER_IDS,
+        help_text="Distinct ids of profiles of the cohort's project; unknown ids are counted and ignored. Ids "
+        "longer than 255 characters, with surrounding whitespace, control characters or lone surrogates are "
+        "refused one by one (see `errors`); the others apply.",
     )
+
+
+class ItemErrorOutput(serializers.Serializer):
+    index = serializers.IntegerField(help_text="Position of the refused item in the batch.")
+    field = serializers.CharField(allow_null=True)
+    message = serializers.CharField()
 
 
 class MembershipChangeOutput(serializers.Serializer):
@@ -77,6 +94,15 @@ class MembershipChangeOutput(serializers.Serializer):
     size = serializers.IntegerField(help_text="Members after the change.")
     unknown_count = serializers.IntegerField(help_text="Distinct ids that name no profile of the project.")
     unknown_sample = serializers.ListField(child=serializers.CharField(), help_text="Some of them.")
+    rejected = serializers.SerializerMethodField(help_text="Distinct ids refused (see errors); the others applied.")
+    errors = serializers.SerializerMethodField(help_text="Each refused id: its index in `distinct_ids` and why.")
+
+    def get_rejected(self, change) -> int:
+        return len(change.rejected)
+
+    @extend_schema_field(ItemErrorOutput(many=True))
+    def get_errors(self, change) -> list[dict]:
+        return ItemErrorOutput(change.rejected, many=True).data
 
 
 class PreviewInput(ProjectScopedInput):
@@ -107,12 +133,6 @@ class EventsInput(ProjectScopedInput):
         help_text=f"At most {ingestion.MAX_BATCH:,} items, each {{\"distinct_id\", \"event\", \"time\" "
         "(ISO 8601 or unix seconds), \"properties\": {…}}.",
     )
-
-
-class ItemErrorOutput(serializers.Serializer):
-    index = serializers.IntegerField(help_text="Position of the refused item in the batch.")
-    field = serializers.CharField(allow_null=True)
-    message = serializers.CharField()
 
 
 class BatchResultOutput(serializers.Serializer):
@@ -160,7 +180,8 @@ class CohortViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Des
 
     @extend_schema(methods=["GET"], summary="List members", responses=ProfileOutput(many=True),
                    parameters=[OpenApiParameter("cursor", str, description="From the previous page's `next`."),
-                               OpenApiParameter("page_size", int, description="1 to 1000 (default 100).")])
+                               OpenApiParameter("page_size", {"type": "integer", "minimum": 1, "maximum": 1000},
+                                                description="1 to 1000 (default 100).")])
     @extend_schema(methods=["POST"], summary="Add members (static cohorts)", request=MembersInput,
                    responses=MembershipChangeOutput)
     @extend_schema(methods=["PUT"], summary="Replace all members (static cohorts)", request=MembersInput,

@@ -36,6 +36,11 @@ PROFILE_FIELDS = frozenset({"distinct_id", *IDENTITY_FIELDS, "set", "set_once", 
 EVENT_FIELDS = frozenset({"distinct_id", "event", "time", "properties"})
 # PostgreSQL refuses NUL in text and jsonb: an escaped \u0000 not itself escaped.
 _JSON_NUL = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
+# Distinct ids a receiver would store altered (trimmed, cleaned, re-encoded, truncated): two of
+# our members could become one of theirs, and removing one would remove the other.
+_EDGE_WHITESPACE = re.compile(r"^[\s\ufeff]|[\s\ufeff]$")  # JavaScript's trim() strips U+FEFF too
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+LONE_SURROGATE = re.compile("[\ud800-\udfff]")  # only lone ones reach a Python str: JSON pairs are joined
 _JSON_TYPES = {type(None): "null", bool: "a boolean", int: "a number", float: "a number", str: "a string",
                list: "an array", dict: "an object"}
 
@@ -126,6 +131,9 @@ def _identity_value(value: Any, name: str) -> str:
         raise _ItemInvalid(name, f"must be at most {limit} characters")
     if "\x00" in value:
         raise _ItemInvalid(name, "must not contain NUL characters")
+    problem = _text_problem(value, control=False)
+    if problem:
+        raise _ItemInvalid(name, problem)
     return value
 
 
@@ -379,13 +387,47 @@ def _check_object(item: Any, allowed: frozenset[str]) -> None:
         raise _ItemInvalid(None, f"must be an object, not {_json_type(item)}")
     if not item.keys() <= allowed:
         unknown = next(key for key in item if key not in allowed)
-        raise _ItemInvalid(str(unknown), f"unknown field (expected {', '.join(sorted(allowed))})")
+        # Named back as sent, but a lone surrogate cannot go out as UTF-8: escape it.
+        field = str(unknown).encode("utf-8", "backslashreplace").decode()
+        raise _ItemInvalid(field, f"unknown field (expected {', '.join(sorted(allowed))})")
+
+
+def distinct_id_problem(value: Any) -> str | None:
+    """Why a distinct id is refused, or None if it is kept as sent.
+
+    The one rule of every way in (API, imports, static member lists): a string of 1 to 255
+    characters, without surrounding whitespace, control characters or lone surrogates.
+    """
+    if not isinstance(value, str):
+        return f"must be a string, not {_json_type(value)}"
+    if not value.strip():
+        return "must not be blank"
+    if len(value) > MAX_NAME_LENGTH:
+        return f"must be at most {MAX_NAME_LENGTH} characters"
+    if _EDGE_WHITESPACE.search(value):
+        return "must not begin or end with whitespace (receivers would strip it)"
+    return _text_problem(value, control=True)
+
+
+def _text_problem(value: str, *, control: bool) -> str | None:
+    found = (control and _CONTROL.search(value)) or LONE_SURROGATE.search(value)
+    if not found:
+        return None
+    character = f"U+{ord(found.group()):04X} at character {found.start() + 1}"
+    if LONE_SURROGATE.match(found.group()):
+        return f"must not contain a lone surrogate ({character}): it is not valid Unicode text"
+    return f"must not contain control characters ({character})"
 
 
 def _required_name(item: dict, name: str) -> str:
     if name not in item:
         raise _ItemInvalid(name, "is required")
     value = item[name]
+    if name == "distinct_id":
+        problem = distinct_id_problem(value)
+        if problem:
+            raise _ItemInvalid(name, problem)
+        return value
     if not isinstance(value, str):
         raise _ItemInvalid(name, f"must be a string, not {_json_type(value)}")
     if not value.strip():
@@ -394,6 +436,9 @@ def _required_name(item: dict, name: str) -> str:
         raise _ItemInvalid(name, f"must be at most {MAX_NAME_LENGTH} characters")
     if "\x00" in value:
         raise _ItemInvalid(name, "must not contain NUL characters")
+    problem = _text_problem(value, control=False)
+    if problem:
+        raise _ItemInvalid(name, problem)
     return value
 
 
@@ -407,8 +452,9 @@ def _properties(value: Any, name: str) -> bytes:
         _check_property_name(property_name, name)
     try:
         encoded = orjson.dumps(value)
-    except TypeError:
-        raise _ItemInvalid(f"{name}.{_unencodable(value)}", "is not a JSON value") from None
+    except TypeError as exc:  # orjson.JSONEncodeError: not JSON, or text with a lone surrogate
+        problem = "holds a lone surrogate: not valid Unicode text" if "surrogates" in str(exc) else "is not a JSON value"
+        raise _ItemInvalid(f"{name}.{_unencodable(value)}", problem) from None
     if b"\\u0000" in encoded and _JSON_NUL.search(encoded):
         raise _ItemInvalid(name, "values must not contain NUL characters")
     return encoded
@@ -423,6 +469,8 @@ def _check_property_name(value: Any, name: str) -> None:
         raise _ItemInvalid(name, f"property name {value[:20]!r}… is longer than {MAX_NAME_LENGTH} characters")
     if "\x00" in value:
         raise _ItemInvalid(name, "property names must not contain NUL characters")
+    if LONE_SURROGATE.search(value):
+        raise _ItemInvalid(name, f"property name {value[:20]!r} holds a lone surrogate: not valid Unicode text")
 
 
 def _unencodable(properties: dict) -> str:

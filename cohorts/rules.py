@@ -9,20 +9,30 @@ Conditions (see docs/cohort-rules.md for the full reference):
 Errors name the path of the bad part, e.g. `conditions[1].within_days`.
 """
 
+from collections.abc import Callable
 from datetime import datetime, timedelta, timezone as dt_timezone
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.db import connection as db
 from django.db.models import Count, Exists, F, OuterRef, Q, QuerySet, Value
+from django.db.models.expressions import RawSQL
 from django.db.models.lookups import (
     Exact, GreaterThan, GreaterThanOrEqual, IContains, In, IsNull, LessThan, LessThanOrEqual,
 )
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime, parse_date
 
+from access.parsers import json_depth_exceeds
+
 from .expressions import DateParam, JSONProperty
+from .ingestion import LONE_SURROGATE
 from .models import IDENTITY_FIELDS, Cohort, Event, Profile
 
 MAX_DEPTH = 5
+# Groups nest MAX_DEPTH deep, two JSON levels each, plus a condition and its value list: anything
+# deeper is refused before any recursive walk (a 3,000-deep definition must be a 400, not a crash).
+MAX_JSON_DEPTH = 2 * MAX_DEPTH + 6
 MAX_CONDITIONS = 50
 MAX_WITHIN_DAYS = 90
 MAX_DAYS_AGO = 36_500
@@ -54,19 +64,34 @@ EVENT_OPERATORS = ("at_least", "at_most", "exactly")
 
 
 def validate_definition(definition, *, project_id: int | None, cohort_id: int | None = None) -> None:
-    """Raise ValidationError({"definition": ["<path>: <reason>", ...]}) if the definition is bad."""
+    """Raise ValidationError({"definition": ["<path>: <reason>", ...]}) if the definition is bad.
+
+    Cohort references are checked as a graph: no cycles, and neither this cohort nor any cohort
+    that refers to it may reach deeper or to more cohorts than the settings allow.
+    """
     errors: list[str] = []
-    nul_path = _nul_path(definition, "definition")
+    if json_depth_exceeds(definition, MAX_JSON_DEPTH):
+        raise ValidationError({"definition": [
+            f"definition: nested more than {MAX_JSON_DEPTH} levels deep (groups nest at most {MAX_DEPTH} deep)"
+        ]})
+    # PostgreSQL refuses NUL in jsonb (and in query parameters), and no database takes a lone
+    # surrogate (it is not Unicode text): say where, instead of failing on save.
+    nul_path = _text_path(definition, "definition", lambda text: "\x00" in text)
+    surrogate_path = _text_path(definition, "definition", LONE_SURROGATE.search)
     if nul_path is not None:
-        # PostgreSQL refuses NUL in jsonb (and in query parameters): say where, instead of failing on save.
         errors.append(f"{nul_path}: must not contain NUL characters")
+    elif surrogate_path is not None:
+        errors.append(f"{surrogate_path}: must not contain lone surrogates (not valid Unicode text)")
     else:
-        _check_group(definition, "definition", errors, depth=0, project_id=project_id, cohort_id=cohort_id)
+        graph = _ReferenceGraph(project_id=project_id, cohort_id=cohort_id)
+        _check_group(definition, "definition", errors, depth=0, project_id=project_id, graph=graph)
+        if not errors and graph.loaded:
+            errors += graph.limit_errors(_cohort_references(definition))
     if errors:
         raise ValidationError({"definition": errors})
 
 
-def _check_group(group, path, errors, *, depth, project_id, cohort_id) -> None:
+def _check_group(group, path, errors, *, depth, project_id, graph) -> None:
     if not isinstance(group, dict):
         errors.append(f"{path}: must be an object with `match` and `conditions`")
         return
@@ -85,12 +110,12 @@ def _check_group(group, path, errors, *, depth, project_id, cohort_id) -> None:
     for index, condition in enumerate(conditions):
         item_path = f"{path}.conditions[{index}]"
         if isinstance(condition, dict) and "conditions" in condition:
-            _check_group(condition, item_path, errors, depth=depth + 1, project_id=project_id, cohort_id=cohort_id)
+            _check_group(condition, item_path, errors, depth=depth + 1, project_id=project_id, graph=graph)
         else:
-            _check_condition(condition, item_path, errors, project_id=project_id, cohort_id=cohort_id)
+            _check_condition(condition, item_path, errors, project_id=project_id, graph=graph)
 
 
-def _check_condition(condition, path, errors, *, project_id, cohort_id) -> None:
+def _check_condition(condition, path, errors, *, project_id, graph) -> None:
     if not isinstance(condition, dict):
         errors.append(f"{path}: must be an object")
         return
@@ -100,7 +125,7 @@ def _check_condition(condition, path, errors, *, project_id, cohort_id) -> None:
     elif kind == "event":
         _check_event(condition, path, errors)
     elif kind == "cohort":
-        _check_cohort_reference(condition, path, errors, project_id=project_id, cohort_id=cohort_id)
+        _check_cohort_reference(condition, path, errors, project_id=project_id, graph=graph)
     else:
         errors.append(f"{path}.type: must be \"property\", \"event\" or \"cohort\"")
 
@@ -169,7 +194,7 @@ def _check_event(condition, path, errors) -> None:
             _check_property(where, f"{path}.where", errors, allowed_keys={"type"})
 
 
-def _check_cohort_reference(condition, path, errors, *, project_id, cohort_id) -> None:
+def _check_cohort_reference(condition, path, errors, *, project_id, graph: "_ReferenceGraph") -> None:
     _unknown_keys(condition, {"type", "cohort_id", "in"}, path, errors)
     if not isinstance(condition.get("in", True), bool):
         errors.append(f"{path}.in: must be true or false")
@@ -177,26 +202,98 @@ def _check_cohort_reference(condition, path, errors, *, project_id, cohort_id) -
     if not isinstance(target_id, int) or isinstance(target_id, bool):
         errors.append(f"{path}.cohort_id: must be a cohort id")
         return
-    target = Cohort.objects.filter(pk=target_id, project_id=project_id).first()
-    if target is None:
+    if not graph.has(target_id):
         errors.append(f"{path}.cohort_id: no cohort {target_id} in this project")
         return
-    if cohort_id is not None and _references(target, cohort_id, seen=set()):
+    if graph.cohort_id is not None and graph.reaches(target_id, graph.cohort_id):
         errors.append(f"{path}.cohort_id: cohort {target_id} refers back to this cohort (a cycle)")
 
 
-def _references(cohort: Cohort, target_id: int, *, seen: set[int]) -> bool:
-    """Whether `cohort`, directly or through other cohorts, uses cohort `target_id`."""
-    if cohort.pk == target_id:
-        return True
-    if cohort.pk in seen or cohort.kind != Cohort.Kind.RULES:
+class _ReferenceGraph:
+    """The project's cohorts and the cohorts each rule cohort refers to, read once (when the
+    definition has a reference); the cohort being validated takes its new references."""
+
+    def __init__(self, *, project_id: int | None, cohort_id: int | None):
+        self.project_id, self.cohort_id = project_id, cohort_id
+        self.loaded = False
+        self._edges: dict[int, list[int]] = {}
+
+    def _load(self) -> None:
+        if self.loaded:
+            return
+        self.loaded = True
+        for pk, kind, definition in Cohort.objects.filter(project_id=self.project_id).values_list(
+            "pk", "kind", "definition"
+        ):
+            refs = _cohort_references(definition) if kind == Cohort.Kind.RULES else []
+            self._edges[pk] = [ref for ref in refs if isinstance(ref, int) and not isinstance(ref, bool)]
+
+    def has(self, cohort_id: int) -> bool:
+        self._load()
+        return cohort_id in self._edges
+
+    def reaches(self, start: int, target: int) -> bool:
+        """Whether `start`, directly or through other cohorts, uses cohort `target` (stored references)."""
+        self._load()
+        seen, stack = set(), [start]
+        while stack:
+            node = stack.pop()
+            if node == target:
+                return True
+            if node not in seen:
+                seen.add(node)
+                stack.extend(self._edges.get(node, ()))
         return False
-    seen.add(cohort.pk)
-    for reference_id in _cohort_references(cohort.definition):
-        child = Cohort.objects.filter(pk=reference_id).first()
-        if child is not None and _references(child, target_id, seen=seen):
-            return True
-    return False
+
+    def limit_errors(self, new_references: list) -> list[str]:
+        """Depth and breadth of references, for this cohort and every cohort that refers to it."""
+        self._load()
+        me = self.cohort_id if self.cohort_id is not None else 0  # 0: an unsaved cohort (ids start at 1)
+        edges = {**self._edges, me: [ref for ref in new_references if ref in self._edges]}
+        max_depth = settings.COHORTSYNC_RULE_MAX_REFERENCE_DEPTH
+        max_cohorts = settings.COHORTSYNC_RULE_MAX_REFERENCED_COHORTS
+        errors = []
+        for cohort in [me, *sorted(_referrers(edges, me))]:
+            depth, reached = _reach(edges, cohort)
+            whose = "this cohort" if cohort == me else f"cohort {cohort}, which refers to this one,"
+            if depth > max_depth:
+                errors.append(f"definition: {whose} would refer through {depth} levels of cohorts; "
+                              f"at most {max_depth} (COHORTSYNC_RULE_MAX_REFERENCE_DEPTH)")
+            if reached > max_cohorts:
+                errors.append(f"definition: {whose} would refer to {reached} cohorts, directly or through "
+                              f"others; at most {max_cohorts} (COHORTSYNC_RULE_MAX_REFERENCED_COHORTS)")
+        return errors
+
+
+def _referrers(edges: dict[int, list[int]], target: int) -> set[int]:
+    """Every cohort that refers to `target`, directly or through others."""
+    referred_by: dict[int, list[int]] = {}
+    for pk, refs in edges.items():
+        for ref in refs:
+            referred_by.setdefault(ref, []).append(pk)
+    found, stack = set(), list(referred_by.get(target, ()))
+    while stack:
+        node = stack.pop()
+        if node not in found and node != target:
+            found.add(node)
+            stack.extend(referred_by.get(node, ()))
+    return found
+
+
+def _reach(edges: dict[int, list[int]], start: int) -> tuple[int, int]:
+    """The longest chain of references from `start`, and how many distinct cohorts it reaches."""
+    depths: dict[int, int] = {}
+    reached: set[int] = set()
+
+    def depth(node: int, path: frozenset) -> int:
+        if node in depths:
+            return depths[node]
+        children = [child for child in edges.get(node, ()) if child not in path]  # a stored cycle: stop there
+        reached.update(children)
+        depths[node] = 1 + max((depth(child, path | {child}) for child in children), default=-1)
+        return depths[node]
+
+    return depth(start, frozenset({start})), len(reached - {start})
 
 
 def _cohort_references(group) -> list[int]:
@@ -209,18 +306,18 @@ def _cohort_references(group) -> list[int]:
     return found
 
 
-def _nul_path(value, path: str) -> str | None:
-    """The path of the first text (key or value) holding a NUL character, if any."""
+def _text_path(value, path: str, refused: Callable[[str], object]) -> str | None:
+    """The path of the first text (key or value) that `refused` holds to be wrong, if any."""
     if isinstance(value, str):
-        return path if "\x00" in value else None
+        return path if refused(value) else None
     if isinstance(value, dict):
         for key, item in value.items():
-            found = f"{path}.{key!r}" if "\x00" in str(key) else _nul_path(item, f"{path}.{key}")
+            found = f"{path}.{key!r}" if refused(str(key)) else _text_path(item, f"{path}.{key}", refused)
             if found is not None:
                 return found
     elif isinstance(value, list):
         for index, item in enumerate(value):
-            found = _nul_path(item, f"{path}[{index}]")
+            found = _text_path(item, f"{path}[{index}]", refused)
             if found is not None:
                 return found
     return None
@@ -264,10 +361,13 @@ def _is_typed(value, value_type: str) -> bool:
 
 
 def _parse_when(value: str) -> datetime | None:
-    parsed = parse_datetime(value)
-    if parsed is None:
-        day = parse_date(value)
-        parsed = datetime(day.year, day.month, day.day) if day else None
+    try:
+        parsed = parse_datetime(value)
+        if parsed is None:
+            day = parse_date(value)
+            parsed = datetime(day.year, day.month, day.day) if day else None
+    except ValueError:  # well formed but no such day: 0000-01-01, 2024-02-30
+        return None
     if parsed is not None and timezone.is_naive(parsed):
         parsed = parsed.replace(tzinfo=dt_timezone.utc)  # naive times are UTC
     if parsed is not None:
@@ -282,41 +382,76 @@ def _parse_when(value: str) -> datetime | None:
 
 
 def rule_membership(*, cohort: Cohort, now: datetime | None = None) -> QuerySet:
-    """The members of a rule cohort as a queryset of `profile_id` (cohorts.selectors contract)."""
-    now = now or timezone.now()
-    condition = compile_group(cohort.definition, project_id=cohort.project_id, now=now)
-    return Profile.objects.filter(condition, project_id=cohort.project_id).annotate(profile_id=F("id")).values(
-        "profile_id"
-    )
+    """The members of a rule cohort as a queryset of `profile_id` (cohorts.selectors contract).
+
+    Each referenced rule cohort is compiled once, as a common table expression that every
+    reference reads (on SQLite: a temporary table, filled now): the SQL grows with the number
+    of distinct cohorts involved, not with the product of their references, and does not nest
+    a subquery per level of reference.
+    """
+    compiler = _RuleCompiler(project_id=cohort.project_id, now=now or timezone.now())
+    members = Profile.objects.filter(compiler.group(cohort.definition), project_id=cohort.project_id)
+    if compiler.ctes and db.vendor == "sqlite":
+        # SQLite copies a CTE's body into every reference while parsing (the product again):
+        # compute each referenced cohort once into a temporary table instead, in dependency order.
+        with db.cursor() as cursor:
+            for name, sql, params in compiler.ctes:
+                cursor.execute(f"DROP TABLE IF EXISTS temp.{name}")
+                cursor.execute(f"CREATE TEMPORARY TABLE {name} (profile_id INTEGER PRIMARY KEY)")
+                cursor.execute(f"INSERT INTO {name} (profile_id) {sql}", params)
+    elif compiler.ctes:
+        body_sql, body_params = members.values("id").query.sql_with_params()
+        # MATERIALIZED: computed once, whatever number of references read it.
+        ctes = ", ".join(f"{name} (profile_id) AS MATERIALIZED ({sql})" for name, sql, _ in compiler.ctes)
+        params = [param for _, _, cte_params in compiler.ctes for param in cte_params]
+        members = Profile.objects.filter(pk__in=RawSQL(f"WITH {ctes} {body_sql}", (*params, *body_params)))
+    return members.annotate(profile_id=F("id")).values("profile_id")
 
 
-def compile_group(group: dict, *, project_id: int, now: datetime) -> Q:
-    parts = []
-    for condition in group["conditions"]:
-        if "conditions" in condition:
-            parts.append(compile_group(condition, project_id=project_id, now=now))
-        else:
-            parts.append(_compile_condition(condition, project_id=project_id, now=now))
-    combined = parts[0]
-    for part in parts[1:]:
-        combined = combined | part if group.get("match", "all") == "any" else combined & part
-    return combined
+class _RuleCompiler:
+    """Compiles one definition; referenced rule cohorts become named CTEs, in dependency order."""
 
+    def __init__(self, *, project_id: int, now: datetime):
+        self.project_id, self.now = project_id, now
+        self.ctes: list[tuple[str, str, tuple]] = []  # (name, SQL, params)
+        self._names: dict[int, str] = {}
+        self._compiling: set[int] = set()
 
-def _compile_condition(condition: dict, *, project_id: int, now: datetime) -> Q:
-    kind = condition["type"]
-    if kind == "property":
-        return property_q(condition, source=F("properties"), now=now, identity=True)
-    if kind == "event":
-        return _event_q(condition, project_id=project_id, now=now)
-    from .selectors import cohort_membership  # selectors dispatch back to rules for rule cohorts
+    def group(self, group: dict) -> Q:
+        parts = [self.group(condition) if "conditions" in condition else self.condition(condition)
+                 for condition in group["conditions"]]
+        combined = parts[0]
+        for part in parts[1:]:
+            combined = combined | part if group.get("match", "all") == "any" else combined & part
+        return combined
 
-    target = Cohort.objects.filter(pk=condition["cohort_id"], project_id=project_id).first()
-    if target is None:  # deleted since this definition was saved: it has no members
-        inside = Q(pk__in=[])
-    else:
-        inside = Q(pk__in=cohort_membership(cohort=target, now=now))
-    return inside if condition.get("in", True) else ~inside
+    def condition(self, condition: dict) -> Q:
+        kind = condition["type"]
+        if kind == "property":
+            return property_q(condition, source=F("properties"), now=self.now, identity=True)
+        if kind == "event":
+            return _event_q(condition, project_id=self.project_id, now=self.now)
+        inside = self.reference(condition["cohort_id"])
+        return inside if condition.get("in", True) else ~inside
+
+    def reference(self, cohort_id: int) -> Q:
+        if cohort_id in self._names:
+            return Q(pk__in=RawSQL(f"SELECT profile_id FROM {self._names[cohort_id]}", ()))
+        target = Cohort.objects.filter(pk=cohort_id, project_id=self.project_id).first()
+        if target is None:  # deleted since this definition was saved: it has no members
+            return Q(pk__in=[])
+        if target.kind != Cohort.Kind.RULES:
+            from .selectors import cohort_membership  # selectors dispatch back to rules for rule cohorts
+
+            return Q(pk__in=cohort_membership(cohort=target, now=self.now))
+        if cohort_id in self._compiling:  # saving refuses cycles; one stored before that check must not loop
+            raise ValidationError(f"Cohort {cohort_id} refers to itself through other cohorts; edit one of them.")
+        self._compiling.add(cohort_id)
+        body = Profile.objects.filter(self.group(target.definition), project_id=self.project_id).values("id")
+        sql, params = body.query.sql_with_params()
+        self._names[cohort_id] = f"cohort_{cohort_id}_members"
+        self.ctes.append((self._names[cohort_id], sql, tuple(params)))
+        return self.reference(cohort_id)
 
 
 def property_q(condition: dict, *, source, now: datetime, identity: bool) -> Q:

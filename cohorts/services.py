@@ -1,12 +1,13 @@
 """Changes to projects, profiles and static cohort membership."""
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
+from .ingestion import ItemError, distinct_id_problem
 from .models import Cohort, CohortMember, CohortSize, Profile, Project
 from .selectors import cohort_member_count
 from .signals import cohort_recomputed
@@ -50,6 +51,7 @@ class MembershipChange:
     size: int  # members after the change
     unknown_count: int  # distinct ids with no profile in the cohort's project
     unknown_sample: list[str]
+    rejected: list[ItemError] = field(default_factory=list)  # ids refused by the distinct id rule, by index
 
 
 @transaction.atomic
@@ -57,11 +59,19 @@ def cohort_members_import(
     *, cohort: Cohort, distinct_ids: Iterable[str], mode: Literal["add", "remove", "replace"]
 ) -> MembershipChange:
     """Add, remove or replace a static cohort's members from a list of distinct ids (a file);
-    counts what really changed and which ids name no profile."""
+    counts what really changed and which ids name no profile. Ids the distinct id rule refuses
+    (ingestion.distinct_id_problem) are reported by their index and left out; the others apply."""
     if cohort.kind != Cohort.Kind.STATIC:
         raise ValidationError(f"Cohort {cohort.pk} is computed from rules; only static "
                               "cohorts take member lists.")
-    distinct_ids = list(dict.fromkeys(distinct_ids))
+    rejected, accepted = [], []
+    for index, distinct_id in enumerate(distinct_ids):
+        problem = distinct_id_problem(distinct_id)
+        if problem:
+            rejected.append(ItemError(index, None, problem))
+        else:
+            accepted.append(distinct_id)
+    distinct_ids = list(dict.fromkeys(accepted))
     members = CohortMember.objects.filter(cohort=cohort)
     before = members.count()
     if mode == "add":
@@ -77,7 +87,7 @@ def cohort_members_import(
     else:
         raise ValueError(f"unknown mode {mode!r}")
     unknown_count, unknown_sample = _unknown_distinct_ids(cohort.project_id, distinct_ids)
-    return MembershipChange(added, removed, before + added - removed, unknown_count, unknown_sample)
+    return MembershipChange(added, removed, before + added - removed, unknown_count, unknown_sample, rejected)
 
 
 def _unknown_distinct_ids(project_id: int, distinct_ids: list[str]) -> tuple[int, list[str]]:
@@ -125,15 +135,22 @@ def cohort_create(
 ) -> Cohort:
     """A static cohort, or a rule cohort whose definition is validated (docs/cohort-rules.md)."""
     cohort = Cohort(project=project, name=name, description=description, kind=kind, definition=definition or {})
-    cohort.full_clean()
-    cohort.save()
-    return cohort
+    return _cohort_checked_save(cohort)
 
 
 def cohort_update(*, cohort: Cohort, **fields) -> Cohort:
     """Change a cohort's fields (name, description, definition) and validate the result."""
-    for field, value in fields.items():
-        setattr(cohort, field, value)
+    for name, value in fields.items():
+        setattr(cohort, name, value)
+    return _cohort_checked_save(cohort)
+
+
+@transaction.atomic
+def _cohort_checked_save(cohort: Cohort) -> Cohort:
+    if cohort.kind == Cohort.Kind.RULES:
+        # Validation reads the project's other rule cohorts (cycles, reference limits): two saves
+        # at once must not each pass against the other's old definition.
+        Project.objects.select_for_update().filter(pk=cohort.project_id).first()
     cohort.full_clean()
     cohort.save()
     return cohort

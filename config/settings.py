@@ -118,7 +118,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_THROTTLE_CLASSES": ["access.throttling.ApiClientThrottle"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["access.parsers.BoundedJSONParser"],
     "DEFAULT_PAGINATION_CLASS": "access.api.PagePagination",
     "DEFAULT_SCHEMA_CLASS": "access.schema.ApiAutoSchema",
     "EXCEPTION_HANDLER": "access.api.api_exception_handler",
@@ -202,6 +202,9 @@ COHORTSYNC_SNAPSHOT_MAX_AGE_HOURS = env.float("COHORTSYNC_SNAPSHOT_MAX_AGE_HOURS
 COHORTSYNC_BASE_URL = env.str("COHORTSYNC_BASE_URL", default="http://127.0.0.1:8000")
 # Events older than this are refused on the way in and pruned daily (cohorts.prune_events).
 COHORTSYNC_EVENT_RETENTION_DAYS = env.int("COHORTSYNC_EVENT_RETENTION_DAYS", default=90)
+# Rule cohorts referring to cohorts: how long a chain, and how many cohorts one may reach.
+COHORTSYNC_RULE_MAX_REFERENCE_DEPTH = env.int("COHORTSYNC_RULE_MAX_REFERENCE_DEPTH", default=5)
+COHORTSYNC_RULE_MAX_REFERENCED_COHORTS = env.int("COHORTSYNC_RULE_MAX_REFERENCED_COHORTS", default=20)
 # ASAP messages run whenever their cohort is recomputed; this is how often the dispatcher
 # also checks them for cohorts that nothing else recomputes.
 COHORTSYNC_MESSAGE_ASAP_CHECK_MINUTES = env.int("COHORTSYNC_MESSAGE_ASAP_CHECK_MINUTES", default=15)

@@ -134,6 +134,8 @@ def examples() -> dict[str, str]:
         ("loops", f"nested at most {templating.MAX_LOOP_NESTING} deep, not recursive"),
         ("range()", f"at most {templating.MAX_RANGE:,} items"),
         ("'x' * n, replace()", f"at most {templating.MAX_VALUE_CHARS:,} characters"),
+        ("nesting", f"at most {templating.MAX_NESTING} levels of the template's syntax"),
+        ("integers", f"at most {templating.MAX_NUMBER_BITS} bits, as literals and as products"),
         ("filters", ", ".join(sorted(templating.ENVIRONMENT.filters.keys() - {"_tick"}))),
     ]
     blocks["template-limits"] = "\n".join(f"{name:<20}{value}" for name, value in limits)

@@ -66,11 +66,11 @@ class Connection(models.Model):
             if not self.body_template.strip():
                 raise ValidationError({"body_template": "The custom template format needs a template."})
             # The wire formats (integrations.payloads), imported when a template is checked.
-            from .payloads import SAMPLE_ROWS, sample_context, template_input
+            from .payloads import template_samples
             from .templating import validate_template
 
-            sample = template_input(sample_context(), SAMPLE_ROWS, ("plan", "score", "email"))
-            validate_template(self.body_template, content_type=self.content_type, sample_input=sample)
+            samples = template_samples(page_size=min(self.page_size or MAX_PAGE_SIZE, MAX_PAGE_SIZE))
+            validate_template(self.body_template, content_type=self.content_type, sample_inputs=samples)
 
     @property
     def active_signing_secrets(self) -> tuple[str, ...]:

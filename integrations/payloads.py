@@ -186,6 +186,19 @@ SAMPLE_ROWS = [
 ]
 
 
+def template_samples(*, page_size: int) -> list[tuple[str, dict]]:
+    """The pages a payload template must render at save (integrations.templating.validate_template):
+    the documentation's sample, an empty page, one member, and a full page of `page_size`."""
+    properties = ("plan", "score", "email")
+    full = [SAMPLE_ROWS[i % 2]._replace(distinct_id=f"user-{i + 1}") for i in range(max(page_size or 1, 1))]
+    return [
+        ("the sample page", template_input(sample_context(), SAMPLE_ROWS, properties)),
+        ("an empty page", template_input(sample_context(action="remove_members"), [], properties)),
+        ("a page of one member", template_input(sample_context(), SAMPLE_ROWS[:1], properties)),
+        (f"a full page ({len(full)} members)", template_input(sample_context(action="members"), full, properties)),
+    ]
+
+
 def sample_context(*, action: str = "add_members") -> PageContext:
     """A page for validating templates on save and for documentation examples."""
     session_id = uuid.UUID("6f1c1f0e-7d4f-4e59-9a55-3d6c0b0c2d8e")

@@ -15,13 +15,13 @@ Time is checked on every loop iteration as well as on every chunk of output.
 
 import contextvars
 import time
-from collections.abc import ItemsView, KeysView, Mapping, ValuesView
+from collections.abc import ItemsView, Iterable, KeysView, Mapping, ValuesView
 from dataclasses import dataclass
 
 import orjson
 from django.core.exceptions import ValidationError
 from jinja2 import StrictUndefined, TemplateError, TemplateSyntaxError, Undefined, UndefinedError, nodes, pass_context
-from jinja2.filters import make_attrgetter
+from jinja2.filters import do_dictsort, do_truncate, make_attrgetter, pass_environment
 from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
 
 MAX_TEMPLATE_CHARS = 20_000
@@ -31,6 +31,10 @@ MAX_RENDER_SECONDS = 2.0
 MAX_LOOP_NESTING = 2
 MAX_RANGE = 1000
 MAX_VALUE_CHARS = 10_000  # one repeated or replaced value; bounds what a single expression can build
+# Nesting of the template's syntax tree: far below Python's recursion limit, so that what parses
+# and compiles at save also does at send, on a deeper stack.
+MAX_NESTING = 40
+MAX_NUMBER_BITS = 256  # integer literals and arithmetic results: str() of a huge int raises
 ALLOWED_FILTERS = frozenset({
     "json", "tojson", "default", "d", "lower", "upper", "capitalize", "title", "trim", "string", "int", "float",
     "round", "abs", "length", "count", "join", "replace", "first", "last", "list", "sort", "unique", "min", "max",
@@ -259,6 +263,18 @@ def _capped_replace(value, old, new, count=None):
     return value.replace(old, new, -1 if count is None else count)
 
 
+def _truncate(env, value, length=255, killwords=False, end="...", leeway=None):
+    if isinstance(length, int) and isinstance(end, str) and len(end) > length:
+        raise SecurityError(f"truncate(): the end text ({len(end)} characters) is longer than the length ({length})")
+    return do_truncate(env, value, length, killwords, end, leeway)
+
+
+def _dictsort(value, case_sensitive=False, by="key", reverse=False):
+    if not isinstance(value, Mapping):
+        raise SecurityError(f"dictsort sorts an object's items, not {type(value).__name__} values")
+    return do_dictsort(value, case_sensitive, by, reverse)
+
+
 def _capped_range(*args):
     span = range(*args)
     if len(span) > MAX_RANGE:
@@ -306,6 +322,9 @@ class PayloadEnvironment(ImmutableSandboxedEnvironment):
         if operator == "+" and isinstance(left, (str, list, tuple)) and isinstance(right, (str, list, tuple)):
             remaining = _remaining()
             _charge(_size_at_most(left, remaining) + _size_at_most(right, remaining))
+        if operator == "*" and isinstance(left, int) and isinstance(right, int):
+            if left.bit_length() + right.bit_length() > MAX_NUMBER_BITS:
+                raise SecurityError(f"the product is too large (numbers are limited to {MAX_NUMBER_BITS} bits)")
         return super().call_binop(context, operator, left, right)
 
 
@@ -314,7 +333,8 @@ def _environment() -> PayloadEnvironment:
                              finalize=_finalize)
     env.filters = {name: f for name, f in env.filters.items() if name in ALLOWED_FILTERS}
     env.filters.update({"json": _json, "tojson": _tojson, "string": _text, "join": _join, "list": _list,
-                        "sum": _sum, "replace": _capped_replace, "_tick": _tick})
+                        "sum": _sum, "replace": _capped_replace, "_tick": _tick,
+                        "truncate": pass_environment(_truncate), "dictsort": _dictsort})
     env.globals = {"range": _capped_range}
     return env
 
@@ -329,12 +349,33 @@ def compile_template(source: str):
         tree = ENVIRONMENT.parse(source)
     except TemplateSyntaxError as exc:
         raise PayloadTemplateError(exc.message or "syntax error", exc.lineno) from None
+    except RecursionError:
+        raise PayloadTemplateError(f"the template nests more than {MAX_NESTING} levels deep") from None
+    except ValueError as exc:  # the lexer's int() of a literal of thousands of digits
+        raise PayloadTemplateError(f"a number in the template is too large ({_reason(exc)})") from None
+    _check_nesting(tree)
     _check_tree(tree)
     _instrument(tree)
     try:
         return ENVIRONMENT.from_string(tree)
     except TemplateError as exc:  # e.g. an unknown filter
         raise PayloadTemplateError(str(exc), getattr(exc, "lineno", None)) from None
+    except (RecursionError, SyntaxError, MemoryError) as exc:  # Python's own compiler, past our limits
+        raise PayloadTemplateError(f"the template cannot be compiled: {_reason(exc)}") from None
+
+
+def _check_nesting(tree) -> None:
+    """Refuse deep syntax trees and huge number literals, walking without recursion."""
+    stack = [(tree, 0)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_NESTING:
+            raise PayloadTemplateError(f"the template nests more than {MAX_NESTING} levels deep", node.lineno)
+        if isinstance(node, nodes.Const) and isinstance(node.value, int) and not isinstance(node.value, bool):
+            if node.value.bit_length() > MAX_NUMBER_BITS:
+                raise PayloadTemplateError(f"a number in the template is larger than {MAX_NUMBER_BITS} bits",
+                                           node.lineno)
+        stack.extend((child, depth + 1) for child in node.iter_child_nodes())
 
 
 def _check_tree(node, depth: int = 0) -> None:
@@ -349,8 +390,22 @@ def _check_tree(node, depth: int = 0) -> None:
             raise PayloadTemplateError(f"loops may nest at most {MAX_LOOP_NESTING} deep", node.lineno)
     if isinstance(node, nodes.Filter) and node.name not in ENVIRONMENT.filters:
         raise PayloadTemplateError(f"unknown or disallowed filter {node.name!r}", node.lineno)
+    if isinstance(node, nodes.Filter) and node.name == "truncate":
+        _check_truncate(node)
     for child in node.iter_child_nodes():
         _check_tree(child, depth)
+
+
+def _check_truncate(node) -> None:
+    """`truncate(3, end=".....")` raises on any text longer than 3: refuse it at save, not on a long name later."""
+    arguments = dict(zip(("length", "killwords", "end", "leeway"), node.args))
+    arguments.update({keyword.key: keyword.value for keyword in node.kwargs})
+    length, end = arguments.get("length"), arguments.get("end")
+    length = length.value if isinstance(length, nodes.Const) else (255 if length is None else None)
+    end = end.value if isinstance(end, nodes.Const) else ("..." if end is None else None)
+    if isinstance(length, int) and isinstance(end, str) and len(end) > length:
+        raise PayloadTemplateError(
+            f"truncate(): the end text ({len(end)} characters) is longer than the length ({length})", node.lineno)
 
 
 def _instrument(tree) -> None:
@@ -383,7 +438,7 @@ def render_template(template, payload_input: dict) -> str:
             parts.append(chunk)
     except PayloadTemplateError:
         raise
-    except (SecurityError, TemplateError, TypeError, ValueError, ArithmeticError) as exc:
+    except Exception as exc:  # noqa: BLE001 - whatever a template raises is the template's error, never ours
         raise PayloadTemplateError(_reason(exc), _error_line(exc)) from None
     finally:
         _RENDER.reset(token)
@@ -412,20 +467,28 @@ def _error_line(exc: Exception) -> int | None:
     return line
 
 
-def validate_template(source: str, *, content_type: str, sample_input: dict) -> None:
-    """Refuse a template that fails on a sample page or (for JSON) does not produce JSON."""
+def validate_template(source: str, *, content_type: str, sample_inputs: Iterable[tuple[str, dict]]) -> None:
+    """Refuse a template that fails on any sample page, named ("an empty page", "a full page",
+    ...) so that edge cases fail at save rather than at send, or (for JSON) does not produce JSON."""
     try:
-        output = render_template(compile_template(source), sample_input)
+        template = compile_template(source)
     except PayloadTemplateError as exc:
         raise ValidationError({"body_template": str(exc)}) from None
-    if is_json_content_type(content_type):
+    for index, (name, sample_input) in enumerate(sample_inputs):
+        # The first sample is "the" sample of the docs; the edge cases after it say which failed.
         try:
-            orjson.loads(output)
-        except orjson.JSONDecodeError as exc:
-            line = output.count("\n", 0, exc.pos) + 1
-            raise ValidationError(
-                {"body_template": f"the rendered sample is not valid JSON (output line {line}: {exc.msg})"}
-            ) from None
+            output = render_template(template, sample_input)
+        except PayloadTemplateError as exc:
+            raise ValidationError({"body_template": f"on {name}: {exc}" if index else str(exc)}) from None
+        if is_json_content_type(content_type):
+            try:
+                orjson.loads(output)
+            except orjson.JSONDecodeError as exc:
+                line = output.count("\n", 0, exc.pos) + 1
+                sample = f"the rendered sample of {name}" if index else "the rendered sample"
+                raise ValidationError(
+                    {"body_template": f"{sample} is not valid JSON (output line {line}: {exc.msg})"}
+                ) from None
 
 
 def is_json_content_type(content_type: str) -> bool:

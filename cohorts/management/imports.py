@@ -197,22 +197,36 @@ def file_format_of(path: Path, given: str | None) -> str:
         raise CommandError(f"{path}: unknown file type; name it .csv, .jsonl or .ndjson, or pass --format") from None
 
 
-def distinct_ids_from_file(path: Path) -> Iterator[str]:
-    """One distinct id a line, or a CSV whose header has a distinct_id column."""
+def distinct_ids_from_file(path: Path) -> Iterator[tuple[int, str]]:
+    """(line, distinct id) for each id of a file of one id a line, or of a CSV whose header has a
+    distinct_id column. Ids are kept as written (the service refuses surrounding whitespace rather
+    than guessing); empty lines and cells are skipped."""
     with path.open(encoding="utf-8-sig", newline="") as file:
         first = file.readline()
         header = next(csv.reader([first]), [])
         if "distinct_id" in header:
             column = header.index("distinct_id")
-            for cells in csv.reader(file):
+            reader = csv.reader(file)
+            line = 2
+            for cells in reader:
                 if len(cells) > column and cells[column].strip():
-                    yield cells[column].strip()
+                    yield line, cells[column]
+                line = reader.line_num + 2  # the next row's first line (the header was line 1)
             return
         if path.suffix.lower() == ".csv":
             raise CommandError(f"{path}: line 1: the CSV header has no distinct_id column")
-        for line in itertools.chain([first], file):
-            if line.strip():
-                yield line.strip()
+        for number, line_text in enumerate(itertools.chain([first], file), start=1):
+            distinct_id = _without_line_end(line_text)
+            if distinct_id.strip():
+                yield number, distinct_id
+
+
+def _without_line_end(line: str) -> str:
+    # Only the line's own end: any other whitespace is part of the id as written.
+    for end in ("\r\n", "\n", "\r"):
+        if line.endswith(end):
+            return line[:-len(end)]
+    return line
 
 
 class ImportCommand(BaseCommand):

@@ -124,6 +124,18 @@ def test_members_of_a_rule_cohort_are_listed(api):
     assert [m["distinct_id"] for m in api.get(f"{URL}{cohort.pk}/members/").json()["results"]] == ["pro-1"]
 
 
+@pytest.mark.parametrize("page_size", ["abc", "0", "1001", "-1", "2.5", "", "１"])
+@pytest.mark.parametrize("path", ["", "{pk}/members/"])
+def test_a_page_size_that_is_not_1_to_1000_is_a_400(api, path, page_size):
+    cohort = CohortFactory(project=api.project)
+
+    response = api.get(f"{URL}{path.format(pk=cohort.pk)}", {"page_size": page_size})
+
+    assert response.status_code == 400
+    assert response.json() == {"page_size": ["A whole number from 1 to 1000."]}
+    assert api.get(f"{URL}{path.format(pk=cohort.pk)}", {"page_size": "1000"}).status_code == 200
+
+
 def test_a_bad_cursor_is_a_404(api):
     cohort = CohortFactory(project=api.project)
     assert api.get(f"{URL}{cohort.pk}/members/?cursor=garbage").status_code == 404
@@ -135,12 +147,15 @@ def test_add_replace_and_remove_members_of_a_static_cohort(api):
     members = f"{URL}{cohort.pk}/members/"
     response = api.post(members, {"distinct_ids": ["a", "b", "ghost"]})
     assert response.status_code == 200
-    assert response.json() == {"added": 2, "removed": 0, "size": 2, "unknown_count": 1, "unknown_sample": ["ghost"]}
+    assert response.json() == {"added": 2, "removed": 0, "size": 2, "unknown_count": 1, "unknown_sample": ["ghost"],
+                               "rejected": 0, "errors": []}
     assert api.post(members, {"distinct_ids": ["a"]}).json()["added"] == 0
     response = api.put(members, {"distinct_ids": ["b", "c", "d"]})
-    assert response.json() == {"added": 2, "removed": 1, "size": 3, "unknown_count": 0, "unknown_sample": []}
+    assert response.json() == {"added": 2, "removed": 1, "size": 3, "unknown_count": 0, "unknown_sample": [],
+                               "rejected": 0, "errors": []}
     response = api.post(f"{members}remove/", {"distinct_ids": ["c", "zzz"]})
-    assert response.json() == {"added": 0, "removed": 1, "size": 2, "unknown_count": 1, "unknown_sample": ["zzz"]}
+    assert response.json() == {"added": 0, "removed": 1, "size": 2, "unknown_count": 1, "unknown_sample": ["zzz"],
+                               "rejected": 0, "errors": []}
     assert sorted(CohortMember.objects.filter(cohort=cohort).values_list("profile__distinct_id", flat=True)) == [
         "b", "d"]
 
@@ -161,6 +176,32 @@ def test_rule_cohorts_take_no_member_lists(api):
         assert response.json() == {"non_field_errors": [
             f"Cohort {cohort.pk} is computed from rules; only static cohorts take member lists."]}
     assert not CohortMember.objects.exists()
+
+
+def test_member_ids_receivers_would_alter_are_refused_one_by_one(api):
+    cohort = CohortFactory(project=api.project)
+    make_profiles(api.project, ["a", "ws-user", "c"])
+    # Sent as raw JSON: a lone surrogate cannot be encoded by the test client's JSON encoder.
+    body = '{"distinct_ids": ["a", " ws-user", "\\ud800x", "c\\u0007", "' + "x" * 256 + '", "", "c"]}'
+
+    response = api.post(f"{URL}{cohort.pk}/members/", body, content_type="application/json")
+
+    assert response.status_code == 200
+    assert response.json()["rejected"] == 5
+    assert response.json()["errors"] == [
+        {"index": 1, "field": None, "message": "must not begin or end with whitespace (receivers would strip it)"},
+        {"index": 2, "field": None,
+         "message": "must not contain a lone surrogate (U+D800 at character 1): it is not valid Unicode text"},
+        {"index": 3, "field": None, "message": "must not contain control characters (U+0007 at character 2)"},
+        {"index": 4, "field": None, "message": "must be at most 255 characters"},
+        {"index": 5, "field": None, "message": "must not be blank"},
+    ]
+    assert response.json()["added"] == 2
+    assert sorted(CohortMember.objects.filter(cohort=cohort).values_list("profile__distinct_id", flat=True)) == [
+        "a", "c"]
+    # Removing " ws-user" must not remove ws-user (a receiver that strips would).
+    response = api.post(f"{URL}{cohort.pk}/members/remove/", {"distinct_ids": [" ws-user"]})
+    assert (response.json()["removed"], response.json()["rejected"]) == (0, 1)
 
 
 @pytest.mark.parametrize("payload", [{}, {"distinct_ids": "a"}, {"distinct_ids": [1, {"x": 1}]}])
@@ -191,6 +232,43 @@ def test_preview_errors_name_the_path(api):
     response = api.post(f"{URL}preview/", {"definition": definition})
     assert response.status_code == 400
     assert response.json()["definition"][0].startswith("definition.conditions[0].operator: must be one of equals")
+
+
+@pytest.mark.parametrize("operator, value", [
+    ("gt", "0000-01-01"), ("gt", "2024-02-30"), ("between", ["0000-01-01", "2024-01-01"]),
+    ("lt", "9999-12-31T23:59:59-01:00"),
+])
+def test_preview_of_a_date_no_calendar_has_is_a_400(api, operator, value):
+    definition = {"conditions": [{"type": "property", "property": "signed_up", "operator": operator, "value": value,
+                                  "value_type": "date"}]}
+
+    response = api.post(f"{URL}preview/", {"definition": definition})
+
+    assert response.status_code == 400
+    assert response.json()["definition"][0].startswith("definition.conditions[0].value: ")
+
+
+def test_a_lone_surrogate_in_a_definition_is_a_400_naming_its_path(api):
+    body = ('{"definition": {"conditions": [{"type": "property", "property": "plan", "operator": "equals", '
+            '"value": "pro\\ud800"}]}}')
+
+    response = api.post(f"{URL}preview/", body, content_type="application/json")
+
+    assert response.status_code == 400
+    assert response.json() == {"definition": [
+        "definition.conditions[0].value: must not contain lone surrogates (not valid Unicode text)"]}
+
+
+def test_a_rule_definition_nested_thousands_deep_is_a_400(api):
+    leaf = '{"conditions": [{"type": "property", "property": "plan", "operator": "is_set"}]}'
+    definition = '{"conditions": [' * 3000 + leaf + "]}" * 3000
+
+    for url, body in [(URL, '{"name": "deep", "kind": "rules", "definition": %s}' % definition),
+                      (f"{URL}preview/", '{"definition": %s}' % definition)]:
+        response = api.post(url, body, content_type="application/json")
+        assert response.status_code == 400
+        assert "nested more than" in response.json()["detail"]
+    assert not Cohort.objects.filter(name="deep").exists()
 
 
 def test_preview_only_counts_the_clients_project(api, other_project):

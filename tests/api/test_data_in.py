@@ -49,6 +49,33 @@ def test_events_track_keeps_the_good_items_and_reports_the_bad(api):
     assert sorted(Event.objects.filter(project=api.project).values_list("name", flat=True)) == ["Pause", "Play"]
 
 
+def test_a_lone_surrogate_refuses_its_item_and_keeps_the_batch(api):
+    # Raw JSON: "\ud800" is valid JSON text that decodes to a lone surrogate (not valid Unicode).
+    time = timezone.now().isoformat()
+    profiles = '{"profiles": [{"distinct_id": "\\ud800"}, {"distinct_id": "ok"}, {"distinct_id": "k", "\\udc00": 1}]}'
+    events = ('{"events": [{"distinct_id": "ok", "event": "P\\ud800", "time": "%s"}, '
+              '{"distinct_id": "ok", "event": "Play", "time": "%s"}]}') % (time, time)
+
+    response = api.post("/api/v1/profiles/", profiles, content_type="application/json")
+    assert response.status_code == 200
+    assert response.json()["accepted"] == 1
+    assert [(e["index"], e["field"]) for e in response.json()["errors"]] == [(0, "distinct_id"), (2, "\\udc00")]
+    response = api.post("/api/v1/events/", events, content_type="application/json")
+    assert response.status_code == 200
+    assert response.json()["errors"] == [{"index": 0, "field": "event", "message": (
+        "must not contain a lone surrogate (U+D800 at character 2): it is not valid Unicode text")}]
+    assert list(Event.objects.filter(project=api.project).values_list("name", flat=True)) == ["Play"]
+
+
+def test_a_body_nested_thousands_deep_is_a_400(api):
+    body = '{"profiles": ' + "[" * 5000 + "]" * 5000 + "}"
+
+    response = api.post("/api/v1/profiles/", body, content_type="application/json")
+
+    assert response.status_code == 400
+    assert "nested more than 64 levels deep" in response.json()["detail"]
+
+
 @pytest.mark.parametrize("url, field", [("/api/v1/profiles/", "profiles"), ("/api/v1/events/", "events")])
 def test_an_oversize_batch_is_a_400_that_says_so(api, monkeypatch, url, field):
     monkeypatch.setattr(ingestion, "MAX_BATCH", 2)

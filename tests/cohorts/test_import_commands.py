@@ -231,18 +231,37 @@ def members(cohort) -> list[str]:
 
 
 def test_cohort_members_add_and_remove_from_a_plain_list(tmp_path, cohort):
-    ids = write(tmp_path, "ids.txt", "a\n b \n\nghost-1\nc\nghost-2\n")
+    ids = write(tmp_path, "ids.txt", "a\n b \n\nghost-1\nc\r\nghost-2\n")
 
+    # " b " is refused, not stripped: a receiver that strips would then hold b for it.
     assert run("cohort_members", cohort.pk, "--add", ids) == [
-        f"added 3, removed 0; cohort {cohort.pk} has 3 members",
+        "line 2: distinct_id: must not begin or end with whitespace (receivers would strip it)",
+        f"added 2, removed 0; cohort {cohort.pk} has 2 members",
+        "rejected 1 distinct ids (not applied)",
         "unknown distinct ids: 2 (ghost-1, ghost-2)",
     ]
-    assert members(cohort) == ["a", "b", "c"]
+    assert members(cohort) == ["a", "c"]
 
     assert run("cohort_members", cohort.pk, "--remove", write(tmp_path, "out.txt", "a\nd\n")) == [
-        f"added 0, removed 1; cohort {cohort.pk} has 2 members",
+        f"added 0, removed 1; cohort {cohort.pk} has 1 members",
     ]
-    assert members(cohort) == ["b", "c"]
+    assert members(cohort) == ["c"]
+
+
+def test_cohort_members_refuses_ids_receivers_would_alter_by_line(tmp_path, cohort):
+    path = tmp_path / "ids.csv"
+    path.write_text('email,distinct_id\nx@example.com,a\n,"b\tc"\n,"multi\nline"\n, c\n,' + "x" * 256 + "\n,b\n",
+                    encoding="utf-8")
+
+    assert run("cohort_members", cohort.pk, "--add", path) == [
+        "line 3: distinct_id: must not contain control characters (U+0009 at character 2)",
+        "line 4: distinct_id: must not contain control characters (U+000A at character 6)",
+        "line 6: distinct_id: must not begin or end with whitespace (receivers would strip it)",
+        "line 7: distinct_id: must be at most 255 characters",
+        f"added 2, removed 0; cohort {cohort.pk} has 2 members",
+        "rejected 4 distinct ids (not applied)",
+    ]
+    assert members(cohort) == ["a", "b"]
 
 
 def test_cohort_members_replace_from_a_csv_with_a_distinct_id_column(tmp_path, cohort, monkeypatch):

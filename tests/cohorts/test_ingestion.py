@@ -515,3 +515,76 @@ def test_the_events_admin_lists_events_read_only(admin_client):
     assert page.status_code == 200
     assert b"signup" in page.content
     assert admin_client.get(reverse("admin:cohorts_event_add")).status_code == 403
+
+
+# --- The distinct id rule (one validator for every way in) ------------------------------------
+
+BAD_DISTINCT_IDS = [
+    pytest.param(" ws-user", "must not begin or end with whitespace (receivers would strip it)", id="leading-space"),
+    pytest.param("ws-user\n", "must not begin or end with whitespace (receivers would strip it)", id="trailing-nl"),
+    pytest.param("\ufeffbom", "must not begin or end with whitespace (receivers would strip it)", id="bom"),
+    pytest.param("a\u0007b", "must not contain control characters (U+0007 at character 2)", id="bell"),
+    pytest.param("a\x00", "must not contain control characters (U+0000 at character 2)", id="nul"),
+    pytest.param("a\x85b", "must not contain control characters (U+0085 at character 2)", id="c1-control"),
+    pytest.param("x\ud800", "must not contain a lone surrogate (U+D800 at character 2): it is not valid Unicode text",
+                 id="lone-surrogate"),
+    pytest.param("x" * 256, "must be at most 255 characters", id="256-chars"),
+    pytest.param("   ", "must not be blank", id="blank"),
+    pytest.param(7, "must be a string, not a number", id="number"),
+]
+
+
+@pytest.mark.parametrize("distinct_id, message", BAD_DISTINCT_IDS)
+def test_profiles_and_events_refuse_distinct_ids_receivers_would_alter(distinct_id, message):
+    project = ProjectFactory()
+    now = timezone.now().isoformat()
+
+    profiles = profiles_upsert(project=project, items=[{"distinct_id": "ok"}, {"distinct_id": distinct_id}])
+    events = events_track(project=project, items=[{"distinct_id": distinct_id, "event": "Play", "time": now},
+                                                  {"distinct_id": "ok", "event": "Play", "time": now}])
+
+    assert profiles == BatchResult(accepted=1, errors=[ItemError(1, "distinct_id", message)])
+    assert events == BatchResult(accepted=1, errors=[ItemError(0, "distinct_id", message)])
+    assert list(Profile.objects.filter(project=project).values_list("distinct_id", flat=True)) == ["ok"]
+    assert [event.distinct_id for event in events_of(project)] == ["ok"]
+
+
+@pytest.mark.parametrize("distinct_id, message", BAD_DISTINCT_IDS[:-1])
+def test_static_member_lists_refuse_the_same_distinct_ids(cohort, distinct_id, message):
+    change = cohort_members_import(cohort=cohort, distinct_ids=["a", distinct_id, "b"], mode="add")
+
+    assert change.rejected == [ItemError(1, None, message)]
+    assert (change.added, change.size) == (2, 2)
+
+
+def test_distinct_ids_with_inner_spaces_and_any_script_are_kept():
+    project = ProjectFactory()
+    good = ["user 1", "ünïcødé-😀", "a/b%2F", "x" * 255, "tab-free\u00a0inside"]
+
+    result = profiles_upsert(project=project, items=[{"distinct_id": d} for d in good])
+
+    assert result == BatchResult(accepted=5)
+    assert all(ingestion.distinct_id_problem(d) is None for d in good)
+
+
+def test_lone_surrogates_elsewhere_in_an_item_refuse_only_that_item():
+    project = ProjectFactory()
+    now = timezone.now().isoformat()
+
+    profiles = profiles_upsert(project=project, items=[
+        {"distinct_id": "a", "email": "x\udc00@example.com"},
+        {"distinct_id": "b", "set": {"name\ud800": 1}},
+        {"distinct_id": "c", "set": {"name": "\ud800"}},
+        {"distinct_id": "d", "set": {"name": "ok"}},
+    ])
+    events = events_track(project=project, items=[
+        {"distinct_id": "a", "event": "Pl\ud800y", "time": now},
+        {"distinct_id": "a", "event": "Play", "time": now},
+    ])
+
+    assert [(e.index, e.field) for e in profiles.errors] == [(0, "email"), (1, "set"), (2, "set.name")]
+    assert all("lone surrogate" in e.message for e in profiles.errors)
+    assert profiles.accepted == 1
+    assert events.errors == [ItemError(0, "event", "must not contain a lone surrogate (U+D800 at character 3): "
+                                                   "it is not valid Unicode text")]
+    assert events.accepted == 1

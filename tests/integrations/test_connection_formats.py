@@ -52,6 +52,8 @@ def test_every_preset_is_a_valid_template(name):
     ('{\n  "a": {{ input.cohort_name | json }\n}', "line 2: unexpected '}'"),
     ("{\n{% set x = 1 %}\n}", "line 2: {% set %} is not allowed in payload templates"),
     ('{"a": {{ input.__class__ }}}', "line 1: access to attribute '__class__' of 'dict' object is unsafe."),
+    ('{"a": {{ input.users | dictsort }}}', "line 1: dictsort sorts an object's items, not list values"),
+    ('{"a": {{ input.users[0].user_id | json }}}', "on an empty page: line 1: list object has no element 0"),
 ])
 def test_an_invalid_template_is_refused_with_its_line(template, message):
     assert errors(format="template", body_template=template) == {"body_template": [message]}

@@ -291,9 +291,11 @@ def test_template_sees_our_session_and_page_fields(make_sync, receiver):
 
 
 def test_template_that_fails_on_a_real_page_pauses_the_sync(make_sync, receiver):
-    # Valid on the sample page (it has users); a page without users has no users[0].
+    # Valid on every sample page at save (all of the cohort "Pro users"); on this cohort's empty
+    # diff page there is no users[0].
     sync = make_sync(members=["A"])
-    use_format(sync, format="template", body_template='{"first": {{ input.users[0].user_id | json }}}')
+    use_format(sync, format="template", body_template=(
+        '{"first": {{ (1 if input.cohort_name == "Pro users" else input.users[0].user_id) | json }}}'))
     first_run(sync, receiver)
 
     run = run_now(sync)

@@ -17,6 +17,7 @@ from integrations.payloads import (
     amplitude_page,
     sample_context,
     template_input,
+    template_samples,
 )
 from integrations.templating import PRESETS, PayloadTemplateError, compile_template, render_template, validate_template
 
@@ -260,7 +261,7 @@ def test_an_overlong_template_is_refused():
 def test_validate_template_reports_the_line_of_a_failure():
     with pytest.raises(ValidationError) as caught:
         validate_template('{\n  "a": 1,\n  "b": {{ input.nope }}\n}', content_type="application/json",
-                          sample_input=SAMPLE_INPUT)
+                          sample_inputs=[("the sample page", SAMPLE_INPUT)])
     (message,) = caught.value.message_dict["body_template"]
     assert message.startswith("line 3: ")
 
@@ -272,7 +273,7 @@ def test_validate_template_reports_the_line_of_a_failure():
 ])
 def test_validate_template_refuses_output_that_is_not_json(source, line):
     with pytest.raises(ValidationError) as caught:
-        validate_template(source, content_type="application/json; charset=utf-8", sample_input=SAMPLE_INPUT)
+        validate_template(source, content_type="application/json; charset=utf-8", sample_inputs=[("the sample page", SAMPLE_INPUT)])
     (message,) = caught.value.message_dict["body_template"]
     assert message.startswith(f"the rendered sample is not valid JSON (output line {line}: ")
 
@@ -280,13 +281,78 @@ def test_validate_template_refuses_output_that_is_not_json(source, line):
 @pytest.mark.parametrize("content_type", ["text/plain", "application/x-ndjson", "application/x-www-form-urlencoded"])
 def test_validate_template_accepts_other_text_for_other_content_types(content_type):
     validate_template("{% for u in input.users %}{{ u.user_id | json }}\n{% endfor %}", content_type=content_type,
-                      sample_input=SAMPLE_INPUT)
+                      sample_inputs=[("the sample page", SAMPLE_INPUT)])
 
 
 @pytest.mark.parametrize("content_type", ["application/json", "application/vnd.receiver+json", "Application/JSON"])
 def test_validate_template_checks_every_json_content_type(content_type):
     with pytest.raises(ValidationError):
-        validate_template("not json", content_type=content_type, sample_input=SAMPLE_INPUT)
+        validate_template("not json", content_type=content_type, sample_inputs=[("the sample page", SAMPLE_INPUT)])
+
+
+# --- What saves does not raise at send ---------------------------------------------------
+
+EDGE_SAMPLES = template_samples(page_size=1000)
+
+
+@pytest.mark.parametrize(("source", "message"), [
+    pytest.param("{{ " + "[" * 300 + "1" + "]" * 300 + " }}", "the template nests more than 40 levels deep",
+                 id="deep-lists"),
+    pytest.param("{% if 1 %}" * 300 + "x" + "{% endif %}" * 300, "the template nests more than 40 levels deep",
+                 id="deep-ifs"),
+    pytest.param("{{ " + "9" * 5000 + " }}", "a number in the template is too large", id="5000-digit-literal"),
+    pytest.param("{{ " + "9" * 100 + " }}", "line 1: a number in the template is larger than 256 bits",
+                 id="100-digit-literal"),
+    pytest.param("{{ input.cohort_name | truncate(3, end='.....') }}",
+                 "line 1: truncate(): the end text (5 characters) is longer than the length (3)", id="truncate-const"),
+    pytest.param("{{ input.cohort_name | truncate(2) }}",
+                 "line 1: truncate(): the end text (3 characters) is longer than the length (2)",
+                 id="truncate-default-end"),
+])
+def test_templates_that_would_raise_at_send_are_refused_at_compile(source, message):
+    with pytest.raises(PayloadTemplateError) as caught:
+        compile_template(source)
+    assert str(caught.value).startswith(message)
+
+
+@pytest.mark.parametrize(("source", "message"), [
+    pytest.param("{{ input.cohort_name | truncate(input.page_count, end='.....') }}",
+                 "line 1: truncate(): the end text (5 characters) is longer than the length (1)", id="truncate-runtime"),
+    pytest.param("{{ input.users | dictsort }}", "line 1: dictsort sorts an object's items, not list values",
+                 id="dictsort-list"),
+    pytest.param("{{ input.total_pages * 99999999999999999999 * 99999999999999999999 * 99999999999999999999 * "
+                 "99999999999999999999 * 99999999999999999999 * 99999999999999999999 * 99999999999999999999 * "
+                 "99999999999999999999 * 99999999999999999999 * 99999999999999999999 }}",
+                 "line 1: the product is too large (numbers are limited to 256 bits)", id="huge-product"),
+    pytest.param("{{ input.users | sum }}", "line 1: sum() adds numbers only", id="sum-of-objects"),
+])
+def test_whatever_a_template_raises_while_rendering_is_a_template_error(source, message):
+    assert str(refusal(source)) == message
+
+
+@pytest.mark.parametrize(("source", "message"), [
+    pytest.param('{"first": {{ input.users[0].user_id | json }}}', "on an empty page: line 1: ", id="users[0]"),
+    pytest.param('{"ids": {{ input.users | map(attribute="user_id") | list | json }}}', "line 1: ", id="map"),
+    pytest.param("{% for u in input.users[:1] %}{{ u.user_id | json }}{% endfor %}",
+                 "the rendered sample of an empty page is not valid JSON", id="empty-output"),
+    pytest.param('{"x": {{ input.users[1].user_id | json }}}', "on an empty page: ", id="users[1]"),
+])
+def test_validation_renders_the_edge_pages_too(source, message):
+    with pytest.raises(ValidationError) as caught:
+        validate_template(source, content_type="application/json", sample_inputs=EDGE_SAMPLES)
+    (found,) = caught.value.message_dict["body_template"]
+    assert found.startswith(message)
+
+
+def test_the_edge_samples_are_an_empty_page_one_member_and_a_full_page():
+    assert [(name, len(sample["users"])) for name, sample in EDGE_SAMPLES] == [
+        ("the sample page", 2), ("an empty page", 0), ("a page of one member", 1),
+        ("a full page (1000 members)", 1000)]
+
+
+@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_the_presets_pass_every_edge_sample(name):
+    validate_template(PRESETS[name], content_type="application/json", sample_inputs=EDGE_SAMPLES)
 
 
 # --- The presets ----------------------------------------------------------------------
@@ -347,7 +413,7 @@ def test_per_user_preset_renders_one_object_a_user(action, users):
 
 @pytest.mark.parametrize("name", sorted(PRESETS))
 def test_presets_pass_validation_with_a_json_content_type(name):
-    validate_template(PRESETS[name], content_type="application/json", sample_input=SAMPLE_INPUT)
+    validate_template(PRESETS[name], content_type="application/json", sample_inputs=[("the sample page", SAMPLE_INPUT)])
 
 
 @pytest.mark.parametrize("name", sorted(PRESETS))

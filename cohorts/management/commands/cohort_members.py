@@ -25,14 +25,22 @@ class Command(BaseCommand):
         if cohort is None:
             raise CommandError(f"Cohort {cohort_id} does not exist.")
         try:
-            change = cohort_members_import(cohort=cohort, distinct_ids=distinct_ids_from_file(file), mode=mode)
+            lines, distinct_ids = [], []
+            for line, distinct_id in distinct_ids_from_file(file):
+                lines.append(line)
+                distinct_ids.append(distinct_id)
+            change = cohort_members_import(cohort=cohort, distinct_ids=distinct_ids, mode=mode)
         except (OSError, UnicodeDecodeError) as exc:
             raise CommandError(f"Cannot read {file}: {getattr(exc, 'strerror', None) or exc}") from exc
         except ValidationError as exc:
             raise CommandError("; ".join(exc.messages)) from exc
+        for error in change.rejected:
+            self.stdout.write(f"line {lines[error.index]}: distinct_id: {error.message}")
         self.stdout.write(
             f"added {change.added}, removed {change.removed}; cohort {cohort.pk} has {change.size} members"
         )
+        if change.rejected:
+            self.stdout.write(f"rejected {len(change.rejected)} distinct ids (not applied)")
         if change.unknown_count:
             sample = ", ".join(change.unknown_sample)
             more = ", …" if change.unknown_count > len(change.unknown_sample) else ""
