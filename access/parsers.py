@@ -5,24 +5,9 @@ walk further on, or the decoder itself)."""
 from rest_framework.exceptions import ParseError
 from rest_framework.parsers import JSONParser
 
+from cohorts.json_depth import json_depth_exceeds
+
 MAX_BODY_DEPTH = 64  # arrays and objects inside one another; rule definitions need about 16
-
-
-def json_depth_exceeds(value, limit: int) -> bool:
-    """Whether arrays and objects nest more than `limit` deep in `value` (walked without recursion)."""
-    stack = [(value, 1)]
-    while stack:
-        item, depth = stack.pop()
-        if isinstance(item, dict):
-            children = item.values()
-        elif isinstance(item, list):
-            children = item
-        else:
-            continue
-        if depth > limit:
-            return True
-        stack.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
-    return False
 
 
 class BoundedJSONParser(JSONParser):

@@ -23,7 +23,7 @@ from django.db.models.lookups import (
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime, parse_date
 
-from access.parsers import json_depth_exceeds
+from .json_depth import json_depth_exceeds
 
 from .expressions import DateParam, JSONProperty
 from .ingestion import LONE_SURROGATE
