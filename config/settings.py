@@ -39,6 +39,7 @@ INSTALLED_APPS = [
     "campaigns",
     "alerts",
     "access",
+    "sdk_ingest",
 ]
 
 MIDDLEWARE = [
@@ -146,6 +147,7 @@ SPECTACULAR_SETTINGS = {
         "MessageRunStatusEnum": "campaigns.models.MessageRun.Status",
         "AlertFiringStatusEnum": "alerts.models.AlertFiring.Status",
         "AlertKindEnum": "alerts.models.Alert.Kind",
+        "IngestKeyKindEnum": "sdk_ingest.models.IngestKey.Kind",
     },
 }
 
