@@ -94,8 +94,16 @@ class SegmentView(_SdkView):
         return _json({"success": True, "accepted": result.accepted, "rejected": result.rejected,
                       "errors": _item_errors(result)})
 
+    def handle_exception(self, exc):
+        # Segment's shape, so its clients log why ("[Segment] unauthorized: …").
+        if isinstance(exc, (exceptions.NotAuthenticated, exceptions.AuthenticationFailed)):
+            response = _json({"success": False, "code": "unauthorized", "message": str(exc.detail)}, status=401)
+            response["WWW-Authenticate"] = self.get_authenticate_header(self.request)
+            return response
+        return super().handle_exception(exc)
 
-_SEGMENT_RESPONSES = {200: SegmentOutput, 400: SegmentErrorOutput}
+
+_SEGMENT_RESPONSES = {200: SegmentOutput, 400: SegmentErrorOutput, 401: SegmentErrorOutput}
 
 
 class SegmentCallView(SegmentView):
@@ -197,7 +205,9 @@ class _MixpanelTokenView(_MixpanelView):
         result = self.ingest(project=ingest_key.project, records=records, token=token)
         if not result.errors:
             return _status_answer(verbose, None)
-        error = f"{result.rejected} of {len(records)} records failed validation ({result.accepted} stored)."
+        first = result.errors[0]
+        error = (f"{result.rejected} of {len(records)} records failed validation ({result.accepted} stored); "
+                 f"record {first.index}: {first.field or 'record'} {first.message}")
         return _status_answer(verbose, error, failed=_item_errors(result))
 
 
