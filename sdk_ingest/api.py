@@ -159,17 +159,19 @@ _RECORDS_REQUEST = {"application/x-www-form-urlencoded": MixpanelFormInput, "app
 class _MixpanelView(_SdkView):
     parser_classes = [FormParser, JSONParser]  # what the schema offers; the body is read by .payloads
 
-    def records(self, request) -> tuple[list, dict[str, str]]:
-        """The request's records and parameters (query string, and form fields but `data`)."""
+    def records(self, request) -> list:
+        """The request's records; `self.params` holds its parameters (query string, and the form
+        fields but `data`) even when the records cannot be read."""
+        self.params = {name: value for name, value in request.query_params.items()}
         body = request_body(request, limit=mixpanel.MAX_BODY_BYTES)
-        params = {name: value for name, value in request.query_params.items()}
         media = (request.content_type or "").split(";")[0].strip().lower()
         if media == "application/x-www-form-urlencoded":
             fields = form_fields(body)
-            if "data" not in fields:
+            data = fields.pop("data", None)
+            self.params.update(fields)
+            if data is None:
                 raise PayloadInvalid("The form field `data` is required.")
-            value = mixpanel_data_field(fields.pop("data"))
-            params.update(fields)
+            value = mixpanel_data_field(data)
         elif media == "application/x-ndjson":
             value = ndjson_values(body)
         else:
@@ -178,7 +180,7 @@ class _MixpanelView(_SdkView):
         if len(records) > mixpanel.MAX_BATCH:
             raise PayloadInvalid(f"Too many records: at most {mixpanel.MAX_BATCH:,} a request, "
                                  f"this one has {len(records):,}.")
-        return records, params
+        return records
 
 
 class _MixpanelTokenView(_MixpanelView):
@@ -188,12 +190,11 @@ class _MixpanelTokenView(_MixpanelView):
     permission_classes = [AllowAny]
 
     def post(self, request):
-        verbose = request.query_params.get("verbose") == "1"
         try:
-            records, params = self.records(request)
+            records = self.records(request)
         except PayloadInvalid as invalid:
-            return _status_answer(verbose, invalid.message, status=invalid.status)
-        verbose = params.get("verbose", request.query_params.get("verbose")) == "1"
+            return _status_answer(self.params.get("verbose") == "1", invalid.message, status=invalid.status)
+        verbose = self.params.get("verbose") == "1"
         if not records:
             return _status_answer(verbose, None)
         token = self.token(records[0])
@@ -260,7 +261,7 @@ class MixpanelImportView(_MixpanelView):
     )
     def post(self, request):
         try:
-            records, _ = self.records(request)
+            records = self.records(request)
         except PayloadInvalid as invalid:
             return _import_error(invalid.status, invalid.message)
         result = mixpanel.mixpanel_events_ingest(project=request.auth.project, events=records)
