@@ -253,8 +253,9 @@ class MixpanelImportView(_MixpanelView):
     permission_classes = [IsAuthenticated]
 
     @extend_schema(
-        summary="Mixpanel: import events", tags=["mixpanel"],
-        request={**_RECORDS_REQUEST, "application/x-ndjson": OpenApiTypes.STR},
+        summary="Mixpanel: import events", tags=["mixpanel"], request=_RECORDS_REQUEST,
+        description="A JSON array of events, newline-delimited JSON (`Content-Type: application/x-ndjson`), or "
+                    "the `data=` form field; gzip allowed.",
         parameters=[OpenApiParameter("project_id", str, required=False,
                                      description="Service accounts: the key's project id.")],
         responses={code: MixpanelImportOutput for code in (200, 400, 401, 413)},

@@ -61,8 +61,9 @@ def segment_messages_ingest(*, project: Project, messages: Sequence[Any], messag
                 profiles.append(_profile_item(message))
                 profile_positions.append(position)
             else:
+                insert_id = _message_id(message)
                 events.append(_event_item(message, kind, received))
-                insert_ids.append(_message_id(message))
+                insert_ids.append(insert_id)
                 event_positions.append(position)
         except _MessageInvalid as invalid:
             errors.append(ItemError(position, invalid.field, invalid.message))
