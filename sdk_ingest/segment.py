@@ -139,10 +139,9 @@ def _event_item(message: dict, kind: str, received: str) -> dict:
     if kind in EVENT_NAMES:
         properties.update({name: message[name] for name in ("name", "category") if message.get(name) is not None})
     context = message.get("context")
-    if isinstance(context, dict):
-        context = {name: value for name, value in context.items() if name != "library"}
-        if context:
-            properties["$context"] = context
+    if isinstance(context, dict) and context.keys() - {"library"}:
+        properties["$context"] = context = dict(context)
+        context.pop("library", None)
     item["properties"] = properties
     return item
 
