@@ -10,7 +10,8 @@ Recreates the database named by DATABASE_URL (default
 postgres://postgres@127.0.0.1:5432/cohortsync_sdk_bench; its name must contain "bench"
 because it is dropped), migrates it, starts ONE gunicorn process (`-w 1`, sync worker: the
 per-process figure) on loopback, and POSTs request bodies built beforehand over one
-keep-alive connection, one request at a time. The time is the server's whole work: HTTP,
+keep-alive connection, one request at a time (`--concurrency N`: N connections at once to
+one gthread worker with N threads, still one process). The time is the server's whole work: HTTP,
 gzip (with --gzip), JSON, translation, the event id ledger (every Segment and Mixpanel event
 carries a `messageId` / `$insert_id`), validation and COPY. Events are spread over the last
 4 days, over 20,000 distinct ids.
@@ -26,6 +27,7 @@ import subprocess
 import sys
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import orjson
@@ -77,10 +79,11 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def start_server(port: int) -> subprocess.Popen:
+def start_server(port: int, threads: int) -> subprocess.Popen:
     server = subprocess.Popen(
         [str(Path(sys.executable).parent / "gunicorn"), "config.wsgi:application", "-w", "1", "-b",
-         f"127.0.0.1:{port}", "--log-level", "warning", "--timeout", "120"],
+         f"127.0.0.1:{port}", "--log-level", "warning", "--timeout", "120",
+         *(["--threads", str(threads)] if threads > 1 else [])],
         cwd=ROOT, env={**os.environ, "COHORTSYNC_API_THROTTLE_RATE": "1000000/min"},
     )
     for _ in range(100):
@@ -93,14 +96,25 @@ def start_server(port: int) -> subprocess.Popen:
     sys.exit("gunicorn did not start")
 
 
-def timed(label: str, session, url: str, bodies: list[bytes], headers: dict, total: int, compress: bool) -> None:
+def timed(label: str, url: str, bodies: list[bytes], headers: dict, auth, total: int, compress: bool,
+          concurrency: int) -> None:
+    import requests
+
     if compress:
         bodies = [gzip.compress(body, compresslevel=6) for body in bodies]
         headers = {**headers, "Content-Encoding": "gzip"}
+    sessions = [requests.Session() for _ in range(concurrency)]
+    for session in sessions:
+        session.auth = auth
+
+    def send(number: int) -> None:
+        for body in bodies[number::concurrency]:
+            answer = sessions[number].post(url, data=body, headers=headers, timeout=120)
+            assert answer.status_code in (200, 201), (answer.status_code, answer.text[:300])
+
     started = time.perf_counter()
-    for body in bodies:
-        answer = session.post(url, data=body, headers=headers, timeout=120)
-        assert answer.status_code in (200, 201), (answer.status_code, answer.text[:300])
+    with ThreadPoolExecutor(concurrency) as pool:
+        list(pool.map(send, range(concurrency)))
     elapsed = time.perf_counter() - started
     print(f"{label:<34} {total:>9,} events {len(bodies):>5} requests {elapsed:7.2f} s = {total / elapsed:>8,.0f} events/s")
 
@@ -108,7 +122,9 @@ def timed(label: str, session, url: str, bodies: list[bytes], headers: dict, tot
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--events", type=int, default=200_000, help="events per endpoint")
-    parser.add_argument("--gzip", action="store_true", help="gzip the request bodies (Content-Encoding: gzip)")
+    parser.add_argument("--gzip", action="store_true",
+                        help="gzip the SDK request bodies (Content-Encoding: gzip; our batch API takes plain JSON)")
+    parser.add_argument("--concurrency", type=int, default=1, help="connections at once, and the worker's threads")
     options = parser.parse_args()
 
     url = os.environ.setdefault("DATABASE_URL", DEFAULT_DATABASE_URL)
@@ -116,7 +132,6 @@ def main() -> None:
     recreate_database(url)
 
     import django
-    import requests
 
     django.setup()
     from django.core.management import call_command
@@ -140,23 +155,18 @@ def main() -> None:
         ("our batch API /api/v1/events/", "/api/v1/events/", our_bodies(total, now),
          {"Authorization": f"Bearer {api_key}", "Content-Type": "application/json"}),
         ("Segment /v1/batch", "/v1/batch", segment_bodies(total, now),
-         {"Content-Type": "application/json"}, ),
+         {"Content-Type": "application/json"}),
         ("Mixpanel /import", "/import", mixpanel_bodies(total, now), {"Content-Type": "application/json"}),
     ]
     port = free_port()
-    server = start_server(port)
+    server = start_server(port, options.concurrency)
     try:
-        with requests.Session() as session:
-            print(f"PostgreSQL {url.rsplit('/', 1)[-1]}, one gunicorn sync worker on 127.0.0.1:{port}"
-                  f"{', gzip bodies' if options.gzip else ''}")
-            for label, path, bodies, headers in work:
-                if path == "/v1/batch":
-                    session.auth = (write_key, "")
-                elif path == "/import":
-                    session.auth = (secret, "")
-                else:
-                    session.auth = None
-                timed(label, session, f"http://127.0.0.1:{port}{path}", bodies, headers, total, options.gzip)
+        print(f"PostgreSQL {url.rsplit('/', 1)[-1]}, one gunicorn worker on 127.0.0.1:{port}, "
+              f"{options.concurrency} connection(s){', gzip SDK bodies' if options.gzip else ''}")
+        for label, path, bodies, headers in work:
+            auth = {"/v1/batch": (write_key, ""), "/import": (secret, "")}.get(path)
+            timed(label, f"http://127.0.0.1:{port}{path}", bodies, headers, auth, total,
+                  options.gzip and path != "/api/v1/events/", options.concurrency)
     finally:
         server.terminate()
         server.wait(timeout=10)

@@ -2,6 +2,7 @@
 REST API for ingestion keys."""
 
 import orjson
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import HttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
@@ -89,8 +90,12 @@ class SegmentView(_SdkView):
         except PayloadInvalid as invalid:
             # Segment answers 400 for every body it cannot take, too large included.
             return _json({"success": False, "code": invalid.code, "message": invalid.message}, status=400)
-        result = segment.segment_messages_ingest(project=request.auth.project, messages=messages,
-                                                 message_type=self.message_type)
+        try:
+            result = segment.segment_messages_ingest(project=request.auth.project, messages=messages,
+                                                     message_type=self.message_type)
+        except DjangoValidationError as error:  # the batch as a whole: more messages than a batch holds
+            return _json({"success": False, "code": "batch_too_large", "message": " ".join(error.messages)},
+                         status=400)
         return _json({"success": True, "accepted": result.accepted, "rejected": result.rejected,
                       "errors": _item_errors(result)})
 

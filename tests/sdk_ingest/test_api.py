@@ -86,6 +86,9 @@ def test_segment_limits_answer_400_in_segment_shape(client, write_key):
     assert answer.status_code == 400 and answer.json() == {
         "success": False, "code": "payload_too_large",
         "message": "The request body is larger than the 512,000 bytes allowed: send smaller batches."}
+    tiny = {"batch": [{"type": "identify", "userId": "a"}] * 10_001}  # under 500 KB, past a batch's 10,000
+    answer = _segment(client, "/v1/batch", tiny, write_key)
+    assert answer.status_code == 400 and answer.json()["code"] == "batch_too_large"
     answer = _segment(client, "/v1/batch", b"{not json", write_key)
     assert answer.status_code == 400 and answer.json()["code"] == "invalid_json"
 
