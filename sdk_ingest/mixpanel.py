@@ -21,7 +21,7 @@ from cohorts.ingestion import BatchResult, ItemError, profile_delete, profiles_u
 from cohorts.models import Project
 
 from .segment import vendor_field
-from .services import MAX_INSERT_ID_LENGTH, events_track_once
+from .services import events_track_once, insert_id_problem
 
 MAX_BATCH = 2000  # events or profile updates a request, as Mixpanel
 MAX_BODY_BYTES = 10 * 1024 * 1024  # uncompressed, as Mixpanel's /import
@@ -101,8 +101,8 @@ def _event_item(event: Any, *, token: str | None, now: float, max_age: timedelta
             raise _UpdateInvalid("properties.time", f"is more than {max_age.days} days old: send older events to /import")
     item["time"] = time
     insert_id = properties.get("$insert_id")
-    if insert_id is not None and (not isinstance(insert_id, str) or len(insert_id) > MAX_INSERT_ID_LENGTH):
-        raise _UpdateInvalid("properties.$insert_id", f"must be a string of at most {MAX_INSERT_ID_LENGTH} characters")
+    if insert_id is not None and (problem := insert_id_problem(insert_id)):
+        raise _UpdateInvalid("properties.$insert_id", problem)
     return item, insert_id or None
 
 

@@ -23,7 +23,7 @@ from cohorts.ingestion import BatchResult, ItemError, profiles_upsert
 from cohorts.models import Project
 
 from .payloads import PayloadInvalid
-from .services import MAX_INSERT_ID_LENGTH, events_track_once
+from .services import events_track_once, insert_id_problem
 
 MESSAGE_MAX_BYTES = 32 * 1024  # Segment: 32 KB per call and per message in a batch
 BATCH_MAX_BYTES = 500 * 1024  # Segment: 500 KB per batch request
@@ -150,10 +150,8 @@ def _message_id(message: dict) -> str | None:
     message_id = message.get("messageId")
     if message_id is None or message_id == "":
         return None
-    if not isinstance(message_id, str):
-        raise _MessageInvalid("messageId", "must be a string")
-    if len(message_id) > MAX_INSERT_ID_LENGTH:
-        raise _MessageInvalid("messageId", f"must be at most {MAX_INSERT_ID_LENGTH} characters")
+    if problem := insert_id_problem(message_id):
+        raise _MessageInvalid("messageId", problem)
     return message_id
 
 

@@ -31,6 +31,17 @@ PRUNE_CHUNK = 10_000
 _SQLITE_CLAIM_CHUNK = 300  # rows a statement: 3 parameters each, under SQLite's variable limit
 
 
+def insert_id_problem(value) -> str | None:
+    """Why this event id (`$insert_id`, `messageId`) cannot be stored, or None when it can."""
+    if not isinstance(value, str):
+        return "must be a string"
+    if len(value) > MAX_INSERT_ID_LENGTH:
+        return f"must be at most {MAX_INSERT_ID_LENGTH} characters"
+    if "\x00" in value:
+        return "must not contain NUL characters"  # PostgreSQL refuses NUL in text
+    return None
+
+
 def ingest_key_create(*, project: Project, kind: str, name: str, created_by=None) -> tuple[IngestKey, str]:
     """Issue a write key, project token or project secret; returns the stored key and the
     plaintext, which is never stored."""

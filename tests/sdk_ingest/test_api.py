@@ -55,13 +55,14 @@ def test_segment_batch_reports_per_message_errors_in_segment_names(client, inges
         {"type": "group", "userId": "ada", "groupId": "acme"},
         {"type": "explode", "userId": "ada"},
         {"type": "track", "userId": "ada", "event": "Played", "timestamp": "2001-01-01T00:00:00Z"},
+        {"type": "track", "userId": "ada", "event": "Played", "messageId": "m\u0000"},
     ]
     answer = _segment(client, "/v1/batch", {"batch": batch}, write_key)
     assert answer.status_code == 200
     body = answer.json()
-    assert body["success"] is True and (body["accepted"], body["rejected"]) == (2, 5)
+    assert body["success"] is True and (body["accepted"], body["rejected"]) == (2, 6)
     assert [(e["index"], e["field"]) for e in body["errors"]] == [
-        (1, "event"), (2, "traits.email"), (3, "userId"), (5, "type"), (6, "timestamp")]
+        (1, "event"), (2, "traits.email"), (3, "userId"), (5, "type"), (6, "timestamp"), (7, "messageId")]
     assert list(Event.objects.values_list("distinct_id", "name")) == [("ada", "Played")]
 
 
