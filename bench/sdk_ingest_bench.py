@@ -80,8 +80,11 @@ def free_port() -> int:
 
 
 def start_server(port: int, threads: int) -> subprocess.Popen:
+    gunicorn = Path(sys.executable).parent / "gunicorn"
+    if not gunicorn.exists():
+        sys.exit("needs gunicorn (the web server measured): pip install gunicorn")
     server = subprocess.Popen(
-        [str(Path(sys.executable).parent / "gunicorn"), "config.wsgi:application", "-w", "1", "-b",
+        [str(gunicorn), "config.wsgi:application", "-w", "1", "-b",
          f"127.0.0.1:{port}", "--log-level", "warning", "--timeout", "120",
          *(["--threads", str(threads)] if threads > 1 else [])],
         cwd=ROOT, env={**os.environ, "COHORTSYNC_API_THROTTLE_RATE": "1000000/min"},
