@@ -7,6 +7,7 @@ from campaigns.api import MessageRunViewSet, MessageViewSet
 from cohorts.api import CohortViewSet, EventViewSet, ProfileViewSet
 from deliveries.api import SyncRunViewSet, SyncViewSet
 from integrations.api import ConnectionViewSet
+from sdk_ingest.api import IngestKeyViewSet
 
 app_name = "api"
 
@@ -22,5 +23,6 @@ router.register("alerts", AlertViewSet, basename="alert")
 router.register("alert-firings", AlertFiringViewSet, basename="alert-firing")
 router.register("profiles", ProfileViewSet, basename="profile")
 router.register("events", EventViewSet, basename="event")
+router.register("ingest-keys", IngestKeyViewSet, basename="ingest-key")
 
 urlpatterns = router.urls

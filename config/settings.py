@@ -40,6 +40,7 @@ INSTALLED_APPS = [
     "campaigns",
     "alerts",
     "access",
+    "sdk_ingest",
 ]
 
 MIDDLEWARE = [
@@ -147,6 +148,7 @@ SPECTACULAR_SETTINGS = {
         "MessageRunStatusEnum": "campaigns.models.MessageRun.Status",
         "AlertFiringStatusEnum": "alerts.models.AlertFiring.Status",
         "AlertKindEnum": "alerts.models.Alert.Kind",
+        "IngestKeyKindEnum": "sdk_ingest.models.IngestKey.Kind",
     },
 }
 

@@ -1,0 +1,92 @@
+"""HTTP Basic credentials as the SDKs send them: a Segment write key as the username, a
+Mixpanel project secret as the username, or a Mixpanel service account (any username, a
+Cohortsync API key as its secret). A request so authenticated acts for the key's project."""
+
+import base64
+import binascii
+from dataclasses import dataclass
+
+from rest_framework import authentication, exceptions
+
+from access.authentication import ApiKeyClient
+from access.selectors import api_key_for_secret
+from access.services import api_key_mark_used
+
+from .models import IngestKey
+from .selectors import MAX_KEY_LENGTH, ingest_key_for_secret
+from .services import ingest_key_mark_used
+
+
+@dataclass(frozen=True)
+class IngestKeyClient:
+    """`request.user` for a request made with an ingestion key: the key's project, not a person."""
+
+    ingest_key: IngestKey
+    is_authenticated = True
+    is_anonymous = False
+    is_active = True
+    is_staff = False
+    is_superuser = False
+    pk = None
+
+    def __str__(self) -> str:
+        return f"{self.ingest_key.get_kind_display()} {self.ingest_key.prefix}… of project {self.ingest_key.project_id}"
+
+
+def basic_credentials(request) -> tuple[str, str] | None:
+    """(username, password) of `Authorization: Basic`, or None when the request sends another scheme."""
+    header = authentication.get_authorization_header(request).split()
+    if not header or header[0].lower() != b"basic":
+        return None
+    if len(header) != 2 or len(header[1]) > 4 * MAX_KEY_LENGTH:
+        raise exceptions.AuthenticationFailed("Malformed Authorization header: send `Authorization: Basic <base64>`.")
+    try:
+        username, _, password = base64.b64decode(header[1], validate=True).decode().partition(":")
+    except (binascii.Error, UnicodeDecodeError):
+        raise exceptions.AuthenticationFailed("Malformed Authorization header: the credentials are not base64.") from None
+    return username, password
+
+
+def _ingest_key_login(key: str, kind: str, what: str):
+    ingest_key = ingest_key_for_secret(key=key, kinds=(kind,))
+    if ingest_key is None:
+        raise exceptions.AuthenticationFailed(f"Invalid or revoked {what}.")
+    ingest_key_mark_used(ingest_key=ingest_key)
+    return IngestKeyClient(ingest_key), ingest_key
+
+
+class SegmentWriteKeyAuthentication(authentication.BaseAuthentication):
+    """Segment's convention: the write key as the Basic username, no password."""
+
+    def authenticate(self, request):
+        credentials = basic_credentials(request)
+        if credentials is None:
+            return None
+        return _ingest_key_login(credentials[0], IngestKey.Kind.SEGMENT_WRITE_KEY, "write key")
+
+    def authenticate_header(self, request) -> str:
+        return 'Basic realm="segment"'
+
+
+class MixpanelSecretAuthentication(authentication.BaseAuthentication):
+    """/import: the project secret as the Basic username, or a service account whose secret is
+    a Cohortsync API key (`?project_id=`, when sent, must be the key's project)."""
+
+    def authenticate(self, request):
+        credentials = basic_credentials(request)
+        if credentials is None:
+            return None
+        username, password = credentials
+        if not password:
+            return _ingest_key_login(username, IngestKey.Kind.MIXPANEL_SECRET, "project secret")
+        api_key = api_key_for_secret(key=password) if len(password) <= MAX_KEY_LENGTH else None
+        if api_key is None or api_key.is_revoked:
+            raise exceptions.AuthenticationFailed("Invalid or revoked service account secret (a Cohortsync API key).")
+        project_id = request.query_params.get("project_id")
+        if project_id not in (None, "", str(api_key.project_id)):
+            raise exceptions.AuthenticationFailed(f"This key is not one of project {project_id[:20]}.")
+        api_key_mark_used(api_key=api_key)
+        return ApiKeyClient(api_key), api_key
+
+    def authenticate_header(self, request) -> str:
+        return 'Basic realm="mixpanel"'

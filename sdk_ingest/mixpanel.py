@@ -1,0 +1,204 @@
+"""Mixpanel's ingestion API (/track, /import, /engage) onto the batch services, with the same
+rules and per-item errors as our own batch API, reported by position and Mixpanel's field names.
+
+- Events: `properties.distinct_id`, `event`, `properties.time` (seconds or milliseconds;
+  /track: now when absent, and at most 5 days old; /import: required, any age within the
+  retention window). `token`, `distinct_id` and `time` leave the properties, the others stay
+  (`$insert_id` too, which also de-duplicates resent events).
+- Profiles (/engage): `$set` (`$email`, `$first_name`, `$last_name`, `$phone` are the identity
+  fields, the rest properties), `$set_once`, `$unset` and `$delete` are applied in order;
+  `$append`, `$union`, `$remove` and `$add` are refused per update: Cohortsync stores whole
+  values, so send the resulting value with `$set`.
+"""
+
+from collections.abc import Sequence
+from datetime import timedelta
+from typing import Any
+
+from django.utils import timezone
+
+from cohorts.ingestion import BatchResult, ItemError, profile_delete, profiles_upsert
+from cohorts.models import Project
+
+from .segment import vendor_field
+from .services import events_track_once, insert_id_problem
+
+MAX_BATCH = 2000  # events or profile updates a request, as Mixpanel
+MAX_BODY_BYTES = 10 * 1024 * 1024  # uncompressed, as Mixpanel's /import
+TRACK_MAX_AGE = timedelta(days=5)  # /track: older events go through /import
+_MILLISECONDS_FROM = 1e11  # a unix time above this is in milliseconds (year 5138 in seconds)
+RESERVED_EVENT_PROPERTIES = ("token", "distinct_id", "time")
+IDENTITY_PROPERTIES = {"$email": "email", "$first_name": "first_name", "$last_name": "last_name",
+                       "$phone": "phone_number"}
+UNSUPPORTED_OPERATIONS = ("$append", "$union", "$remove", "$add")
+# Keys of an /engage update that carry no change.
+ENGAGE_META = frozenset({"$token", "$distinct_id", "$time", "$ip", "$ignore_time", "$ignore_alias", "$device_id",
+                         "$user_id"})
+_EVENT_FIELDS = {"distinct_id": "properties.distinct_id", "time": "properties.time"}
+_PROFILE_FIELDS = {"distinct_id": "$distinct_id", "set": "$set", "set_once": "$set_once", "unset": "$unset",
+                   **{ours: f"$set.{theirs}" for theirs, ours in IDENTITY_PROPERTIES.items()}}
+
+
+class _UpdateInvalid(Exception):
+    def __init__(self, field: str | None, message: str):
+        super().__init__(message)
+        self.field, self.message = field, message
+
+
+def event_token(event: Any) -> Any:
+    """The project token a /track event carries (None when it carries none)."""
+    return event_properties(event).get("token")
+
+
+def update_token(update: Any) -> Any:
+    return update.get("$token") if isinstance(update, dict) else None
+
+
+def mixpanel_events_ingest(*, project: Project, events: Sequence[Any], token: str | None = None,
+                           max_age: timedelta | None = None) -> BatchResult:
+    """Store /track (`token`: the one every event must carry; `max_age`: 5 days) or /import events."""
+    now = timezone.now().timestamp()
+    errors: list[ItemError] = []
+    items, positions, insert_ids = [], [], []
+    for position, event in enumerate(events):
+        try:
+            item, insert_id = _event_item(event, token=token, now=now, max_age=max_age)
+        except _UpdateInvalid as invalid:
+            errors.append(ItemError(position, invalid.field, invalid.message))
+            continue
+        items.append(item)
+        insert_ids.append(insert_id)
+        positions.append(position)
+    accepted = 0
+    if items:
+        result = events_track_once(project=project, items=items, insert_ids=insert_ids)
+        accepted = result.accepted
+        errors += [ItemError(positions[e.index], vendor_field(e.field, _EVENT_FIELDS), e.message) for e in result.errors]
+        errors.sort(key=lambda error: error.index)
+    return BatchResult(accepted=accepted, errors=errors)
+
+
+def _event_item(event: Any, *, token: str | None, now: float, max_age: timedelta | None) -> tuple[dict, str | None]:
+    if not isinstance(event, dict):
+        raise _UpdateInvalid(None, "must be an object")
+    properties = event.get("properties")
+    if not isinstance(properties, dict):
+        raise _UpdateInvalid("properties", "is required, an object")
+    if token is not None and properties.get("token") != token:
+        raise _UpdateInvalid("properties.token", "must be the same project token as the batch's first event")
+    item = {"event": event["event"]} if "event" in event else {}
+    item["properties"] = {name: value for name, value in properties.items() if name not in RESERVED_EVENT_PROPERTIES}
+    item["distinct_id"] = _distinct_id(properties.get("distinct_id"), "properties.distinct_id")
+    time = properties.get("time")
+    if time is None:
+        if max_age is None:
+            raise _UpdateInvalid("properties.time", "is required (unix seconds or milliseconds)")
+        time = now
+    elif isinstance(time, (int, float)) and not isinstance(time, bool):
+        if time > _MILLISECONDS_FROM:
+            time /= 1000
+        if max_age is not None and time < now - max_age.total_seconds():
+            raise _UpdateInvalid("properties.time", f"is more than {max_age.days} days old: send older events to /import")
+    item["time"] = time
+    insert_id = properties.get("$insert_id")
+    if insert_id is not None and (problem := insert_id_problem(insert_id)):
+        raise _UpdateInvalid("properties.$insert_id", problem)
+    return item, insert_id or None
+
+
+def _distinct_id(value: Any, field: str) -> Any:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)  # Mixpanel's libraries pass numeric ids through
+    if value is None:
+        raise _UpdateInvalid(field, "is required")
+    return value
+
+
+def mixpanel_engage_ingest(*, project: Project, updates: Sequence[Any], token: str | None = None) -> BatchResult:
+    """Apply /engage profile updates in order (`token`: the one every update must carry)."""
+    errors: list[ItemError] = []
+    accepted = 0
+    pending: list[dict] = []
+    positions: list[int] = []
+
+    def flush() -> None:
+        nonlocal accepted
+        if pending:
+            result = profiles_upsert(project=project, items=pending)
+            accepted += result.accepted
+            errors.extend(ItemError(positions[e.index], vendor_field(e.field, _PROFILE_FIELDS), e.message)
+                          for e in result.errors)
+            pending.clear()
+            positions.clear()
+
+    for position, update in enumerate(updates):
+        try:
+            item, delete = _profile_change(update, token=token)
+        except _UpdateInvalid as invalid:
+            errors.append(ItemError(position, invalid.field, invalid.message))
+            continue
+        if delete:
+            flush()  # the updates before it apply first
+            profile_delete(project=project, distinct_id=item["distinct_id"])
+            accepted += 1
+        else:
+            pending.append(item)
+            positions.append(position)
+    flush()
+    errors.sort(key=lambda error: error.index)
+    return BatchResult(accepted=accepted, errors=errors)
+
+
+def _profile_change(update: Any, *, token: str | None) -> tuple[dict, bool]:
+    if not isinstance(update, dict):
+        raise _UpdateInvalid(None, "must be an object")
+    if token is not None and update.get("$token") != token:
+        raise _UpdateInvalid("$token", "must be the same project token as the batch's first update")
+    distinct_id = _distinct_id(update.get("$distinct_id"), "$distinct_id")
+    if not isinstance(distinct_id, str) or not distinct_id.strip():
+        raise _UpdateInvalid("$distinct_id", "must be a non-blank string")
+    for operation in UNSUPPORTED_OPERATIONS:
+        if operation in update:
+            raise _UpdateInvalid(operation, "is not supported: Cohortsync stores whole values, so send the "
+                                            "resulting value with $set")
+    unknown = next((key for key in update if key not in ENGAGE_META and key not in _OPERATIONS), None)
+    if unknown is not None:
+        raise _UpdateInvalid(str(unknown), f"unknown key (operations: {', '.join(_OPERATIONS)})")
+    item: dict[str, Any] = {"distinct_id": distinct_id}
+    if "$delete" in update:
+        return item, True
+    if "$set" in update:
+        properties = _operation_object(update, "$set")
+        for name, value in properties.items():
+            field = IDENTITY_PROPERTIES.get(name)
+            if field is None:
+                item.setdefault("set", {})[name] = value
+            else:
+                item[field] = "" if value is None else value
+    if "$set_once" in update:
+        item["set_once"] = _operation_object(update, "$set_once")
+    if "$unset" in update:
+        names = update["$unset"]
+        if not isinstance(names, list):
+            raise _UpdateInvalid("$unset", "must be an array of property names")
+        for name in names:
+            if name in IDENTITY_PROPERTIES:
+                item[IDENTITY_PROPERTIES[name]] = ""
+        item["unset"] = [name for name in names if name not in IDENTITY_PROPERTIES]
+    return item, False
+
+
+_OPERATIONS = ("$set", "$set_once", "$unset", "$delete")
+
+
+def _operation_object(update: dict, operation: str) -> dict:
+    value = update[operation]
+    if not isinstance(value, dict):
+        raise _UpdateInvalid(operation, "must be an object of properties")
+    return value
+
+
+def event_properties(event: Any) -> dict:
+    if isinstance(event, dict) and isinstance(event.get("properties"), dict):
+        return event["properties"]
+    return {}

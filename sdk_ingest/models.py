@@ -1,0 +1,57 @@
+from django.conf import settings
+from django.db import models
+
+from cohorts.models import Project
+
+
+class IngestKey(models.Model):
+    """A project's credential for the Segment- and Mixpanel-compatible endpoints. Only a hash of
+    the secret is stored; the key is shown once."""
+
+    class Kind(models.TextChoices):
+        SEGMENT_WRITE_KEY = "segment_write_key", "Segment write key"
+        MIXPANEL_TOKEN = "mixpanel_token", "Mixpanel project token"
+        MIXPANEL_SECRET = "mixpanel_secret", "Mixpanel project secret"
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="ingest_keys")
+    kind = models.CharField(max_length=20, choices=Kind.choices)
+    name = models.CharField(max_length=200, help_text="What sends with this key, e.g. “web app”.")
+    # The key's first characters: shown in lists to tell keys apart.
+    prefix = models.CharField(max_length=16, editable=False)
+    # SHA-256 of the whole key, hex: a client sends the key itself (a Mixpanel token even in the
+    # body), so a request finds its key by this hash, through the unique index.
+    key_hash = models.CharField(max_length=64, unique=True, editable=False)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
+    revoked_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    class Meta:
+        verbose_name = "SDK ingestion key"
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.get_kind_display()}, {self.prefix}…)"
+
+    @property
+    def is_revoked(self) -> bool:
+        return self.revoked_at is not None
+
+
+class ReceivedInsertId(models.Model):
+    """An event id already stored for a project (Mixpanel `$insert_id`, Segment `messageId`):
+    a resent event with it is acknowledged and not stored twice. Kept for the event retention
+    window, like the events themselves."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="+", db_index=False)
+    insert_id = models.CharField(max_length=255)
+    received_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            # Also the index the claim of a batch's ids uses.
+            models.UniqueConstraint(fields=["project", "insert_id"], name="received_insert_id_unique"),
+        ]
+        indexes = [models.Index(fields=["received_at"], name="received_insert_id_time")]  # pruning
