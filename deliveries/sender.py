@@ -18,6 +18,8 @@ from django.conf import settings
 from requests_hardened import Config, HTTPSession
 from requests_hardened.ip_filter import InvalidIPAddress
 
+from integrations.secrets import redact_secrets, sent_secrets
+
 from . import policy
 from .policy import Outcome, Verdict
 from .signing import signature_headers
@@ -44,7 +46,7 @@ class Destination:
             auth_username=connection.auth_username,
             auth_password=connection.auth_password,
             api_key=connection.api_key,
-            headers=tuple((connection.headers or {}).items()),
+            headers=tuple((name, value) for name, value in (connection.headers or {}).items() if value),
             content_type=connection.content_type or "application/json",
             signing_secrets=connection.active_signing_secrets,
         )
@@ -115,7 +117,9 @@ def post_page(session: requests.Session, destination: Destination, body: bytes, 
         verdict=verdict,
         http_status=response.status_code,
         latency_ms=latency_ms,
-        response_excerpt=policy.storable_text(content.decode("utf-8", errors="replace"))[:1000],
+        # A receiver echoing our request back must not put our credentials into stored attempts.
+        response_excerpt=redact_secrets(policy.storable_text(content.decode("utf-8", errors="replace")),
+                                        secrets=sent_secrets(destination))[:1000],
         retry_after=parse_retry_after(response.headers.get("Retry-After")),
     )
 

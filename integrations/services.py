@@ -2,11 +2,14 @@
 
 from datetime import timedelta
 
+from django.core.exceptions import ValidationError
 from django.utils import timezone
 
 from cohorts.models import Project
 
+from .fields import stored_value
 from .models import MAX_PAGE_SIZE, Connection
+from .secrets import url_origin
 
 
 def connection_create(
@@ -17,7 +20,7 @@ def connection_create(
     auth_username: str = "",
     auth_password: str = "",
     api_key: str = "",
-    headers: dict[str, str] | None = None,
+    headers: dict[str, str | None] | None = None,
     format: str = Connection.Format.MIXPANEL,
     body_template: str = "",
     content_type: str = "application/json",
@@ -30,7 +33,7 @@ def connection_create(
         auth_username=auth_username,
         auth_password=auth_password,
         api_key=api_key,
-        headers=headers or {},
+        headers=_merged_headers(stored={}, given=headers or {}),
         format=format,
         body_template=body_template,
         content_type=content_type,
@@ -42,11 +45,64 @@ def connection_create(
 
 
 def connection_update(*, connection: Connection, **fields) -> Connection:
+    """Change the given fields and save (the rules: connection_apply_changes)."""
+    connection_apply_changes(connection=connection, **fields)
+    connection.save()
+    return connection
+
+
+def connection_apply_changes(*, connection: Connection, **fields) -> Connection:
+    """Set and validate the given fields, unsaved (the admin's form saves it). Secrets (auth_password,
+    api_key) and headers are replaced only when given. (auth_password, api_key) and headers are replaced only when given.
+
+    A header given as None keeps its stored value. Moving the connection to another origin
+    (scheme, host or port) drops every stored secret the same call does not give again: else
+    whoever may edit the URL could point it at their own host and have the secrets sent there.
+    What was dropped is listed in `connection.dropped_secrets`.
+    """
+    stored_headers = connection.headers
+    moved = "url" in fields and url_origin(fields["url"]) != url_origin(connection.url)
+    dropped = _drop_secrets(connection, given=fields) if moved else []
+    if "headers" in fields:
+        given = fields["headers"]
+        if moved and isinstance(given, dict):  # "keep the stored value" cannot outlive a move either
+            dropped += [f"headers.{name}" for name, value in given.items() if value is None and stored_headers.get(name)]
+            given = {name: "" if value is None else value for name, value in given.items()}
+        fields["headers"] = _merged_headers(stored=stored_headers, given=given)
     for field, value in fields.items():
         setattr(connection, field, value)
     connection.full_clean()
-    connection.save()
+    connection.dropped_secrets = tuple(dropped)
     return connection
+
+
+def _drop_secrets(connection: Connection, *, given: dict) -> list[str]:
+    """Clear the stored secrets `given` does not set again; returns the names of those that were set."""
+    dropped = []
+    for field in ("auth_password", "api_key"):
+        if field not in given and stored_value(connection, field):
+            setattr(connection, field, "")
+            dropped.append(field)
+    if stored_value(connection, "signing_secret") or stored_value(connection, "previous_signing_secret"):
+        connection.signing_secret = connection.previous_signing_secret = ""
+        connection.previous_signing_secret_expires_at = None
+        dropped.append("signing_secret")
+    if "headers" not in given:
+        dropped += [f"headers.{name}" for name, has_value in connection.header_names.items() if has_value]
+        connection.headers = dict.fromkeys(connection.header_names, "")
+    return dropped
+
+
+def _merged_headers(*, stored: dict[str, str], given: dict[str, str | None]) -> dict[str, str]:
+    """Given headers, where a None value keeps the stored value of that name (values are write-only,
+    so a client that read only the names can still keep them); a None with nothing stored is an error."""
+    if not isinstance(given, dict):
+        return given  # the model's validation names the problem
+    unknown = [name for name, value in given.items() if value is None and not stored.get(name)]
+    if unknown:
+        raise ValidationError({"headers": [f"Header {name!r} has no stored value to keep: give its value."
+                                           for name in unknown]})
+    return {name: stored[name] if value is None else value for name, value in given.items()}
 
 
 def connection_rotate_signing_secret(*, connection: Connection, overlap_hours: float = 24) -> str:
