@@ -112,14 +112,14 @@ def post_page(session: requests.Session, destination: Destination, body: bytes, 
         response.close()
         return _failed(Outcome.TRANSIENT, f"reading the response failed: {type(exc).__name__}", started)
     latency_ms = int((time.monotonic() - started) * 1000)
+    # A receiver echoing our request back must not put our credentials into what we store and show.
+    content = redact_secrets(content, secrets=sent_secrets(destination))
     verdict = policy.classify_response(response.status_code, response.reason or "", content)
     return PostResult(
         verdict=verdict,
         http_status=response.status_code,
         latency_ms=latency_ms,
-        # A receiver echoing our request back must not put our credentials into stored attempts.
-        response_excerpt=redact_secrets(policy.storable_text(content.decode("utf-8", errors="replace")),
-                                        secrets=sent_secrets(destination))[:1000],
+        response_excerpt=policy.storable_text(content.decode("utf-8", errors="replace"))[:1000],
         retry_after=parse_retry_after(response.headers.get("Retry-After")),
     )
 

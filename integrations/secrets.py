@@ -4,7 +4,7 @@ import base64
 from collections.abc import Iterable
 from urllib.parse import urlsplit
 
-REDACTED = "[redacted]"
+REDACTED = b"[redacted]"
 MIN_REDACTED_LENGTH = 4  # shorter values would blank out ordinary words of an answer
 
 
@@ -28,8 +28,8 @@ def sent_secrets(destination) -> list[str]:
     return [value for value in values if len(value) >= MIN_REDACTED_LENGTH]
 
 
-def redact_secrets(text: str, *, secrets: Iterable[str]) -> str:
-    """`text` (a receiver's answer we store and show) with our own secrets taken out."""
+def redact_secrets(content: bytes, *, secrets: Iterable[str]) -> bytes:
+    """`content` (a receiver's answer, which we store and show) with our own secrets taken out."""
     for secret in sorted(set(secrets), key=len, reverse=True):  # longest first: one may contain another
-        text = text.replace(secret, REDACTED)
-    return text
+        content = content.replace(secret.encode(), REDACTED)
+    return content
