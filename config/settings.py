@@ -10,6 +10,8 @@ import hashlib
 from pathlib import Path
 
 import environ
+from cryptography.fernet import Fernet
+from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = BASE_DIR / "var"
@@ -18,7 +20,12 @@ env = environ.Env()
 environ.Env.read_env(BASE_DIR / ".env")  # optional; a missing file is fine
 
 DEBUG = env.bool("DJANGO_DEBUG", default=True)
-SECRET_KEY = env.str("DJANGO_SECRET_KEY", default="dev-only-insecure-key-change-me-in-production")
+DEV_SECRET_KEY = "dev-only-insecure-key-change-me-in-production"
+SECRET_KEY = env.str("DJANGO_SECRET_KEY", default=DEV_SECRET_KEY)
+if not DEBUG and SECRET_KEY == DEV_SECRET_KEY:
+    # The default is public (it is in this file): sessions and password resets could be forged.
+    raise ImproperlyConfigured("DJANGO_SECRET_KEY must be set when DJANGO_DEBUG=false: the default key is public. "
+                               "Generate one, e.g. python -c 'import secrets; print(secrets.token_urlsafe(50))'.")
 ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]", "testserver"])
 CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
 
@@ -43,6 +50,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "access.api.ApiJsonErrorsMiddleware",  # /api/ errors are JSON even where DEBUG shows HTML pages
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -184,10 +192,21 @@ else:
     CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": CELERY_TASK_TIME_LIMIT * 2}
 
 # --- Cohortsync -----------------------------------------------------------------------
-# Fernet keys (comma-separated, newest first): the first encrypts, all decrypt, so keys
-# rotate by prepending a new one. The default is derived from SECRET_KEY for development.
+# Fernet keys (comma-separated, newest first): the first encrypts, all decrypt, so keys rotate by
+# prepending a new one and running `manage.py rotate_encryption_keys`. Development derives one from
+# SECRET_KEY; production must set them (a key derived from a public default decrypts nothing safely).
+if not DEBUG and not env.list("COHORTSYNC_ENCRYPTION_KEYS", default=[]):
+    raise ImproperlyConfigured("COHORTSYNC_ENCRYPTION_KEYS must be set when DJANGO_DEBUG=false: it encrypts the "
+                               "connections' secrets. Generate a key with python -c 'from cryptography.fernet "
+                               "import Fernet; print(Fernet.generate_key().decode())'.")
 _dev_fernet_key = base64.urlsafe_b64encode(hashlib.sha256(SECRET_KEY.encode()).digest()).decode()
 COHORTSYNC_ENCRYPTION_KEYS = env.list("COHORTSYNC_ENCRYPTION_KEYS", default=[_dev_fernet_key])
+for _key in COHORTSYNC_ENCRYPTION_KEYS:
+    try:
+        Fernet(_key)
+    except ValueError:
+        raise ImproperlyConfigured("COHORTSYNC_ENCRYPTION_KEYS holds a value that is not a Fernet key (32 bytes, "
+                                   "url-safe base64).") from None
 # Loopback and private destinations are refused unless this is set (dev, tests, demo).
 COHORTSYNC_ALLOW_PRIVATE_URLS = env.bool("COHORTSYNC_ALLOW_PRIVATE_URLS", default=False)
 # Waits between tries of one page: 5 tries over about 60 s by default.

@@ -2,12 +2,14 @@
 
 from datetime import timedelta
 
+from cryptography.fernet import InvalidToken
 from django.core.exceptions import ValidationError
+from django.db import transaction
 from django.utils import timezone
 
 from cohorts.models import Project
 
-from .fields import stored_value
+from .fields import EncryptedHeaders, Token, rotate_token, stored_value
 from .models import MAX_PAGE_SIZE, Connection
 from .secrets import url_origin
 
@@ -131,3 +133,36 @@ def connection_disable_signing(*, connection: Connection) -> None:
     connection.previous_signing_secret_expires_at = None
     connection.save(update_fields=["signing_secret", "previous_signing_secret", "previous_signing_secret_expires_at",
                                    "updated_at"])
+
+
+ENCRYPTED_FIELDS = ("auth_password", "api_key", "signing_secret", "previous_signing_secret", "headers")
+
+
+@transaction.atomic
+def connection_secrets_rotate() -> int:
+    """Re-encrypt every stored connection secret with the first key of COHORTSYNC_ENCRYPTION_KEYS,
+    so older keys can then be dropped; returns how many connections hold secrets.
+
+    All or nothing: if any secret decrypts with no configured key, nothing changes and the
+    ValidationError names each such connection and field.
+    """
+    rotated, problems = 0, []
+    rows = Connection.objects.order_by("pk").values_list("pk", "name", *ENCRYPTED_FIELDS)
+    for pk, name, *stored in rows.iterator(chunk_size=500):
+        changes = {}
+        for field, value in zip(ENCRYPTED_FIELDS, stored):
+            try:
+                if isinstance(value, Token):
+                    changes[field] = Token(rotate_token(value))
+                elif isinstance(value, EncryptedHeaders) and any(value.values()):
+                    changes[field] = EncryptedHeaders(
+                        {header: rotate_token(token) if token else "" for header, token in value.items()})
+            except InvalidToken:
+                problems.append(f"Connection {pk} (“{name}”): its {field} cannot be decrypted with any key in "
+                                "COHORTSYNC_ENCRYPTION_KEYS.")
+        if changes:
+            Connection.objects.filter(pk=pk).update(**changes)
+            rotated += 1
+    if problems:
+        raise ValidationError(problems)  # rolls the whole rotation back
+    return rotated
