@@ -233,6 +233,10 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
 }
+# The built-in test receiver (/receiver/<inbox>/): anyone may post to it, so it is off unless
+# asked for (quickstart and the tests turn it on). Bodies over the cap are refused with a 413.
+COHORTSYNC_TEST_RECEIVER = env.bool("COHORTSYNC_TEST_RECEIVER", default=False)
+COHORTSYNC_TEST_RECEIVER_MAX_BYTES = env.int("COHORTSYNC_TEST_RECEIVER_MAX_BYTES", default=1024 * 1024)
 # Refuse plain-http destinations (contract: https in production).
 COHORTSYNC_REQUIRE_HTTPS = env.bool("COHORTSYNC_REQUIRE_HTTPS", default=False)
 # CI sets this: a test that needs PostgreSQL or Redis fails instead of skipping.

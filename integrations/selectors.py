@@ -8,3 +8,11 @@ from .models import Connection
 def connection_list(*, projects: QuerySet) -> QuerySet:
     """Connections of these projects (the REST API passes the projects its client acts for)."""
     return Connection.objects.filter(project__in=projects).order_by("id")
+
+
+def inbox_readable_by(*, user, inbox: str) -> bool:
+    """An inbox of the test receiver belongs to the projects whose connections deliver to it
+    (/receiver/<inbox>/): their members, and superusers, may read it."""
+    if user.is_superuser:
+        return True
+    return Connection.objects.filter(project__members=user, url__contains=f"/receiver/{inbox}/").exists()

@@ -16,6 +16,7 @@ export PATH="$PWD/.venv/bin:$PATH"
 # The demo delivers to the built-in test receiver on 127.0.0.1, which the SSRF guard
 # refuses unless private addresses are allowed (development only).
 export COHORTSYNC_ALLOW_PRIVATE_URLS=${COHORTSYNC_ALLOW_PRIVATE_URLS:-true}
+export COHORTSYNC_TEST_RECEIVER=${COHORTSYNC_TEST_RECEIVER:-true}
 
 python manage.py migrate --noinput
 python manage.py demo "$@"
