@@ -62,7 +62,7 @@ def api_exception_handler(exc, context):
         exc = exceptions.ValidationError(validation_error_detail(exc))
     elif isinstance(exc, ProtectedError):
         exc = Conflict(_protected_message(exc))
-    elif isinstance(exc, exceptions.Throttled) and not isinstance(exc, _ClientThrottled):
+    elif type(exc) is exceptions.Throttled:  # the per-client budget's (others carry their own message)
         exc = _ClientThrottled(context["request"], exc.wait)
     return exception_handler(exc, context)
 

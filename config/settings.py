@@ -7,6 +7,7 @@ Production sets DATABASE_URL (PostgreSQL) and CELERY_BROKER_URL (Redis).
 
 import base64
 import hashlib
+from datetime import timedelta
 from pathlib import Path
 
 import environ
@@ -40,6 +41,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",  # Swagger UI assets served from here: /api/docs/ works offline
     "django_celery_beat",
+    "axes",  # login lockout
     "cohorts",
     "integrations",
     "deliveries",
@@ -57,6 +59,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "axes.middleware.AxesMiddleware",  # last, as django-axes requires: answers locked-out logins
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -90,6 +93,22 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     VAR_DIR.mkdir(exist_ok=True)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
+# --- Logins ---------------------------------------------------------------------------
+# Both login pages (/login/, /admin/login/) lock a username from one address after
+# COHORTSYNC_LOGIN_FAILURE_LIMIT failures in a row, for COHORTSYNC_LOGIN_COOLOFF_MINUTES (django-axes).
+# The address is REMOTE_ADDR: behind a proxy, have it pass the client's address there.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",  # first: refuses a locked-out login before the password check
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env.int("COHORTSYNC_LOGIN_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = timedelta(minutes=env.float("COHORTSYNC_LOGIN_COOLOFF_MINUTES", default=15))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]  # one user from one address: others still log in
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
+AXES_IPWARE_META_PRECEDENCE_ORDER = ["REMOTE_ADDR"]  # never a client-supplied X-Forwarded-For
+AXES_VERBOSE = False  # no banner on every manage.py command
+
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
 ]
@@ -114,6 +133,8 @@ CACHES = {"default": env.cache("CACHE_URL", default="locmemcache://")}
 # --- REST API (/api/v1/) ---------------------------------------------------------------
 # Requests per API key (or per logged-in user), e.g. "1000/min", "50/s", "20000/hour".
 COHORTSYNC_API_THROTTLE_RATE = env.str("COHORTSYNC_API_THROTTLE_RATE", default="1000/min")
+# Requests with an invalid API key per client address (REMOTE_ADDR); more are answered 429.
+COHORTSYNC_INVALID_API_KEY_RATE = env.str("COHORTSYNC_INVALID_API_KEY_RATE", default="30/min")
 # Largest request body: a batch of 10,000 profiles or events must fit (Django's default is 2.5 MB).
 DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("COHORTSYNC_MAX_REQUEST_BYTES", default=16 * 1024 * 1024)
 REST_FRAMEWORK = {
