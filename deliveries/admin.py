@@ -11,6 +11,7 @@ from django.urls import reverse
 from django.utils.html import format_html
 from django.utils.text import Truncator
 
+from access.admin_scope import ProjectScopedAdmin
 from cohorts.admin import CappedCountPaginator
 
 from . import policy, services
@@ -38,7 +39,8 @@ class AttentionFilter(admin.SimpleListFilter):
 
 
 @admin.register(Sync)
-class SyncAdmin(admin.ModelAdmin):
+class SyncAdmin(ProjectScopedAdmin, admin.ModelAdmin):
+    project_paths = ("cohort__project",)
     list_display = ["id", "state_badge", "cohort", "connection", "mode", "error", "last_success", "next_run_at",
                     "runs_link"]
     list_display_links = ["id", "state_badge"]
@@ -129,7 +131,8 @@ class DeliveryAttemptInline(admin.TabularInline):
 
 
 @admin.register(SyncRun)
-class SyncRunAdmin(admin.ModelAdmin):
+class SyncRunAdmin(ProjectScopedAdmin, admin.ModelAdmin):
+    project_paths = ("sync__cohort__project",)
     list_display = ["started_at", "sync", "kind", "status", "pages", "sent", "error"]
     list_display_links = ["started_at"]
     list_filter = ["status", "kind"]  # choices: no query to list the options
@@ -195,10 +198,11 @@ class SourceFilter(admin.SimpleListFilter):
 
 
 @admin.register(DeliveryAttempt)
-class DeliveryAttemptAdmin(admin.ModelAdmin):
+class DeliveryAttemptAdmin(ProjectScopedAdmin, admin.ModelAdmin):
     """Every POST try across sync runs, message runs and alert firings, newest first: where an
     operator finds trouble. Read-only."""
 
+    project_paths = ("run__sync__cohort__project", "message_run__message__cohort__project", "alert_firing__alert__project")
     list_display = ["created_at", "source", "page", "outcome", "http_status", "latency", "short_error"]
     list_filter = [OutcomeFilter, SourceFilter]
     # Outer joins to all three sources: each row brings whichever is set, in the page's one query.
@@ -246,9 +250,10 @@ class DeliveryAttemptAdmin(admin.ModelAdmin):
 
 
 @admin.register(Notification)
-class NotificationAdmin(admin.ModelAdmin):
+class NotificationAdmin(ProjectScopedAdmin, admin.ModelAdmin):
     """Every email sent about a sync: to whom, which sync, why, when (read-only)."""
 
+    project_paths = ("sync__cohort__project",)
     list_display = ["sent_at", "recipient", "sync", "reason", "subject", "delivered", "error"]
     list_filter = ["reason", "delivered"]
     list_select_related = ["sync__cohort", "sync__connection"]

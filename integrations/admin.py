@@ -5,12 +5,14 @@ from django.http import HttpResponseNotAllowed, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.urls import path, reverse
 
+from access.admin_scope import ProjectScopedAdmin
 from deliveries.services import connection_send_test
 
 from deliveries.templating import PRESETS
 
 from .fields import UnreadableSecret
 from .models import MAX_PAGE_SIZE, Connection, ReceivedWebhook
+from .selectors import inboxes_of
 from .services import connection_apply_changes, connection_disable_signing, connection_rotate_signing_secret
 from .validation import MAX_CUSTOM_HEADERS
 
@@ -100,7 +102,7 @@ class ConnectionAdminForm(forms.ModelForm):
 
 
 @admin.register(Connection)
-class ConnectionAdmin(admin.ModelAdmin):
+class ConnectionAdmin(ProjectScopedAdmin, admin.ModelAdmin):
     form = ConnectionAdminForm
     list_display = ["name", "project", "url", "format", "has_password", "has_api_key", "signed", "updated_at"]
     list_filter = ["format", "project"]
@@ -150,7 +152,7 @@ class ConnectionAdmin(admin.ModelAdmin):
         """The change page's "Send a test page" button (a POST: it sends a request out)."""
         if request.method != "POST":
             return HttpResponseNotAllowed(["POST"])
-        connection = get_object_or_404(Connection, pk=connection_id)
+        connection = get_object_or_404(self.get_queryset(request), pk=connection_id)
         if not self.has_change_permission(request, connection):
             return HttpResponseRedirect(reverse("admin:index"))
         self._send_test(request, connection)
@@ -185,7 +187,10 @@ class ConnectionAdmin(admin.ModelAdmin):
 
 
 @admin.register(ReceivedWebhook)
-class ReceivedWebhookAdmin(admin.ModelAdmin):
+class ReceivedWebhookAdmin(ProjectScopedAdmin, admin.ModelAdmin):
     list_display = ["received_at", "inbox", "action", "session_id", "page_id"]
     list_filter = ["inbox", "action"]
     readonly_fields = ["inbox", "received_at", "headers", "body", "action", "session_id", "page_id"]
+
+    def scope_to_projects(self, queryset, projects):
+        return queryset.filter(inbox__in=inboxes_of(projects=projects))
