@@ -2,7 +2,8 @@
 
 A loaded row keeps its tokens and decrypts a secret only when code reads it, so a secret that
 no configured key decrypts fails with an error naming its row (not a bare 500 or a 404), and
-reads that only need to know whether a secret is set never decrypt anything.
+reads that only need to know whether a secret is set never decrypt anything. `values()` and
+`values_list()` give the tokens as stored (key rotation works on them).
 """
 
 from functools import lru_cache

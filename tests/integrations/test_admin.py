@@ -283,3 +283,15 @@ def test_a_new_host_in_the_form_drops_the_secrets_not_typed_again(admin_client, 
     assert (changed.auth_password, changed.api_key, changed.headers) == ("", "typed-again-key", {"X-Team": ""})
     text = " ".join(str(message) for message in response.context["messages"])
     assert "these stored secrets were dropped: auth_password, headers.X-Team" in text
+
+
+def test_a_secret_no_key_decrypts_is_a_message_naming_the_connection(admin_client, connection, settings):
+    from cryptography.fernet import Fernet
+
+    settings.COHORTSYNC_ENCRYPTION_KEYS = [Fernet.generate_key().decode()]
+
+    assert admin_client.get("/admin/integrations/connection/").status_code == 200  # the list needs no key
+    response = admin_client.get(change_url(connection), follow=True)
+
+    text = " ".join(str(message) for message in response.context["messages"])
+    assert f"Connection {connection.pk} (“{connection.name}”): its auth_password cannot be decrypted" in text
