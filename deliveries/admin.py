@@ -202,7 +202,8 @@ class DeliveryAttemptAdmin(ProjectScopedAdmin, admin.ModelAdmin):
     """Every POST try across sync runs, message runs and alert firings, newest first: where an
     operator finds trouble. Read-only."""
 
-    project_paths = ("run__sync__cohort__project", "message_run__message__cohort__project", "alert_firing__alert__project")
+    project_paths = ("run__sync__cohort__project", "message_run__message__cohort__project",
+                     "alert_firing__alert__project")
     list_display = ["created_at", "source", "page", "outcome", "http_status", "latency", "short_error"]
     list_filter = [OutcomeFilter, SourceFilter]
     # Outer joins to all three sources: each row brings whichever is set, in the page's one query.

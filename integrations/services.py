@@ -55,7 +55,7 @@ def connection_update(*, connection: Connection, **fields) -> Connection:
 
 def connection_apply_changes(*, connection: Connection, **fields) -> Connection:
     """Set and validate the given fields, unsaved (the admin's form saves it). Secrets (auth_password,
-    api_key) and headers are replaced only when given. (auth_password, api_key) and headers are replaced only when given.
+    api_key) and headers are replaced only when given.
 
     A header given as None keeps its stored value. Moving the connection to another origin
     (scheme, host or port) drops every stored secret the same call does not give again: else
@@ -68,7 +68,8 @@ def connection_apply_changes(*, connection: Connection, **fields) -> Connection:
     if "headers" in fields:
         given = fields["headers"]
         if moved and isinstance(given, dict):  # "keep the stored value" cannot outlive a move either
-            dropped += [f"headers.{name}" for name, value in given.items() if value is None and stored_headers.get(name)]
+            dropped += [f"headers.{name}" for name, value in given.items()
+                        if value is None and stored_headers.get(name)]
             given = {name: "" if value is None else value for name, value in given.items()}
         fields["headers"] = _merged_headers(stored=stored_headers, given=given)
     for field, value in fields.items():
