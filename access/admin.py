@@ -1,12 +1,14 @@
 from django.contrib import admin, messages
 from django.template.response import TemplateResponse
 
+from cohorts.admin_scope import ProjectScopedAdmin
+
 from .models import ApiKey
 from .services import api_key_create, api_key_revoke
 
 
 @admin.register(ApiKey)
-class ApiKeyAdmin(admin.ModelAdmin):
+class ApiKeyAdmin(ProjectScopedAdmin, admin.ModelAdmin):
     """Adding a key shows it once, on the page that answers the save; only its hash is kept."""
 
     list_display = ["name", "project", "prefix", "is_active", "created_by", "created_at", "last_used_at",

@@ -5,6 +5,8 @@ A client (an API key, or a logged-in user) sees only the objects of the projects
 views filter their querysets by `client_projects`, so another project's object is a 404.
 """
 
+import logging
+
 from django.conf import settings
 from django.core.exceptions import NON_FIELD_ERRORS, RequestDataTooBig, ValidationError as DjangoValidationError
 from django.db.models import ProtectedError, QuerySet
@@ -15,11 +17,14 @@ from rest_framework.settings import api_settings
 from rest_framework.views import exception_handler
 
 from cohorts.models import Project
+from outbound.errors import StateConflict
 
 from .authentication import ApiKeyClient
 from .models import ApiKey
 from .selectors import projects_for_client
 
+
+logger = logging.getLogger(__name__)
 
 # The largest id (a BigAutoField, SQLite's INTEGER): a larger filter value would overflow the query.
 MAX_ID = 2**63 - 1
@@ -48,12 +53,16 @@ class Conflict(exceptions.APIException):
 
 def api_exception_handler(exc, context):
     """DRF's handler, plus: model and service validation (Django's ValidationError) as a 400
-    with field keys, a delete blocked by dependent objects as a 409, and a 429 that says why."""
-    if isinstance(exc, DjangoValidationError):
+    with field keys, a delete blocked by dependent objects as a 409, a secret no key decrypts as
+    a 409 naming the object, and a 429 that says why."""
+    if isinstance(exc, StateConflict):  # e.g. integrations.fields.UnreadableSecret
+        logger.error("%s", exc)
+        exc = Conflict(str(exc))
+    elif isinstance(exc, DjangoValidationError):
         exc = exceptions.ValidationError(validation_error_detail(exc))
     elif isinstance(exc, ProtectedError):
         exc = Conflict(_protected_message(exc))
-    elif isinstance(exc, exceptions.Throttled) and not isinstance(exc, _ClientThrottled):
+    elif type(exc) is exceptions.Throttled:  # the per-client budget's (others carry their own message)
         exc = _ClientThrottled(context["request"], exc.wait)
     return exception_handler(exc, context)
 
@@ -201,3 +210,20 @@ def server_error(request):
     if _is_api(request):
         return JsonResponse({"detail": "Server error."}, status=500)
     return defaults.server_error(request)
+
+
+class ApiJsonErrorsMiddleware:
+    """/api/ clients get JSON errors in every mode: with DEBUG on, Django answers unknown URLs and
+    crashes with its HTML debug pages (the handlers above serve only with DEBUG off)."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        response = self.get_response(request)
+        if (_is_api(request) and response.status_code >= 400
+                and response.get("Content-Type", "").startswith("text/html")):
+            detail = {400: "Bad request.", 404: "Not found.", 500: "Server error."}.get(
+                response.status_code, response.reason_phrase)
+            return JsonResponse({"detail": detail}, status=response.status_code)
+        return response

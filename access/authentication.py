@@ -2,13 +2,23 @@
 
 from dataclasses import dataclass
 
+from django.conf import settings
 from rest_framework import authentication, exceptions
 
 from .models import ApiKey
 from .selectors import api_key_for_secret
 from .services import api_key_mark_used
+from .throttling import InvalidApiKeyThrottle
 
 MAX_KEY_LENGTH = 200  # a real key is 46 characters; anything far longer is not one
+
+
+class TooManyInvalidKeys(exceptions.Throttled):
+    """429 for an address that sent too many invalid keys (its own message, not the per-key budget's)."""
+
+    def __init__(self, wait):
+        super().__init__(wait, f"Too many requests with an invalid API key from this address "
+                               f"(at most {settings.COHORTSYNC_INVALID_API_KEY_RATE}).")
 
 
 @dataclass(frozen=True)
@@ -34,14 +44,20 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
         header = authentication.get_authorization_header(request).split()
         if not header or header[0].lower() != self.keyword.lower().encode():
             return None  # not ours: another scheme, or a session
+        throttle = InvalidApiKeyThrottle()
+        wait = throttle.wait_if_blocked(request)
+        if wait is not None:
+            raise TooManyInvalidKeys(wait)
         if len(header) != 2:
+            throttle.record_invalid_key()
             raise exceptions.AuthenticationFailed("Malformed Authorization header: send `Authorization: Bearer <key>`.")
         try:
             key = header[1].decode("ascii")
         except UnicodeDecodeError:
-            raise exceptions.AuthenticationFailed("Invalid API key.") from None
-        api_key = api_key_for_secret(key=key) if len(key) <= MAX_KEY_LENGTH else None
+            key = ""
+        api_key = api_key_for_secret(key=key) if key and len(key) <= MAX_KEY_LENGTH else None
         if api_key is None:
+            throttle.record_invalid_key()
             raise exceptions.AuthenticationFailed("Invalid API key.")
         if api_key.is_revoked:
             raise exceptions.AuthenticationFailed(f"This API key ({api_key.prefix}…) was revoked.")

@@ -10,6 +10,7 @@ from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.text import Truncator
 
+from cohorts.admin_scope import ProjectScopedAdmin
 from cohorts.models import Cohort
 from deliveries.models import Sync
 from integrations.models import Connection
@@ -73,7 +74,7 @@ def _with_project(obj) -> str:
 
 
 @admin.register(Alert)
-class AlertAdmin(admin.ModelAdmin):
+class AlertAdmin(ProjectScopedAdmin, admin.ModelAdmin):
     form = AlertAdminForm
     list_display = ["name", "project", "kind", "condition", "watches", "is_triggered", "last_value",
                     "webhook_count", "is_active"]
@@ -168,9 +169,10 @@ class AlertAdmin(admin.ModelAdmin):
 
 
 @admin.register(AlertFiring)
-class AlertFiringAdmin(admin.ModelAdmin):
+class AlertFiringAdmin(ProjectScopedAdmin, admin.ModelAdmin):
     """Each time an alert fired: the value, the sentence, what was sent and whether it arrived. Read-only."""
 
+    project_paths = ("alert__project",)
     list_display = ["fired_at", "alert", "value", "short_sentence", "status", "short_error"]
     list_display_links = ["fired_at"]
     list_filter = ["status"]

@@ -11,6 +11,7 @@ class AlertsConfig(AppConfig):
         from .models import AlertFiring
 
         attempt_source_register(AttemptSource(
+            project_path="alert__project",
             key="alert", title="Alert webhooks", model=AlertFiring, select_related=("alert",),
             label=lambda firing: f"alert “{firing.alert.name}” firing #{firing.pk}",
         ))

@@ -69,6 +69,9 @@ def configure_environment() -> None:
     os.environ["COHORTSYNC_ALLOW_PRIVATE_URLS"] = "true"
     # Production runs without DEBUG (DEBUG keeps a log of every query).
     os.environ.setdefault("DJANGO_DEBUG", "false")
+    # Which production refuses to start without: throwaway values for a benchmark database.
+    os.environ.setdefault("DJANGO_SECRET_KEY", "bench-only-secret-key")
+    os.environ.setdefault("COHORTSYNC_ENCRYPTION_KEYS", "YmVuY2gtb25seS1mZXJuZXQta2V5LTMyLWJ5dGVzISE=")
     os.environ.setdefault("LOG_LEVEL", "WARNING")
     scheme = urlsplit(os.environ["DATABASE_URL"]).scheme
     if scheme not in ("postgres", "postgresql", "pgsql", "postgis"):

@@ -14,6 +14,7 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 from django.utils.text import Truncator
 
+from cohorts.admin_scope import ProjectScopedAdmin
 from outbound.admin import CappedCountPaginator, DeliveryAttemptInline, RunSubjectAdmin
 
 from . import services
@@ -60,7 +61,8 @@ class MessageAdminForm(forms.ModelForm):
 
 
 @admin.register(Message)
-class MessageAdmin(RunSubjectAdmin):
+class MessageAdmin(ProjectScopedAdmin, RunSubjectAdmin):
+    project_paths = ("cohort__project",)
     noun = "message"
     runs_changelist = "admin:campaigns_messagerun_changelist"
     runs_filter = "message__id__exact"
@@ -139,7 +141,7 @@ class MessageAdmin(RunSubjectAdmin):
         """The change page's "Send test" button (a POST: it sends a request out)."""
         if request.method != "POST":
             return HttpResponseNotAllowed(["POST"])
-        message = get_object_or_404(Message.objects.select_related("cohort", "connection"), pk=message_id)
+        message = get_object_or_404(self.get_queryset(request).select_related("cohort", "connection"), pk=message_id)
         if not self.has_change_permission(request, message):
             return HttpResponseRedirect(reverse("admin:index"))
         result = services.message_send_test(message=message)
@@ -155,9 +157,10 @@ class MessageAdmin(RunSubjectAdmin):
 
 
 @admin.register(MessageRun)
-class MessageRunAdmin(admin.ModelAdmin):
+class MessageRunAdmin(ProjectScopedAdmin, admin.ModelAdmin):
     """Every run of every message, newest first, with its batch attempts. Read-only."""
 
+    project_paths = ("message__cohort__project",)
     list_display = ["started_at", "message", "trigger", "status", "users", "batches", "error"]
     list_display_links = ["started_at"]
     list_filter = ["status"]  # choices: no query to list the options
@@ -192,9 +195,10 @@ class MessageRunAdmin(admin.ModelAdmin):
 
 
 @admin.register(MessageSend)
-class MessageSendAdmin(admin.ModelAdmin):
+class MessageSendAdmin(ProjectScopedAdmin, admin.ModelAdmin):
     """Who got which message, when: the per-user records behind "at most once". Read-only."""
 
+    project_paths = ("message__cohort__project",)
     list_display = ["reserved_at", "message", "profile_id_text", "sequence", "status", "run", "batch_number",
                     "sent_at"]
     list_filter = ["status", "message"]

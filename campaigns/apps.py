@@ -12,6 +12,7 @@ class CampaignsConfig(AppConfig):
         from .models import MessageRun
 
         attempt_source_register(AttemptSource(
+            project_path="message__cohort__project",
             key="message", title="User messages", model=MessageRun, select_related=("message",),
             label=lambda run: f"message “{run.message.name}” run #{run.pk}",
         ))

@@ -6,6 +6,7 @@ from django.utils.html import format_html, format_html_join
 
 from outbound.admin import CappedCountPaginator
 
+from .admin_scope import ProjectScopedAdmin
 from .charts import SizePoint, size_chart
 from .models import Cohort, CohortSize, Event, Profile, Project
 from .selectors import cohort_member_count, cohort_member_profiles, cohort_preview, cohort_size_history
@@ -16,13 +17,14 @@ SIZE_CHART_POINTS = 200
 
 
 @admin.register(Project)
-class ProjectAdmin(admin.ModelAdmin):
+class ProjectAdmin(ProjectScopedAdmin, admin.ModelAdmin):
+    project_paths = ("pk",)
     list_display = ["name", "id", "created_at"]
     filter_horizontal = ["members"]
 
 
 @admin.register(Profile)
-class ProfileAdmin(admin.ModelAdmin):
+class ProfileAdmin(ProjectScopedAdmin, admin.ModelAdmin):
     list_display = ["distinct_id", "email", "first_name", "last_name", "project"]
     list_filter = ["project"]
     search_fields = ["distinct_id", "email"]
@@ -30,7 +32,7 @@ class ProfileAdmin(admin.ModelAdmin):
 
 
 @admin.register(Cohort)
-class CohortAdmin(admin.ModelAdmin):
+class CohortAdmin(ProjectScopedAdmin, admin.ModelAdmin):
     # The list shows the last measured size (one query for the page); the change page counts live.
     list_display = ["name", "project", "kind", "last_size", "updated_at"]
     list_filter = ["project", "kind"]
@@ -90,7 +92,7 @@ class CohortAdmin(admin.ModelAdmin):
 
 
 @admin.register(Event)
-class EventAdmin(admin.ModelAdmin):
+class EventAdmin(ProjectScopedAdmin, admin.ModelAdmin):
     """Read-only: events come in through the ingestion services."""
 
     list_display = ["time", "name", "distinct_id", "project"]

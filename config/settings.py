@@ -7,9 +7,12 @@ Production sets DATABASE_URL (PostgreSQL) and CELERY_BROKER_URL (Redis).
 
 import base64
 import hashlib
+from datetime import timedelta
 from pathlib import Path
 
 import environ
+from cryptography.fernet import Fernet
+from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = BASE_DIR / "var"
@@ -18,7 +21,12 @@ env = environ.Env()
 environ.Env.read_env(BASE_DIR / ".env")  # optional; a missing file is fine
 
 DEBUG = env.bool("DJANGO_DEBUG", default=True)
-SECRET_KEY = env.str("DJANGO_SECRET_KEY", default="dev-only-insecure-key-change-me-in-production")
+DEV_SECRET_KEY = "dev-only-insecure-key-change-me-in-production"
+SECRET_KEY = env.str("DJANGO_SECRET_KEY", default=DEV_SECRET_KEY)
+if not DEBUG and SECRET_KEY == DEV_SECRET_KEY:
+    # The default is public (it is in this file): sessions and password resets could be forged.
+    raise ImproperlyConfigured("DJANGO_SECRET_KEY must be set when DJANGO_DEBUG=false: the default key is public. "
+                               "Generate one, e.g. python -c 'import secrets; print(secrets.token_urlsafe(50))'.")
 ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]", "testserver"])
 CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
 
@@ -33,6 +41,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",  # Swagger UI assets served from here: /api/docs/ works offline
     "django_celery_beat",
+    "axes",  # login lockout
     "cohorts",
     "integrations",
     "outbound",
@@ -45,12 +54,14 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "access.api.ApiJsonErrorsMiddleware",  # /api/ errors are JSON even where DEBUG shows HTML pages
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "axes.middleware.AxesMiddleware",  # last, as django-axes requires: answers locked-out logins
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -84,6 +95,22 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     VAR_DIR.mkdir(exist_ok=True)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
+# --- Logins ---------------------------------------------------------------------------
+# Both login pages (/login/, /admin/login/) lock a username from one address after
+# COHORTSYNC_LOGIN_FAILURE_LIMIT failures in a row, for COHORTSYNC_LOGIN_COOLOFF_MINUTES (django-axes).
+# The address is REMOTE_ADDR: behind a proxy, have it pass the client's address there.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",  # first: refuses a locked-out login before the password check
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env.int("COHORTSYNC_LOGIN_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = timedelta(minutes=env.float("COHORTSYNC_LOGIN_COOLOFF_MINUTES", default=15))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]  # one user from one address: others still log in
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
+AXES_IPWARE_META_PRECEDENCE_ORDER = ["REMOTE_ADDR"]  # never a client-supplied X-Forwarded-For
+AXES_VERBOSE = False  # no banner on every manage.py command
+
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
 ]
@@ -108,6 +135,8 @@ CACHES = {"default": env.cache("CACHE_URL", default="locmemcache://")}
 # --- REST API (/api/v1/) ---------------------------------------------------------------
 # Requests per API key (or per logged-in user), e.g. "1000/min", "50/s", "20000/hour".
 COHORTSYNC_API_THROTTLE_RATE = env.str("COHORTSYNC_API_THROTTLE_RATE", default="1000/min")
+# Requests with an invalid API key per client address (REMOTE_ADDR); more are answered 429.
+COHORTSYNC_INVALID_API_KEY_RATE = env.str("COHORTSYNC_INVALID_API_KEY_RATE", default="30/min")
 # Largest request body: a batch of 10,000 profiles or events must fit (Django's default is 2.5 MB).
 DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("COHORTSYNC_MAX_REQUEST_BYTES", default=16 * 1024 * 1024)
 REST_FRAMEWORK = {
@@ -187,10 +216,21 @@ else:
     CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": CELERY_TASK_TIME_LIMIT * 2}
 
 # --- Cohortsync -----------------------------------------------------------------------
-# Fernet keys (comma-separated, newest first): the first encrypts, all decrypt, so keys
-# rotate by prepending a new one. The default is derived from SECRET_KEY for development.
+# Fernet keys (comma-separated, newest first): the first encrypts, all decrypt, so keys rotate by
+# prepending a new one and running `manage.py rotate_encryption_keys`. Development derives one from
+# SECRET_KEY; production must set them (a key derived from a public default decrypts nothing safely).
+if not DEBUG and not env.list("COHORTSYNC_ENCRYPTION_KEYS", default=[]):
+    raise ImproperlyConfigured("COHORTSYNC_ENCRYPTION_KEYS must be set when DJANGO_DEBUG=false: it encrypts the "
+                               "connections' secrets. Generate a key with python -c 'from cryptography.fernet "
+                               "import Fernet; print(Fernet.generate_key().decode())'.")
 _dev_fernet_key = base64.urlsafe_b64encode(hashlib.sha256(SECRET_KEY.encode()).digest()).decode()
 COHORTSYNC_ENCRYPTION_KEYS = env.list("COHORTSYNC_ENCRYPTION_KEYS", default=[_dev_fernet_key])
+for _key in COHORTSYNC_ENCRYPTION_KEYS:
+    try:
+        Fernet(_key)
+    except ValueError:
+        raise ImproperlyConfigured("COHORTSYNC_ENCRYPTION_KEYS holds a value that is not a Fernet key (32 bytes, "
+                                   "url-safe base64).") from None
 # Loopback and private destinations are refused unless this is set (dev, tests, demo).
 COHORTSYNC_ALLOW_PRIVATE_URLS = env.bool("COHORTSYNC_ALLOW_PRIVATE_URLS", default=False)
 # Waits between tries of one page: 5 tries over about 60 s by default.
@@ -220,6 +260,10 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
 }
+# The built-in test receiver (/receiver/<inbox>/): anyone may post to it, so it is off unless
+# asked for (quickstart and the tests turn it on). Bodies over the cap are refused with a 413.
+COHORTSYNC_TEST_RECEIVER = env.bool("COHORTSYNC_TEST_RECEIVER", default=False)
+COHORTSYNC_TEST_RECEIVER_MAX_BYTES = env.int("COHORTSYNC_TEST_RECEIVER_MAX_BYTES", default=1024 * 1024)
 # Refuse plain-http destinations (contract: https in production).
 COHORTSYNC_REQUIRE_HTTPS = env.bool("COHORTSYNC_REQUIRE_HTTPS", default=False)
 # CI sets this: a test that needs PostgreSQL or Redis fails instead of skipping.

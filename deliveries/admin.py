@@ -10,6 +10,7 @@ from django.urls import reverse
 from django.utils.html import format_html
 from django.utils.text import Truncator
 
+from cohorts.admin_scope import ProjectScopedAdmin
 from outbound.admin import CappedCountPaginator, DeliveryAttemptInline, RunSubjectAdmin
 from outbound.health import ATTENTION
 
@@ -35,7 +36,8 @@ class AttentionFilter(admin.SimpleListFilter):
 
 
 @admin.register(Sync)
-class SyncAdmin(RunSubjectAdmin):
+class SyncAdmin(ProjectScopedAdmin, RunSubjectAdmin):
+    project_paths = ("cohort__project",)
     noun = "sync"
     runs_changelist = "admin:deliveries_syncrun_changelist"
     runs_filter = "sync__id__exact"
@@ -76,7 +78,8 @@ class SyncAdmin(RunSubjectAdmin):
 
 
 @admin.register(SyncRun)
-class SyncRunAdmin(admin.ModelAdmin):
+class SyncRunAdmin(ProjectScopedAdmin, admin.ModelAdmin):
+    project_paths = ("sync__cohort__project",)
     list_display = ["started_at", "sync", "kind", "status", "pages", "sent", "error"]
     list_display_links = ["started_at"]
     list_filter = ["status", "kind"]  # choices: no query to list the options
@@ -109,9 +112,10 @@ class SyncRunAdmin(admin.ModelAdmin):
 
 
 @admin.register(Notification)
-class NotificationAdmin(admin.ModelAdmin):
+class NotificationAdmin(ProjectScopedAdmin, admin.ModelAdmin):
     """Every email sent about a sync: to whom, which sync, why, when (read-only)."""
 
+    project_paths = ("sync__cohort__project",)
     list_display = ["sent_at", "recipient", "sync", "reason", "subject", "delivered", "error"]
     list_filter = ["reason", "delivered"]
     list_select_related = ["sync__cohort", "sync__connection"]

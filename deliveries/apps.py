@@ -10,5 +10,6 @@ class DeliveriesConfig(AppConfig):
         from .models import SyncRun
 
         attempt_source_register(AttemptSource(
+            project_path="sync__cohort__project",
             key="sync", title="Sync runs", model=SyncRun, label=lambda run: f"sync run #{run.pk}",
         ))

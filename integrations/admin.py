@@ -1,19 +1,31 @@
 from django import forms
 from django.contrib import admin, messages
+from django.core.exceptions import ValidationError
 from django.http import HttpResponseNotAllowed, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.urls import path, reverse
 
+from cohorts.admin_scope import ProjectScopedAdmin
+
+from .fields import UnreadableSecret
 from .models import MAX_PAGE_SIZE, Connection, ReceivedWebhook
+from .selectors import inboxes_of
 from .send_test import connection_send_test
-from .services import connection_disable_signing, connection_rotate_signing_secret
+from .services import connection_apply_changes, connection_disable_signing, connection_rotate_signing_secret
 from .templating import PRESETS
 from .validation import MAX_CUSTOM_HEADERS
+
+# Stands for a stored header value in the form: values are secrets, so the page never shows them.
+HEADER_MASK = "********"
 
 
 class ConnectionAdminForm(forms.ModelForm):
     """Secrets are write-only: the form never renders a stored one, and blank keeps it. What was
-    typed is rendered back after a validation error, so it need not be typed again."""
+    typed is rendered back after a validation error, so it need not be typed again.
+
+    A change goes through connection_apply_changes, so its rules hold here too (a new scheme, host
+    or port drops the stored secrets the form does not give again).
+    """
 
     auth_password = forms.CharField(
         label="Basic Auth password", required=False, widget=forms.PasswordInput(render_value=True),
@@ -28,8 +40,9 @@ class ConnectionAdminForm(forms.ModelForm):
         label="Custom headers", required=False,
         widget=forms.Textarea(attrs={"rows": MAX_CUSTOM_HEADERS + 2, "cols": 60,
                                      "placeholder": '{"X-Team": "growth", "X-Source": "cohortsync"}'}),
-        help_text=f"A JSON object of header name → value; at most {MAX_CUSTOM_HEADERS} headers. The headers "
-                  "Cohortsync sets itself (Content-Type, User-Agent, Authorization, webhook-id, …, and x-api-key "
+        help_text=f"A JSON object of header name → value; at most {MAX_CUSTOM_HEADERS} headers. Stored values are "
+                  f"secrets and show as {HEADER_MASK!r}: leave that to keep a value. The headers Cohortsync sets "
+                  "itself (Content-Type, User-Agent, Authorization, webhook-id, …, and x-api-key "
                   "when an API key is stored) cannot be overridden.",
     )
     clear_auth_password = forms.BooleanField(label="Clear the stored password", required=False)
@@ -53,25 +66,36 @@ class ConnectionAdminForm(forms.ModelForm):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self._stored = {"auth_password": self.instance.auth_password, "api_key": self.instance.api_key}
-        for name in self._stored:
+        for name in ("auth_password", "api_key"):
             self.initial[name] = ""  # rendered: only what was typed, never the stored secret
             if self.instance.pk is None:  # nothing stored yet to keep
                 self.fields[name].help_text = "Optional."
-
-    def _clean_secret(self, field: str) -> str:
-        if self.data.get(f"clear_{field}"):
-            return ""
-        return self.cleaned_data.get(field) or self._stored[field]
-
-    def clean_auth_password(self):
-        return self._clean_secret("auth_password")
-
-    def clean_api_key(self):
-        return self._clean_secret("api_key")
+        if self.instance.pk is not None:
+            self.initial["headers"] = {name: HEADER_MASK if has_value else ""
+                                       for name, has_value in self.instance.header_names.items()}
 
     def clean_headers(self):
-        return self.cleaned_data.get("headers") or {}
+        headers = self.cleaned_data.get("headers") or {}
+        if isinstance(headers, dict):  # the mask keeps the stored value (None, for the service)
+            headers = {name: None if value == HEADER_MASK else value for name, value in headers.items()}
+        return headers
+
+    def _post_clean(self):
+        if self.instance.pk is None:
+            super()._post_clean()  # a new connection: the model's full_clean, as connection_create does
+            return
+        fields = {name: value for name, value in self.cleaned_data.items()
+                  if name in self._meta.fields and not name.startswith("clear_")}
+        for secret in ("auth_password", "api_key"):
+            # Blank keeps the stored secret, so it is given only when typed in or cleared.
+            if self.cleaned_data.get(f"clear_{secret}"):
+                fields[secret] = ""
+            elif not fields.get(secret):
+                fields.pop(secret, None)
+        try:
+            connection_apply_changes(connection=self.instance, **fields)
+        except ValidationError as error:
+            self._update_errors(error)
 
     def clean_content_type(self):
         return self.cleaned_data.get("content_type") or "application/json"
@@ -81,13 +105,27 @@ class ConnectionAdminForm(forms.ModelForm):
 
 
 @admin.register(Connection)
-class ConnectionAdmin(admin.ModelAdmin):
+class ConnectionAdmin(ProjectScopedAdmin, admin.ModelAdmin):
     form = ConnectionAdminForm
     list_display = ["name", "project", "url", "format", "has_password", "has_api_key", "signed", "updated_at"]
     list_filter = ["format", "project"]
     list_select_related = ["project"]
     search_fields = ["name", "url"]
     actions = ["send_test", "rotate_signing_secret", "disable_signing"]
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        try:
+            return super().change_view(request, object_id, form_url, extra_context)
+        except UnreadableSecret as error:  # a key was dropped too soon: say which, not a 500
+            messages.error(request, str(error))
+            return HttpResponseRedirect(reverse("admin:integrations_connection_changelist"))
+
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        if obj.dropped_secrets:
+            messages.warning(request, f"The URL now points to another scheme, host or port, so these stored secrets "
+                                      f"were dropped: {', '.join(obj.dropped_secrets)}. Enter them again for the "
+                                      "new destination.")
 
     @admin.action(description="Generate or rotate the signing secret (old one kept 24 h)")
     def rotate_signing_secret(self, request, queryset):
@@ -117,7 +155,7 @@ class ConnectionAdmin(admin.ModelAdmin):
         """The change page's "Send a test page" button (a POST: it sends a request out)."""
         if request.method != "POST":
             return HttpResponseNotAllowed(["POST"])
-        connection = get_object_or_404(Connection, pk=connection_id)
+        connection = get_object_or_404(self.get_queryset(request), pk=connection_id)
         if not self.has_change_permission(request, connection):
             return HttpResponseRedirect(reverse("admin:index"))
         self._send_test(request, connection)
@@ -129,7 +167,11 @@ class ConnectionAdmin(admin.ModelAdmin):
             self._send_test(request, connection)
 
     def _send_test(self, request, connection: Connection) -> None:
-        result = connection_send_test(connection=connection)
+        try:
+            result = connection_send_test(connection=connection)
+        except UnreadableSecret as error:
+            messages.error(request, str(error))
+            return
         status = f"HTTP {result.http_status}" if result.http_status else "no HTTP answer"
         text = f"Test page to “{connection.name}”: {result.outcome}, {status} in {result.latency_ms} ms."
         if result.message:
@@ -148,7 +190,10 @@ class ConnectionAdmin(admin.ModelAdmin):
 
 
 @admin.register(ReceivedWebhook)
-class ReceivedWebhookAdmin(admin.ModelAdmin):
+class ReceivedWebhookAdmin(ProjectScopedAdmin, admin.ModelAdmin):
     list_display = ["received_at", "inbox", "action", "session_id", "page_id"]
     list_filter = ["inbox", "action"]
     readonly_fields = ["inbox", "received_at", "headers", "body", "action", "session_id", "page_id"]
+
+    def scope_to_projects(self, queryset, projects):
+        return queryset.filter(inbox__in=inboxes_of(projects=projects))

@@ -1,6 +1,6 @@
 """REST API for connections: CRUD with write-only secrets, and a test send."""
 
-from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
+from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_field, extend_schema_view
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
@@ -24,18 +24,24 @@ def _secret_field(label: str) -> serializers.CharField:
 
 def _headers_field() -> serializers.DictField:
     return serializers.DictField(
-        child=serializers.CharField(allow_blank=True, trim_whitespace=False), required=False,
-        help_text="Up to 5 custom headers, name: value. Content-Type, User-Agent, Authorization and "
-        "x-api-key (when an API key is set) are Cohortsync's own and cannot be overridden.",
+        child=serializers.CharField(allow_blank=True, allow_null=True, trim_whitespace=False), required=False,
+        help_text="Up to 5 custom headers, name: value; replaces the stored set. Values are write-only secrets: "
+        "null keeps a header's stored value. Content-Type, User-Agent, Authorization and x-api-key (when an API "
+        "key is set) are Cohortsync's own and cannot be overridden.",
     )
+
+
+class HeaderOutput(serializers.Serializer):
+    name = serializers.CharField()
+    has_value = serializers.BooleanField(help_text="A value is stored (values are write-only).")
 
 
 class ConnectionOutput(serializers.ModelSerializer):
     has_password = serializers.BooleanField(read_only=True, help_text="A Basic Auth password is stored.")
     has_api_key = serializers.BooleanField(read_only=True, help_text="An API key (sent as x-api-key) is stored.")
-    has_signing_secret = serializers.SerializerMethodField(
-        help_text="Requests are signed (Standard Webhooks: webhook-signature).")
-    headers = serializers.DictField(child=serializers.CharField(), read_only=True)
+    has_signing_secret = serializers.BooleanField(
+        read_only=True, help_text="Requests are signed (Standard Webhooks: webhook-signature).")
+    headers = serializers.SerializerMethodField()
 
     class Meta:
         model = Connection
@@ -44,8 +50,21 @@ class ConnectionOutput(serializers.ModelSerializer):
                   "previous_signing_secret_expires_at", "created_at", "updated_at"]
         read_only_fields = fields
 
-    def get_has_signing_secret(self, connection: Connection) -> bool:
-        return bool(connection.signing_secret)
+    @extend_schema_field(HeaderOutput(many=True))
+    def get_headers(self, connection: Connection) -> list[dict]:
+        return [{"name": name, "has_value": has_value} for name, has_value in connection.header_names.items()]
+
+
+class ConnectionUpdateOutput(ConnectionOutput):
+    dropped_secrets = serializers.ListField(
+        child=serializers.CharField(), read_only=True,
+        help_text="Stored secrets this change dropped because the URL's scheme, host or port changed and the "
+        "request did not give them again (auth_password, api_key, signing_secret, headers.<name>). "
+        "Give them again for the new destination.")
+
+    class Meta(ConnectionOutput.Meta):
+        fields = [*ConnectionOutput.Meta.fields, "dropped_secrets"]
+        read_only_fields = fields
 
 
 class ConnectionUpdateInput(serializers.Serializer):
@@ -111,13 +130,13 @@ class ConnectionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins
         connection = connection_create(**data.validated_data)
         return Response(ConnectionOutput(connection).data, status=status.HTTP_201_CREATED)
 
-    @extend_schema(summary="Change a connection", request=ConnectionUpdateInput, responses=ConnectionOutput)
+    @extend_schema(summary="Change a connection", request=ConnectionUpdateInput, responses=ConnectionUpdateOutput)
     def partial_update(self, request, pk=None):
         connection = self.get_object()
         data = ConnectionUpdateInput(data=request.data)
         data.is_valid(raise_exception=True)
         connection = connection_update(connection=connection, **data.validated_data)
-        return Response(ConnectionOutput(connection).data)
+        return Response(ConnectionUpdateOutput(connection).data)
 
     @extend_schema(methods=["POST"], summary="Turn on or rotate request signing", request=SigningSecretInput,
                    responses=SigningSecretOutput)

@@ -6,7 +6,7 @@ from django.utils import timezone
 from cohorts.models import Project
 from outbound.policy import PAGE_SIZE
 
-from .fields import EncryptedTextField
+from .fields import EncryptedHeadersField, EncryptedTextField, stored_value
 from .validation import validate_content_type, validate_custom_headers, validate_destination_url
 
 MAX_PAGE_SIZE = PAGE_SIZE  # the contract's cap on members per request (one definition: outbound.policy)
@@ -27,7 +27,8 @@ class Connection(models.Model):
     # Secrets: encrypted at rest, write-only in every interface.
     auth_password = EncryptedTextField("Basic Auth password", blank=True, default="")
     api_key = EncryptedTextField("API key (sent as x-api-key)", blank=True, default="")
-    headers = models.JSONField("custom headers", default=dict, blank=True)
+    # Values encrypted like the other secrets (receivers authenticate with them); names stay readable.
+    headers = EncryptedHeadersField("custom headers", default=dict, blank=True)
     format = models.CharField(max_length=20, choices=Format.choices, default=Format.MIXPANEL)
     body_template = models.TextField(
         blank=True, default="", help_text="For the custom template format: the body, over the `input` object."
@@ -53,14 +54,17 @@ class Connection(models.Model):
             ),
         ]
 
+    # Set by connection_update (never stored): the secrets a changed destination dropped.
+    dropped_secrets: tuple[str, ...] = ()
+
     def __str__(self) -> str:
         return self.name
 
     def clean(self) -> None:
         validate_destination_url(self.url)
-        validate_custom_headers(self.headers, has_api_key=bool(self.api_key))
+        validate_custom_headers(self.headers, has_api_key=self.has_api_key)
         validate_content_type(self.content_type)
-        if self.auth_password and not self.auth_username:
+        if self.has_password and not self.auth_username:
             raise ValidationError({"auth_username": "A Basic Auth password needs a username."})
         if self.format == self.Format.TEMPLATE:
             if not self.body_template.strip():
@@ -82,13 +86,23 @@ class Connection(models.Model):
             secrets.append(self.previous_signing_secret)
         return tuple(secrets)
 
+    # Reads that only say whether a secret is set never decrypt it.
     @property
     def has_password(self) -> bool:
-        return bool(self.auth_password)
+        return bool(stored_value(self, "auth_password"))
 
     @property
     def has_api_key(self) -> bool:
-        return bool(self.api_key)
+        return bool(stored_value(self, "api_key"))
+
+    @property
+    def has_signing_secret(self) -> bool:
+        return bool(stored_value(self, "signing_secret"))
+
+    @property
+    def header_names(self) -> dict[str, bool]:
+        """Each custom header's name and whether it has a value (values are write-only)."""
+        return {name: bool(value) for name, value in (stored_value(self, "headers") or {}).items()}
 
 
 class ReceivedWebhook(models.Model):

@@ -1,14 +1,20 @@
-"""The built-in test receiver: stores what arrives and shows it, page by page."""
+"""The built-in test receiver: stores what arrives and shows it, page by page.
+
+Off unless COHORTSYNC_TEST_RECEIVER=true (quickstart and the tests turn it on): anyone may post
+to it, so a production server does not offer it.
+"""
 
 from urllib.parse import parse_qs
 
 import orjson
+from django.conf import settings
 from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.views.decorators.csrf import csrf_exempt
 
 from .models import ReceivedWebhook
+from .selectors import inbox_readable_by
 
 # Never keep credentials that a sender put in its headers.
 REDACTED_HEADERS = {"authorization", "x-api-key", "cookie"}
@@ -18,12 +24,23 @@ FOLD_BODY_LINES = 40  # longer bodies (a page of 1000 members) start folded
 
 @csrf_exempt
 def receiver_inbox(request: HttpRequest, inbox: str) -> HttpResponse:
+    if not settings.COHORTSYNC_TEST_RECEIVER:
+        raise Http404("The test receiver is off (COHORTSYNC_TEST_RECEIVER).")
     if request.method == "POST":
         return _receive(request, inbox)
     return _show_inbox(request, inbox)
 
 
 def _receive(request: HttpRequest, inbox: str) -> HttpResponse:
+    limit = settings.COHORTSYNC_TEST_RECEIVER_MAX_BYTES
+    try:
+        declared = int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        declared = 0
+    if declared > limit or len(request.body) > limit:
+        return JsonResponse({"status": "failure", "error": {"message": f"The body is larger than the {limit:,} bytes "
+                                                                      "this test receiver keeps.", "code": 413}},
+                            status=413)
     # PostgreSQL text refuses NUL characters; keep everything else as it came.
     body = request.body.decode("utf-8", errors="replace").replace("\x00", "\ufffd")
     payload = _decoded(request.body)
@@ -61,6 +78,8 @@ def _decoded(body: bytes):
 
 @login_required
 def _show_inbox(request: HttpRequest, inbox: str) -> HttpResponse:
+    if not inbox_readable_by(user=request.user, inbox=inbox):
+        raise Http404("No such inbox among your projects' connections.")
     received = list(ReceivedWebhook.objects.filter(inbox=inbox)[:INBOX_PAGE_SIZE])
     for item in received:
         decoded = _decoded(item.body.encode())

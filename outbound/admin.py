@@ -78,6 +78,17 @@ class SourceFilter(admin.SimpleListFilter):
         return queryset
 
 
+def attempts_of_member_projects(user) -> Q:
+    """Attempts whose source belongs to a project `user` is a member of (the admin's tenancy,
+    cohorts.admin_scope, applied through the sources' declared project paths)."""
+    condition = Q(pk__in=[])
+    for source in SOURCES.values():
+        kind = ContentType.objects.get_for_model(source.model)
+        of_member = source.model.objects.filter(**{f"{source.project_path}__members": user}).values("pk")
+        condition |= Q(source_kind=kind, source_id__in=of_member)
+    return condition
+
+
 @admin.register(DeliveryAttempt)
 class DeliveryAttemptAdmin(admin.ModelAdmin):
     """Every POST try across sync runs, message runs and alert firings, newest first: where an
@@ -95,7 +106,10 @@ class DeliveryAttemptAdmin(admin.ModelAdmin):
     def get_queryset(self, request):
         # A page's sources come in one query per kind, with what their labels need.
         querysets = [source.model.objects.select_related(*source.select_related) for source in SOURCES.values()]
-        return super().get_queryset(request).prefetch_related(GenericPrefetch("source", querysets))
+        attempts = super().get_queryset(request).prefetch_related(GenericPrefetch("source", querysets))
+        if request.user.is_superuser:
+            return attempts
+        return attempts.filter(attempts_of_member_projects(request.user))
 
     @admin.display(description="source")
     def source_link(self, obj):

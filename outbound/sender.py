@@ -20,6 +20,7 @@ from requests_hardened.ip_filter import InvalidIPAddress
 
 from . import policy
 from .policy import Outcome, Verdict
+from .secrets import redact_secrets, sent_secrets
 from .signing import signature_headers
 
 logger = logging.getLogger(__name__)
@@ -44,7 +45,7 @@ class Destination:
             auth_username=connection.auth_username,
             auth_password=connection.auth_password,
             api_key=connection.api_key,
-            headers=tuple((connection.headers or {}).items()),
+            headers=tuple((name, value) for name, value in (connection.headers or {}).items() if value),
             content_type=connection.content_type or "application/json",
             signing_secrets=connection.active_signing_secrets,
         )
@@ -110,6 +111,8 @@ def post_page(session: requests.Session, destination: Destination, body: bytes, 
         response.close()
         return _failed(Outcome.TRANSIENT, f"reading the response failed: {type(exc).__name__}", started)
     latency_ms = int((time.monotonic() - started) * 1000)
+    # A receiver echoing our request back must not put our credentials into what we store and show.
+    content = redact_secrets(content, secrets=sent_secrets(destination))
     verdict = policy.classify_response(response.status_code, response.reason or "", content)
     return PostResult(
         verdict=verdict,

@@ -18,6 +18,9 @@ class AttemptSource:
     label: Callable[[models.Model], str]  # "sync run #12"
     # Related rows the label needs, fetched with the sources of a page in one query each.
     select_related: tuple[str, ...] = ()
+    # The lookup from the source to its project (e.g. "sync__cohort__project"): the admin shows
+    # staff who are not superusers only the attempts of their projects' sources.
+    project_path: str = "project"
 
 
 SOURCES: dict[str, AttemptSource] = {}

@@ -17,6 +17,7 @@ from tests.support.receiver import LoopbackReceiver
 def _fast_delivery_settings(settings):
     """Loopback receivers need private URLs allowed; retries wait milliseconds, not a minute."""
     settings.COHORTSYNC_ALLOW_PRIVATE_URLS = True
+    settings.COHORTSYNC_TEST_RECEIVER = True
     settings.COHORTSYNC_RETRY_DELAYS = [0.01, 0.02, 0.04, 0.08]
     settings.COHORTSYNC_READ_TIMEOUT = 2.0
     settings.COHORTSYNC_CONNECT_TIMEOUT = 2.0

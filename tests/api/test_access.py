@@ -67,6 +67,21 @@ def test_a_malformed_authorization_header_is_401(db, header):
     assert "Malformed Authorization header" in response.json()["detail"]
 
 
+def test_invalid_keys_are_throttled_per_address(api, settings):
+    settings.COHORTSYNC_INVALID_API_KEY_RATE = "3/min"
+    guesser = APIClient(REMOTE_ADDR="203.0.113.9")
+    for attempt in range(3):
+        assert guesser.get(CONNECTIONS, HTTP_AUTHORIZATION=f"Bearer cs_guess{attempt}").status_code == 401
+
+    refused = guesser.get(CONNECTIONS, HTTP_AUTHORIZATION=f"Bearer {api.key}", HTTP_X_FORWARDED_FOR="10.9.9.9")
+
+    assert refused.status_code == 429 and int(refused["Retry-After"]) > 0
+    assert refused.json()["detail"].startswith("Too many requests with an invalid API key from this address (at "
+                                               "most 3/min).")
+    # Other addresses, and valid keys from them, are untouched.
+    assert api.get(CONNECTIONS).status_code == 200
+
+
 def test_a_revoked_key_is_refused_at_once(api):
     assert api.get(CONNECTIONS).status_code == 200
     api_key_revoke(api_key=api.api_key)

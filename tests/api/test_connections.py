@@ -1,6 +1,10 @@
 """connections/: CRUD with write-only secrets, header rules, the test send."""
 
+import base64
+import json
+
 import pytest
+from cryptography.fernet import Fernet
 
 from integrations.models import Connection
 from tests.factories import ConnectionFactory, SyncFactory
@@ -205,3 +209,107 @@ def test_another_projects_signing_secret_cannot_be_touched(api, other_project):
     assert api.delete(f"{URL}{connection.pk}/signing-secret/").status_code == 404
     connection.refresh_from_db()
     assert connection.signing_secret == ""
+
+
+# --- A changed destination cannot be used to read the stored secrets (issue #15, part 1) --
+
+
+def secret_connection(project, url):
+    from integrations.services import connection_create, connection_rotate_signing_secret
+
+    connection = connection_create(project=project, name="CRM", url=url, auth_username="bot",
+                                   auth_password="basic-pass-123", api_key="key-456789",
+                                   headers={"X-Token": "header-secret-789"})
+    connection_rotate_signing_secret(connection=connection)
+    return connection
+
+
+def test_moving_a_connection_to_another_host_drops_its_secrets_before_the_test_send(api, receiver):
+    # The attacker's host: another port on loopback, here the test receiver.
+    connection = secret_connection(api.project, "http://127.0.0.1:9/hook")
+
+    response = api.patch(f"{URL}{connection.pk}/", {"url": receiver.url("/steal")})
+
+    assert response.status_code == 200, response.json()
+    body = response.json()
+    assert body["dropped_secrets"] == ["auth_password", "api_key", "signing_secret", "headers.X-Token"]
+    assert (body["has_password"], body["has_api_key"], body["has_signing_secret"]) == (False, False, False)
+    assert body["headers"] == [{"name": "X-Token", "has_value": False}]
+    assert api.post(f"{URL}{connection.pk}/test/").json()["outcome"] == "success"
+    sent = receiver.requests[0]
+    wire = str(sent.headers) + sent.body.decode()
+    for secret in ("basic-pass-123", "key-456789", "header-secret-789"):
+        assert secret not in wire
+    assert sent.headers["authorization"] == "Basic " + base64.b64encode(b"bot:").decode()  # the name is no secret
+    assert "webhook-signature" not in {name.lower() for name in sent.headers}
+
+
+def test_secrets_given_again_with_the_new_url_are_kept(api, receiver):
+    connection = secret_connection(api.project, "http://127.0.0.1:9/hook")
+
+    body = api.patch(f"{URL}{connection.pk}/", {"url": receiver.url(), "auth_password": "new-pass-1",
+                                                "headers": {"X-Token": "new-token-1"}}).json()
+
+    assert body["dropped_secrets"] == ["api_key", "signing_secret"]
+    api.post(f"{URL}{connection.pk}/test/")
+    sent = receiver.requests[0]
+    assert sent.headers["x-token"] == "new-token-1" and "x-api-key" not in sent.headers
+
+
+def test_a_new_path_on_the_same_origin_keeps_the_secrets(api):
+    connection = secret_connection(api.project, "https://crm.example.com/hook")
+
+    body = api.patch(f"{URL}{connection.pk}/", {"url": "https://crm.example.com:443/other?x=1"}).json()
+
+    assert body["dropped_secrets"] == []
+    assert (body["has_password"], body["has_api_key"], body["has_signing_secret"]) == (True, True, True)
+    connection.refresh_from_db()
+    assert connection.headers == {"X-Token": "header-secret-789"}
+
+
+@pytest.mark.parametrize("url", ["https://crm.example.com/hook", "http://crm.example.com:443/hook",
+                                 "http://crm.example.com:8443/hook"])
+def test_scheme_and_port_changes_count_as_a_move(api, url):
+    connection = secret_connection(api.project, "http://crm.example.com:443/hook")
+
+    assert "api_key" in api.patch(f"{URL}{connection.pk}/", {"url": url}).json()["dropped_secrets"] or (
+        url == "http://crm.example.com:443/hook")
+
+
+def test_header_values_are_write_only_and_null_keeps_one(api, receiver):
+    connection = secret_connection(api.project, receiver.url())
+    assert "header-secret-789" not in api.get(f"{URL}{connection.pk}/").content.decode()
+
+    body = api.patch(f"{URL}{connection.pk}/", {"headers": {"X-Token": None, "X-Extra": "more"}}).json()
+
+    assert body["headers"] == [{"name": "X-Token", "has_value": True}, {"name": "X-Extra", "has_value": True}]
+    connection.refresh_from_db()
+    assert connection.headers == {"X-Token": "header-secret-789", "X-Extra": "more"}
+    response = api.patch(f"{URL}{connection.pk}/", {"headers": {"X-Unknown": None}})
+    assert response.status_code == 400
+    assert response.json() == {"headers": ["Header 'X-Unknown' has no stored value to keep: give its value."]}
+
+
+def test_a_receiver_echoing_our_secrets_gets_them_redacted(api, receiver):
+    connection = secret_connection(api.project, receiver.url())
+    receiver.respond_with(lambda request: Reply(status=400, body=json.dumps(
+        {"status": "failure", "error": {"message": f"you sent {dict(request.headers)}"}})))
+
+    result = api.post(f"{URL}{connection.pk}/test/").json()
+
+    assert "[redacted]" in result["response_excerpt"]
+    encoded = base64.b64encode(b"bot:basic-pass-123").decode()
+    for secret in ("key-456789", "header-secret-789", encoded):
+        assert secret not in result["response_excerpt"] and secret not in result["message"]
+
+
+def test_an_unreadable_secret_is_a_409_naming_the_connection(api, settings):
+    connection = ConnectionFactory(project=api.project, name="CRM", api_key="key-456789")
+    settings.COHORTSYNC_ENCRYPTION_KEYS = [Fernet.generate_key().decode()]
+
+    assert api.get(URL).status_code == 200 and api.get(f"{URL}{connection.pk}/").json()["has_api_key"] is True
+    response = api.post(f"{URL}{connection.pk}/test/")
+
+    assert response.status_code == 409
+    assert response.json()["detail"].startswith(f"Connection {connection.pk} (“CRM”): its api_key cannot be "
+                                                 "decrypted with any key in COHORTSYNC_ENCRYPTION_KEYS.")

@@ -7,6 +7,7 @@ from io import StringIO
 import pytest
 from django.contrib.auth import authenticate, get_user_model
 from django.core.management import CommandError, call_command
+from django.test import RequestFactory
 from django.utils import timezone
 
 from cohorts.models import Cohort, CohortMember, Project
@@ -63,7 +64,7 @@ def test_demo_creates_everything_and_prints_ids_and_a_working_admin_password(rec
     assert connection.url == receiver.url()
     assert sync.state == Sync.State.ACTIVE and sync.next_run_at <= timezone.now()
     (password,) = re.findall(r"^admin login:\s+admin / (\S+)", output, re.M)
-    admin = authenticate(username="admin", password=password)
+    admin = authenticate(RequestFactory().post("/login/"), username="admin", password=password)
     assert admin is not None and admin.is_superuser
     assert project.members.filter(pk=admin.pk).exists()
     assert list(sync.notify_users.all()) == [admin]

@@ -16,6 +16,7 @@ from examples.receiver.cohort_receiver import CohortReceiver, CohortStore, Signa
 from integrations.services import connection_rotate_signing_secret, connection_update
 from outbound.models import DeliveryAttempt
 from outbound.policy import Outcome
+from outbound.signing import signing_secret_generate
 from tests.conftest import run_now, set_members
 from tests.factories import CohortFactory, ConnectionFactory, ProfileFactory, SyncFactory
 
@@ -49,12 +50,13 @@ def example(tmp_path):
 
     def start(secrets=None, state=None, api_key: str = "", page_size: int = 2):
         cohort = CohortFactory()
-        connection = ConnectionFactory(project=cohort.project, url="http://127.0.0.1:1/", api_key=api_key)
-        secret = connection_rotate_signing_secret(connection=connection)
+        secret = signing_secret_generate()
         receiver = RunningReceiver(CohortStore(state), secrets=[secret] if secrets is None else secrets,
                                    api_key=api_key).__enter__()
         running.append(receiver)
-        connection_update(connection=connection, url=receiver.server.url(), page_size=page_size)
+        # Made at the receiver's address: moving it there later would drop its secrets.
+        connection = ConnectionFactory(project=cohort.project, url=receiver.server.url(), api_key=api_key,
+                                       signing_secret=secret, page_size=page_size)
         return SyncFactory(cohort=cohort, connection=connection), receiver
 
     yield start

@@ -296,3 +296,39 @@ def test_rotating_the_signing_secret_shows_it_once(admin_client, connection):
     assert connection.signing_secret in response.content.decode()  # the one time it is shown
     page = admin_client.get(change_url(connection)).content.decode()
     assert connection.signing_secret not in page
+
+
+def test_header_values_are_masked_and_the_mask_keeps_them(admin_client, connection):
+    html = admin_client.get(change_url(connection)).content.decode()
+    assert "{&quot;X-Team&quot;: &quot;********&quot;}</textarea>" in html
+    assert "growth&quot;}</textarea>" not in html
+
+    data = form_data(connection, headers=json.dumps({"X-Team": "********", "X-New": "fresh"}))
+    response = admin_client.post(change_url(connection), data)
+
+    assert response.status_code == 302
+    assert Connection.objects.get(pk=connection.pk).headers == {"X-Team": "growth", "X-New": "fresh"}
+
+
+def test_a_new_host_in_the_form_drops_the_secrets_not_typed_again(admin_client, connection):
+    data = form_data(connection, url="https://elsewhere.example.net/cohorts", api_key="typed-again-key",
+                     headers=json.dumps({"X-Team": "********"}))
+
+    response = admin_client.post(change_url(connection), data, follow=True)
+
+    changed = Connection.objects.get(pk=connection.pk)
+    assert (changed.auth_password, changed.api_key, changed.headers) == ("", "typed-again-key", {"X-Team": ""})
+    text = " ".join(str(message) for message in response.context["messages"])
+    assert "these stored secrets were dropped: auth_password, headers.X-Team" in text
+
+
+def test_a_secret_no_key_decrypts_is_a_message_naming_the_connection(admin_client, connection, settings):
+    from cryptography.fernet import Fernet
+
+    settings.COHORTSYNC_ENCRYPTION_KEYS = [Fernet.generate_key().decode()]
+
+    assert admin_client.get("/admin/integrations/connection/").status_code == 200  # the list needs no key
+    response = admin_client.get(change_url(connection), follow=True)
+
+    text = " ".join(str(message) for message in response.context["messages"])
+    assert f"Connection {connection.pk} (“{connection.name}”): its auth_password cannot be decrypted" in text

@@ -74,7 +74,9 @@ def test_the_list_action_tests_each_selected_connection(admin_client, connection
 
 
 def test_staff_without_change_permission_cannot_send(client, connection, receiver):
-    client.force_login(UserFactory(username="viewer", is_staff=True))
+    viewer = UserFactory(username="viewer", is_staff=True)
+    connection.project.members.add(viewer)  # a member: only the missing permission stops it
+    client.force_login(viewer)
 
     response = client.post(f"/admin/integrations/connection/{connection.pk}/send-test/")
 

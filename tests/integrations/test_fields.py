@@ -1,9 +1,12 @@
 """Connection secrets are encrypted at rest and rotate by prepending a key (integrations/fields.py)."""
 
+import json
+
 import pytest
 from cryptography.fernet import Fernet, InvalidToken
 from django.db import connection as db
 
+from integrations.fields import UnreadableSecret
 from integrations.models import Connection
 from tests.factories import ConnectionFactory
 
@@ -87,13 +90,30 @@ def test_prepending_a_key_keeps_old_secrets_readable_and_resaving_moves_them_to_
     assert Connection.objects.get(pk=connection.pk).api_key == API_KEY
 
 
-def test_a_removed_key_gives_a_clear_error(settings, key_a):
-    connection = ConnectionFactory(api_key=API_KEY)
+def test_a_removed_key_gives_a_clear_error_naming_the_connection(settings, key_a):
+    connection = ConnectionFactory(name="CRM", api_key=API_KEY)
 
     settings.COHORTSYNC_ENCRYPTION_KEYS = [new_key()]
 
-    with pytest.raises(ValueError, match="cannot decrypt api_key: no configured key matches"):
-        Connection.objects.get(pk=connection.pk)
+    reloaded = Connection.objects.get(pk=connection.pk)  # loading decrypts nothing yet
+    assert reloaded.has_api_key
+    with pytest.raises(UnreadableSecret, match=rf"Connection {connection.pk} \(“CRM”\): its api_key cannot be "
+                                               "decrypted with any key in COHORTSYNC_ENCRYPTION_KEYS"):
+        reloaded.api_key  # noqa: B018
+
+
+def test_header_values_are_stored_encrypted_and_names_readable(key_a):
+    connection = ConnectionFactory(headers={"X-Team": "growth-secret", "X-Empty": ""})
+
+    with db.cursor() as cursor:
+        cursor.execute(f"SELECT headers FROM {Connection._meta.db_table} WHERE id = %s", [connection.pk])
+        raw = cursor.fetchone()[0]
+    stored = json.loads(raw) if isinstance(raw, str) else raw
+    assert set(stored) == {"X-Team", "X-Empty"} and "growth-secret" not in str(raw)
+    assert decrypts_with(key_a, stored["X-Team"]) == "growth-secret" and stored["X-Empty"] == ""
+    reloaded = Connection.objects.get(pk=connection.pk)
+    assert reloaded.header_names == {"X-Team": True, "X-Empty": False}
+    assert reloaded.headers == {"X-Team": "growth-secret", "X-Empty": ""}
 
 
 def test_connections_without_secrets_load_under_any_key(settings, key_a):

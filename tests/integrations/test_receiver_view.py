@@ -7,7 +7,7 @@ import pytest
 from django.urls import reverse
 
 from integrations.models import ReceivedWebhook
-from tests.factories import UserFactory
+from tests.factories import ConnectionFactory, ProjectFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -35,9 +35,19 @@ def post(client, body, inbox="demo", content_type="application/json", **headers)
     return client.post(f"/receiver/{inbox}/", data=data, content_type=content_type, headers=headers)
 
 
+def inbox_owner(username="viewer", inboxes=("demo", "nothing-here", "msgs")):
+    """A member of a project whose connections deliver to these inboxes (which makes them its)."""
+    user = UserFactory(username=username)
+    project = ProjectFactory()
+    project.members.add(user)
+    for inbox in inboxes:
+        ConnectionFactory(project=project, url=f"http://127.0.0.1:8000/receiver/{inbox}/")
+    return user
+
+
 @pytest.fixture
 def staff_client(client):
-    client.force_login(UserFactory(username="viewer", is_staff=True))
+    client.force_login(inbox_owner())
     return client
 
 
@@ -150,7 +160,7 @@ def test_a_user_message_batch_is_shown_decoded(client):
     body = urlencode({"users": '[{"$distinct_id": "ada", "$properties": {"plan": "pro"}}]'})
     answer = client.post("/receiver/msgs/", data=body, content_type="application/x-www-form-urlencoded")
     assert answer.status_code == 200
-    client.force_login(UserFactory())
+    client.force_login(inbox_owner())
 
     page = client.get("/receiver/msgs/").content.decode()
 
@@ -182,3 +192,34 @@ def test_a_long_body_is_folded_and_a_short_one_is_not(client, staff_client):
     html = response.content.decode()
     assert html.count('<details class="inbox-body">') == 1
     assert f"<summary>Body ({long.body_lines} lines)</summary>" in html
+
+
+# --- Open doors closed (issue #15, part 5) ----------------------------------------------
+
+
+def test_the_receiver_is_off_unless_turned_on(client, staff_client, settings):
+    settings.COHORTSYNC_TEST_RECEIVER = False
+
+    assert post(client, page()).status_code == 404
+    assert staff_client.get("/receiver/demo/").status_code == 404
+    assert not ReceivedWebhook.objects.exists()
+
+
+def test_only_members_of_the_owning_project_read_an_inbox(client):
+    post(client, page(members=[{"mixpanel_distinct_id": "private-member"}]))
+    client.force_login(inbox_owner("outsider", inboxes=["elsewhere"]))
+
+    assert client.get("/receiver/demo/").status_code == 404
+    client.force_login(UserFactory(username="root", is_superuser=True, is_staff=True))
+    assert "private-member" in client.get("/receiver/demo/").content.decode()
+
+
+def test_bodies_over_the_cap_are_refused(client, settings):
+    settings.COHORTSYNC_TEST_RECEIVER_MAX_BYTES = 1000
+
+    response = post(client, "x" * 1001, content_type="text/plain")
+
+    assert response.status_code == 413
+    assert response.json()["error"]["message"] == "The body is larger than the 1,000 bytes this test receiver keeps."
+    assert not ReceivedWebhook.objects.exists()
+    assert post(client, "x" * 1000, content_type="text/plain").status_code == 200

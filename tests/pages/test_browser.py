@@ -186,7 +186,8 @@ def test_an_operator_creates_a_connection_and_sends_a_test(page, live_server, re
 
 
 def test_the_test_receiver_inbox_shows_pages_pretty_printed(page, live_server, client):
-    user_with_project("ada", "Growth")
+    _, project = user_with_project("ada", "Growth")
+    ConnectionFactory(project=project, url=f"{live_server.url}/receiver/demo/")  # makes the inbox Growth's
     client.post("/receiver/demo/", data='{"action": "members", "parameters": {"mixpanel_session_id": "s-1", '
                 '"members": [{"mixpanel_distinct_id": "A"}]}}', content_type="application/json")
 
