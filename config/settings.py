@@ -244,6 +244,8 @@ CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
 SECURE_HSTS_SECONDS = env.int("DJANGO_SECURE_HSTS_SECONDS", default=0 if DEBUG else 3600)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS", default=False)
 SECURE_HSTS_PRELOAD = env.bool("DJANGO_SECURE_HSTS_PRELOAD", default=False)
+# Runs at once per worker process (prefork children); each run holds one for its whole length.
+CELERY_WORKER_CONCURRENCY = env.int("COHORTSYNC_WORKER_CONCURRENCY", default=4)
 # /metrics answers only `Authorization: Bearer <this>`; empty (the default) turns it off (404).
 COHORTSYNC_METRICS_TOKEN = env.str("COHORTSYNC_METRICS_TOKEN", default="")
 # prometheus-client reads this variable itself, from the environment of every process (web
