@@ -251,6 +251,8 @@ COHORTSYNC_METRICS_TOKEN = env.str("COHORTSYNC_METRICS_TOKEN", default="")
 # prometheus-client reads this variable itself, from the environment of every process (web
 # and workers), at import: set it in the environment, pointing at an empty directory.
 PROMETHEUS_MULTIPROC_DIR = env.str("PROMETHEUS_MULTIPROC_DIR", default="")
+if PROMETHEUS_MULTIPROC_DIR:
+    Path(PROMETHEUS_MULTIPROC_DIR).mkdir(parents=True, exist_ok=True)
 # /healthz fails when beat's last dispatch is older: beat runs it each minute and
 # django-celery-beat writes the time back every 3 minutes.
 COHORTSYNC_HEALTH_BEAT_MAX_AGE_SECONDS = env.int("COHORTSYNC_HEALTH_BEAT_MAX_AGE_SECONDS", default=300)

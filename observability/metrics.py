@@ -8,6 +8,7 @@ by state, failing syncs, due backlog, queue depth) are computed per scrape from 
 and the broker, so every process reports the same value and nothing goes stale.
 """
 
+import functools
 import logging
 
 from django.conf import settings
@@ -49,6 +50,20 @@ def connect_receivers() -> None:
     page_attempted.connect(_count_attempt, dispatch_uid="observability.count_attempt")
 
 
+def _never_raises(receiver):
+    """Counting must never fail a delivery: the signals are sent from inside the engine's loop."""
+
+    @functools.wraps(receiver)
+    def wrapper(*args, **kwargs):
+        try:
+            receiver(*args, **kwargs)
+        except Exception:  # noqa: BLE001 - a lost sample is better than a failed run
+            logger.warning("could not count %s", receiver.__name__, exc_info=True)
+
+    return wrapper
+
+
+@_never_raises
 def _count_run(sender, *, run_id: int, status: str, **kwargs) -> None:
     run = SyncRun.objects.filter(pk=run_id).values(
         "kind", "pages_delivered", "members_count", "adds_count", "removes_count"
@@ -66,6 +81,7 @@ def _count_run(sender, *, run_id: int, status: str, **kwargs) -> None:
                 sync_members_delivered.labels(action=action).inc(run[field])
 
 
+@_never_raises
 def _count_attempt(sender, *, connection_id: int | None, attempt: int, outcome: str, latency_ms: int,
                    **kwargs) -> None:
     connection = str(connection_id or "")

@@ -129,3 +129,17 @@ def test_multiprocess_mode_adds_up_every_process(client, settings, tmp_path):
     assert value(samples, "cohortsync_delivery_retries_total", connection="41") == 2
     assert value(samples, "cohortsync_delivery_attempt_duration_seconds_bucket", connection="41", le="0.25") == 4
     assert value(samples, "cohortsync_syncs", state="active") == 0  # state gauges still come from the database
+
+
+def test_counting_never_fails_a_run(make_sync, receiver, monkeypatch):
+    """A metrics failure (e.g. a full disk in multi-process mode) is logged, the run goes on."""
+    from observability import metrics
+
+    def broken(*args, **kwargs):
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr(metrics.delivery_attempts, "labels", broken)
+    monkeypatch.setattr(metrics.sync_runs, "labels", broken)
+    run = run_now(make_sync(members=["u1"]))
+    assert run.status == "succeeded"
+    assert len(receiver.requests) == 1
