@@ -143,3 +143,17 @@ def test_counting_never_fails_a_run(make_sync, receiver, monkeypatch):
     run = run_now(make_sync(members=["u1"]))
     assert run.status == "succeeded"
     assert len(receiver.requests) == 1
+
+
+def test_queue_depth_counts_tasks_waiting_in_redis(client, settings, require_redis):
+    from config.celery import app
+
+    settings.COHORTSYNC_METRICS_TOKEN = TOKEN
+    app.control.purge()
+    try:
+        for _ in range(3):  # no worker listens in the tests: they wait
+            app.send_task("deliveries.dispatch_due_syncs")
+        assert value(scrape(client), "cohortsync_queue_depth", queue="celery") == 3
+    finally:
+        app.control.purge()
+    assert value(scrape(client), "cohortsync_queue_depth", queue="celery") == 0
