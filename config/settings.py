@@ -95,7 +95,7 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATIC_ROOT = env.path("DJANGO_STATIC_ROOT", default=VAR_DIR / "static")
+STATIC_ROOT = Path(env.str("DJANGO_STATIC_ROOT", default=str(VAR_DIR / "static")))
 # The status pages' login (the admin keeps its own); after it, the dashboard of one's syncs.
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "deliveries:dashboard"
