@@ -50,11 +50,14 @@ INSTALLED_APPS = [
     "alerts",
     "access",
     "sdk_ingest",
+    "observability",
 ]
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "access.api.ApiJsonErrorsMiddleware",  # /api/ errors are JSON even where DEBUG shows HTML pages
+    # Serves /static/ from STATIC_ROOT (collectstatic) in production: no separate web server.
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -121,7 +124,7 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATIC_ROOT = VAR_DIR / "static"
+STATIC_ROOT = Path(env.str("DJANGO_STATIC_ROOT", default=str(VAR_DIR / "static")))
 # The status pages' login (the admin keeps its own); after it, the dashboard of one's syncs.
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "deliveries:dashboard"
@@ -268,3 +271,38 @@ COHORTSYNC_TEST_RECEIVER_MAX_BYTES = env.int("COHORTSYNC_TEST_RECEIVER_MAX_BYTES
 COHORTSYNC_REQUIRE_HTTPS = env.bool("COHORTSYNC_REQUIRE_HTTPS", default=False)
 # CI sets this: a test that needs PostgreSQL or Redis fails instead of skipping.
 COHORTSYNC_REQUIRE_SERVICES = env.bool("COHORTSYNC_REQUIRE_SERVICES", default=False)
+
+# --- Production serving, metrics and health (README "Deploying", "Operations") --------------
+# Every default is for development; production sets DJANGO_DEBUG=false, which turns the
+# secure defaults on, and the README's production environment passes `check --deploy`.
+if not DEBUG:
+    # Compressed, content-hashed file names cached for a year (needs `collectstatic`).
+    STORAGES = {
+        "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+        "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
+    }
+# Development serves the apps' files as they change; production indexes STATIC_ROOT at start.
+WHITENOISE_AUTOREFRESH = WHITENOISE_USE_FINDERS = DEBUG
+# Behind a TLS-terminating proxy (load balancer, ingress) that sets X-Forwarded-Proto.
+if env.bool("DJANGO_BEHIND_TLS_PROXY", default=False):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SECURE_SSL_REDIRECT = env.bool("DJANGO_SECURE_SSL_REDIRECT", default=not DEBUG)
+# Probes and scrapers often speak plain HTTP to the instance itself.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^metrics$"]
+SESSION_COOKIE_SECURE = env.bool("DJANGO_SECURE_COOKIES", default=not DEBUG)
+CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+SECURE_HSTS_SECONDS = env.int("DJANGO_SECURE_HSTS_SECONDS", default=0 if DEBUG else 3600)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS", default=False)
+SECURE_HSTS_PRELOAD = env.bool("DJANGO_SECURE_HSTS_PRELOAD", default=False)
+# Runs at once per worker process (prefork children); each run holds one for its whole length.
+CELERY_WORKER_CONCURRENCY = env.int("COHORTSYNC_WORKER_CONCURRENCY", default=4)
+# /metrics answers only `Authorization: Bearer <this>`; empty (the default) turns it off (404).
+COHORTSYNC_METRICS_TOKEN = env.str("COHORTSYNC_METRICS_TOKEN", default="")
+# prometheus-client reads this variable itself, from the environment of every process (web
+# and workers), at import: set it in the environment, pointing at an empty directory.
+PROMETHEUS_MULTIPROC_DIR = env.str("PROMETHEUS_MULTIPROC_DIR", default="")
+if PROMETHEUS_MULTIPROC_DIR:
+    Path(PROMETHEUS_MULTIPROC_DIR).mkdir(parents=True, exist_ok=True)
+# /healthz fails when beat's last dispatch is older: beat runs it each minute and
+# django-celery-beat writes the time back every 3 minutes.
+COHORTSYNC_HEALTH_BEAT_MAX_AGE_SECONDS = env.int("COHORTSYNC_HEALTH_BEAT_MAX_AGE_SECONDS", default=300)

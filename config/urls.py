@@ -15,6 +15,7 @@ urlpatterns = [
     path("api/v1/", include("config.api_urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+    path("", include("observability.urls")),  # /metrics and /healthz
     path("", include("sdk_ingest.urls")),  # Segment's /v1/… and Mixpanel's /track, /engage, /import
     path("", include("pages.urls")),  # the users' status pages: dashboard, syncs, messages, cohorts
 ]

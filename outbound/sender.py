@@ -21,6 +21,7 @@ from requests_hardened.ip_filter import InvalidIPAddress
 from . import policy
 from .policy import Outcome, Verdict
 from .secrets import redact_secrets, sent_secrets
+from .signals import page_attempted
 from .signing import signature_headers
 
 logger = logging.getLogger(__name__)
@@ -37,6 +38,7 @@ class Destination:
     headers: tuple[tuple[str, str], ...] = ()
     content_type: str = "application/json"
     signing_secrets: tuple[str, ...] = ()
+    connection_id: int | None = None  # labels metrics; never sent
 
     @classmethod
     def from_connection(cls, connection) -> "Destination":
@@ -48,6 +50,7 @@ class Destination:
             headers=tuple((name, value) for name, value in (connection.headers or {}).items() if value),
             content_type=connection.content_type or "application/json",
             signing_secrets=connection.active_signing_secrets,
+            connection_id=connection.pk,
         )
 
 
@@ -148,6 +151,9 @@ def post_with_retries(
         result = post_page(session, destination, body, page_id)
         if record is not None:
             record(attempt, result)
+        page_attempted.send(sender=Destination, connection_id=destination.connection_id, attempt=attempt,
+                            outcome=result.verdict.outcome.value, http_status=result.http_status,
+                            latency_ms=result.latency_ms)
         verdict = result.verdict
         if verdict.outcome is not Outcome.TRANSIENT or attempt > len(delays):
             return verdict
