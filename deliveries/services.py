@@ -9,7 +9,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.mail import EmailMultiAlternatives
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import Case, F, Q, Value, When
 from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
@@ -17,7 +17,7 @@ from django.utils import timezone
 from cohorts.models import Cohort
 from integrations.models import Connection
 
-from . import payloads
+from . import payloads, policy
 from .models import Notification, Sync, SyncRun
 from .sender import Destination, open_session, post_page
 from .templating import PayloadTemplateError
@@ -105,6 +105,13 @@ def sync_record_failure(*, sync: Sync, message: str, status: int | None) -> None
     Sync.objects.filter(pk=sync.pk).update(last_error_message=message, last_error_status=status)
 
 
+def sync_pause_message(*, message: str, status: int | None) -> str:
+    """The pause message, with what resuming will do when the receiver forgot the cohort."""
+    if status in policy.FORGOTTEN_COHORT_STATUSES:
+        return f"{message} (the receiver does not know the cohort: resuming sends it whole, as a full load)"
+    return message
+
+
 def sync_pause(
     *, sync: Sync, message: str, status: int | None, run: SyncRun | None = None, notify: bool = True
 ) -> None:
@@ -119,9 +126,15 @@ def sync_pause(
 
 
 def sync_resume(*, sync: Sync) -> Sync:
-    """Back to active and due now; the last error stays visible in the run history."""
+    """Back to active and due now; the last error stays visible in the run history.
+
+    A sync paused by a 404/410 resumes with a full load: the receiver has forgotten the
+    cohort, so a diff would be refused again (every resume path comes through here).
+    """
+    forgotten = Q(last_error_status__in=policy.FORGOTTEN_COHORT_STATUSES)
     Sync.objects.filter(pk=sync.pk, state=Sync.State.PAUSED).update(
-        state=Sync.State.ACTIVE, paused_at=None, next_run_at=timezone.now()
+        state=Sync.State.ACTIVE, paused_at=None, next_run_at=timezone.now(),
+        force_full=Case(When(forgotten, then=Value(True)), default=F("force_full")),
     )
     sync.refresh_from_db()
     return sync
@@ -244,10 +257,16 @@ def connection_send_test(*, connection: Connection) -> ConnectionTestResult:
                                     message=f"the payload template failed: {exc}")
     with open_session() as session:
         result = post_page(session, Destination.from_connection(connection), body, context.page_id)
+    outcome, message = result.verdict.outcome, result.verdict.message
+    if result.http_status == 404 and policy.is_contract_failure(result.response_excerpt.encode()):
+        # Receivers that 404 an unknown cohort on purpose (to pause a sender) answer the test
+        # cohort so too: the URL, the credentials and the format all worked.
+        outcome = policy.Outcome.SUCCESS
+        message = f"reachable and authenticated; the receiver does not know the test cohort ({message})"
     return ConnectionTestResult(
-        outcome=str(result.verdict.outcome),
+        outcome=str(outcome),
         http_status=result.http_status,
         latency_ms=result.latency_ms,
         response_excerpt=result.response_excerpt[:500],
-        message=result.verdict.message,
+        message=message,
     )

@@ -391,7 +391,7 @@ def render_template(template, payload_input: dict) -> str:
             parts.append(chunk)
     except PayloadTemplateError:
         raise
-    except (SecurityError, TemplateError, TypeError, ValueError, ArithmeticError) as exc:
+    except Exception as exc:  # anything a template raises (even a filter's assert) is the template's error
         raise PayloadTemplateError(_reason(exc), _error_line(exc)) from None
     finally:
         _RENDER.reset(token)

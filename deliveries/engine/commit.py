@@ -25,6 +25,8 @@ def finish_run(*, run: SyncRun, sync: Sync, verdict: Verdict, token) -> None:
             services.sync_record_success(sync=sync, snapshot_at=run.started_at, snapshot_size=snapshot_size)
         run.status = SyncRun.Status.SUCCEEDED
     elif verdict.outcome is Outcome.PAUSE:
+        verdict = Verdict(verdict.outcome, services.sync_pause_message(message=verdict.message, status=verdict.code),
+                          verdict.code)
         SyncRun.objects.filter(pk=run.pk).update(
             status=SyncRun.Status.PAUSED, finished_at=now, error_message=verdict.message, http_status=verdict.code
         )

@@ -34,6 +34,36 @@ class PagePlan:
         return max(1, math.ceil(self.members / self.page_size))
 
 
+def page_size_for(connection) -> int:
+    """The connection's page size, never above the contract's 1000."""
+    return min(connection.page_size or policy.PAGE_SIZE, policy.PAGE_SIZE)
+
+
+def run_ops(*, kind: str, removes: int) -> list[MemberOp]:
+    """The actions of a run, in sending order.
+
+    A diff sends adds first, then removes (CONTRACT.md). A full run sends `members`, then,
+    when it replaced a non-empty delivered state, `remove_members` for whoever left, in a
+    session of their own (receivers whose `members` only adds; docs/receiving.md).
+    """
+    if kind == SyncRun.Kind.FULL:
+        return [MemberOp.MEMBER, MemberOp.REMOVE] if removes else [MemberOp.MEMBER]
+    return [MemberOp.ADD, MemberOp.REMOVE]
+
+
+def delivered_counts(*, run: SyncRun, page_size: int) -> dict[MemberOp, int]:
+    """How many members of each action reached the receiver: pages are filled in order,
+    so the run's counts and its delivered pages say it (the CLI's report of a stopped run)."""
+    counts = {MemberOp.MEMBER: run.members_count, MemberOp.ADD: run.adds_count, MemberOp.REMOVE: run.removes_count}
+    pages_left = run.pages_delivered
+    delivered = {}
+    for op in run_ops(kind=run.kind, removes=run.removes_count):
+        plan = PagePlan(op, counts[op], page_size)
+        delivered[op] = min(counts[op], min(pages_left, plan.pages) * page_size)
+        pages_left = max(0, pages_left - plan.pages)
+    return delivered
+
+
 def plan_run(*, sync: Sync, full: bool = False) -> RunPlan:
     if sync.snapshot_at is None:
         return RunPlan(SyncRun.Kind.FULL, "first run")

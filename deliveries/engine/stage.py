@@ -11,9 +11,8 @@ from cohorts.models import Profile
 from cohorts.selectors import cohort_membership
 from cohorts.services import cohort_size_record
 
-from .. import policy
 from ..models import MemberOp, SnapshotMember, StagedMember, Sync, SyncRun
-from .plan import PagePlan
+from .plan import PagePlan, page_size_for, run_ops
 
 
 def stage_members(*, run: SyncRun, sync: Sync) -> list[PagePlan]:
@@ -60,11 +59,8 @@ def stage_members(*, run: SyncRun, sync: Sync) -> list[PagePlan]:
     )
     if carry_over(run=run, sync=sync, membership_sql=membership_sql, membership_params=membership_params):
         counts = _staged_counts(run)
-    page_size = min(sync.connection.page_size or policy.PAGE_SIZE, policy.PAGE_SIZE)
-    if run.kind == SyncRun.Kind.FULL:
-        ops = [MemberOp.MEMBER]
-    else:
-        ops = [MemberOp.ADD, MemberOp.REMOVE]  # adds first, then removes (CONTRACT.md)
+    page_size = page_size_for(sync.connection)
+    ops = run_ops(kind=run.kind, removes=counts.get(MemberOp.REMOVE, 0))
     generation = run.pk if new_generation else None
     page_plans = [PagePlan(op, counts.get(op, 0), page_size, generation) for op in ops]
     run.total_pages = sum(plan.pages for plan in page_plans)

@@ -278,7 +278,7 @@ def test_a_paused_sync_runs_again_only_after_it_is_resumed(make_sync, receiver):
     assert snapshot_ids(sync) == {"A"}
 
 
-@pytest.mark.parametrize("status", [400, 403, 404, 410])
+@pytest.mark.parametrize("status", [400, 403, 404, 405, 409, 410, 413, 415, 418, 422])
 def test_permanent_refusals_pause_the_sync(make_sync, receiver, status):
     sync = make_sync(members=["A"])
     receiver.reply(Reply(status=status, body=""))
@@ -293,7 +293,33 @@ def test_permanent_refusals_pause_the_sync(make_sync, receiver, status):
     assert len(mail.outbox) == 1
 
 
-@pytest.mark.parametrize("status", [418, 409])
+def test_a_redirect_pauses_and_names_where_it_points(make_sync, receiver):
+    sync = make_sync(members=["A"])
+    receiver.reply(Reply(status=301, headers={"Location": "https://new.example.com/hook"}))
+
+    run = run_now(sync)
+
+    assert run.status == SyncRun.Status.PAUSED
+    assert [r.path for r in receiver.requests] == ["/hook"]  # not followed
+    assert (sync.state, sync.last_error_status) == (Sync.State.PAUSED, 301)
+    assert sync.last_error_message == (
+        "the receiver redirects to https://new.example.com/hook; redirects are not followed: update the URL"
+    )
+    assert len(mail.outbox) == 1
+
+
+@pytest.mark.parametrize("status", [408, 425])
+def test_timeout_and_too_early_are_retried(make_sync, receiver, status):
+    sync = make_sync(members=["A"])
+    receiver.reply(Reply(status=status))
+
+    run = run_now(sync)
+
+    assert run.status == SyncRun.Status.SUCCEEDED
+    assert [a.http_status for a in DeliveryAttempt.objects.filter(run=run)] == [status, 200]
+
+
+@pytest.mark.parametrize("status", [600, 799])
 def test_other_statuses_fail_the_run_without_retries(make_sync, receiver, status):
     sync = make_sync(members=["A"])
     receiver.reply(Reply(status=status))
@@ -660,7 +686,7 @@ def test_a_one_time_export_finishes_after_its_first_success(make_sync, receiver)
 
 def test_a_failed_one_time_export_stays_active(make_sync, receiver):
     sync = make_sync(members=["A"], mode=Sync.Mode.ONE_TIME)
-    receiver.reply(Reply(status=418))
+    receiver.reply(Reply(status=600))
 
     run = run_now(sync)
 
