@@ -19,6 +19,7 @@ def finish_run(*, run: SyncRun, sync: Sync, verdict: Verdict, token) -> None:
             if not Sync.objects.select_for_update().filter(pk=sync.pk, claim_token=token).exists():
                 raise ClaimLost(f"sync {sync.pk}: claim lost before the snapshot was committed")
             snapshot_size = commit_snapshot(run=run, sync=sync)
+            now = timezone.now()  # the run's recorded duration includes its snapshot commit
             SyncRun.objects.filter(pk=run.pk).update(
                 status=SyncRun.Status.SUCCEEDED, finished_at=now, error_message=verdict.message
             )
@@ -54,34 +55,30 @@ def commit_snapshot(*, run: SyncRun, sync: Sync) -> int:
     staged = StagedMember._meta.db_table
     snapshot = SnapshotMember._meta.db_table
     generation = sync.snapshot_generation
+    # A full run stages everyone as `members` (most already held) and whoever left as removals.
+    kept = MemberOp.MEMBER if run.kind == SyncRun.Kind.FULL else MemberOp.ADD
+    # Both statements are driven by the run's staged rows, through the snapshot's unique index,
+    # under any statistics (a snapshot table never analysed since a first run wrote 1M rows
+    # made `profile_id IN (SELECT …)` a nested loop over all of them for every removal).
+    # PostgreSQL: an array of the removed ids, so the only plan is one index probe per id.
+    removed_ids = (f"= ANY(ARRAY(SELECT profile_id FROM {staged} WHERE run_id = %s AND op = {MemberOp.REMOVE}))"
+                   if db.vendor == "postgresql" else
+                   f"IN (SELECT profile_id FROM {staged} WHERE run_id = %s AND op = {MemberOp.REMOVE})")
     with db.cursor() as cursor:
-        if run.kind == SyncRun.Kind.FULL:
-            cursor.execute(
-                f"""DELETE FROM {snapshot} WHERE sync_id = %s AND generation = %s AND NOT EXISTS (
-                    SELECT 1 FROM {staged} st WHERE st.run_id = %s AND st.profile_id = {snapshot}.profile_id)""",
-                [sync.pk, generation, run.pk],
-            )
-            # ON CONFLICT rather than an anti-join: a planner that saw the snapshot table
-            # empty once would loop over it for every inserted row (quadratic).
-            cursor.execute(
-                f"""INSERT INTO {snapshot} (sync_id, generation, profile_id, distinct_id)
-                SELECT %s, %s, st.profile_id, st.distinct_id FROM {staged} st WHERE st.run_id = %s
-                ON CONFLICT (sync_id, generation, profile_id) DO NOTHING""",
-                [sync.pk, generation, run.pk],
-            )
-            return run.members_count
         cursor.execute(
-            f"""DELETE FROM {snapshot} WHERE sync_id = %s AND generation = %s AND profile_id IN (
-                SELECT profile_id FROM {staged} WHERE run_id = %s AND op = {MemberOp.REMOVE})""",
+            f"DELETE FROM {snapshot} WHERE sync_id = %s AND generation = %s AND profile_id {removed_ids}",
             [sync.pk, generation, run.pk],
         )
         removed = cursor.rowcount
-        # Carried-over rows may re-add someone the snapshot already holds: not an error.
+        # ON CONFLICT rather than an anti-join (an index probe a row, whatever the planner
+        # believes); carried-over rows and a refresh's members are mostly held already.
         cursor.execute(
             f"""INSERT INTO {snapshot} (sync_id, generation, profile_id, distinct_id)
-            SELECT %s, %s, profile_id, distinct_id FROM {staged} WHERE run_id = %s AND op = {MemberOp.ADD}
+            SELECT %s, %s, profile_id, distinct_id FROM {staged} WHERE run_id = %s AND op = {kept}
             ON CONFLICT (sync_id, generation, profile_id) DO NOTHING""",
             [sync.pk, generation, run.pk],
         )
         added = cursor.rowcount
+    if run.kind == SyncRun.Kind.FULL:
+        return run.members_count
     return sync.snapshot_size + added - removed

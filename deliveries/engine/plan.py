@@ -1,6 +1,7 @@
 """Plan: which kind of run (full or diff) and, once staged, how many pages of each action."""
 
 import math
+import uuid
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -49,6 +50,24 @@ def run_ops(*, kind: str, removes: int) -> list[MemberOp]:
     if kind == SyncRun.Kind.FULL:
         return [MemberOp.MEMBER, MemberOp.REMOVE] if removes else [MemberOp.MEMBER]
     return [MemberOp.ADD, MemberOp.REMOVE]
+
+
+def removal_session_id(session_id: uuid.UUID) -> uuid.UUID:
+    """The session of a full run's `remove_members` pages: derived, so every retry sends the same."""
+    return uuid.uuid5(session_id, "remove_members")
+
+
+def page_sessions(*, run: SyncRun, page_plans: list[PagePlan]) -> list[tuple[uuid.UUID, list[PagePlan]]]:
+    """The run's pages grouped by the session (`mixpanel_session_id` and `page_info`) they go out in.
+
+    A run is one session, except a full run's removals: they get a session of their own, so a
+    receiver that assembles a refresh until page_count == total_pages of `members` pages
+    still sees a complete set of them.
+    """
+    if run.kind == SyncRun.Kind.FULL:
+        return [(run.session_id if plan.op == MemberOp.MEMBER else removal_session_id(run.session_id), [plan])
+                for plan in page_plans]
+    return [(run.session_id, page_plans)]
 
 
 def delivered_counts(*, run: SyncRun, page_size: int) -> dict[MemberOp, int]:

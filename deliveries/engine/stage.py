@@ -31,11 +31,21 @@ def stage_members(*, run: SyncRun, sync: Sync) -> list[PagePlan]:
             )
             generation_size = cursor.rowcount
         elif run.kind == SyncRun.Kind.FULL:
+            # A refresh over a delivered state: the whole picture as `members`, and whoever the
+            # receiver holds who left as removals, for receivers whose `members` only adds
+            # (docs/receiving.md). One FULL OUTER JOIN, as for a diff: a hash or merge join,
+            # never a nested loop, whatever the statistics say.
             cursor.execute(
                 f"""INSERT INTO {staged} (run_id, profile_id, op, distinct_id)
-                SELECT %s, m.profile_id, {MemberOp.MEMBER}, p.distinct_id
-                FROM ({membership_sql}) m JOIN {profile} p ON p.id = m.profile_id""",
-                [run.pk, *membership_params],
+                SELECT %s, COALESCE(m.profile_id, s.profile_id),
+                       CASE WHEN m.profile_id IS NULL THEN {MemberOp.REMOVE} ELSE {MemberOp.MEMBER} END,
+                       COALESCE(p.distinct_id, s.distinct_id)
+                FROM ({membership_sql}) m
+                FULL OUTER JOIN (SELECT profile_id, distinct_id FROM {snapshot}
+                                 WHERE sync_id = %s AND generation = %s) s
+                    ON s.profile_id = m.profile_id
+                LEFT JOIN {profile} p ON p.id = m.profile_id""",
+                [run.pk, *membership_params, sync.pk, sync.snapshot_generation],
             )
         else:
             # One pass gives both sides of the diff (FULL OUTER JOIN, DESIGN.md).

@@ -575,8 +575,9 @@ def test_a_snapshot_older_than_three_days_gets_a_full_run(make_sync, receiver):
     run = run_now(sync)
 
     assert (run.kind, run.reason) == (SyncRun.Kind.FULL, "snapshot expired")
-    assert [r.action for r in receiver.requests] == ["members"]
-    assert sorted(ids(receiver.requests)) == ["A", "C", "D"]
+    assert [r.action for r in receiver.requests] == ["members", "remove_members"]  # B left since
+    assert sorted(ids(receiver.requests[:1])) == ["A", "C", "D"]
+    assert ids(receiver.requests[1:]) == ["B"]
     assert snapshot_ids(sync) == {"A", "C", "D"}
     assert sync.snapshot_at == run.started_at
 
@@ -598,8 +599,9 @@ def test_a_full_refresh_sends_members_and_resets_the_snapshot_to_the_cohort(make
         run = run_now(sync, full=True)
 
     assert (run.kind, run.reason) == (SyncRun.Kind.FULL, "full refresh")
-    assert [r.action for r in receiver.requests] == ["members"]
-    assert sorted(ids(receiver.requests)) == ["A", "C", "D", "E"]
+    assert [r.action for r in receiver.requests] == ["members", "remove_members"]
+    assert sorted(ids(receiver.requests[:1])) == ["A", "C", "D", "E"]
+    assert sorted(ids(receiver.requests[1:])) == ["B", "ghost"]  # B left, and the ghost the snapshot held
     assert snapshot_ids(sync) == cohort_ids(sync.cohort) == {"A", "C", "D", "E"}
     assert sync.snapshot_size == 4
     assert sync.force_full is False

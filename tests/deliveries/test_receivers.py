@@ -2,6 +2,7 @@
 with the receiver's copy equal to the cohort. The receiver is tests/support/receiver.py's
 CohortStore: `members` only adds, 404 for a cohort it does not know, ids stripped."""
 
+from datetime import timedelta
 from io import StringIO
 
 import pytest
@@ -254,3 +255,84 @@ def test_runsync_says_what_a_stopped_diff_delivered(make_sync, receiver):
     assert "Delivered 15 of 15 add_members, 0 of 10 remove_members (2/3 pages) before the run stopped." in (
         out.getvalue()
     )
+
+
+# --- 2. Receivers whose `members` only adds -----------------------------------------------
+
+
+def assert_refresh_then_removals(requests, run, removed: list[str]):
+    """`members` pages in the run's session, then `remove_members` in a session of their own."""
+    members = [r for r in requests if r.action == "members"]
+    removals = [r for r in requests if r.action == "remove_members"]
+    assert requests == members + removals
+    assert {r.session_id for r in members} == {str(run.session_id)}
+    assert [r.page_info for r in members] == [{"total_pages": len(members), "page_count": n}
+                                              for n in range(1, len(members) + 1)]
+    (removal_session,) = {r.session_id for r in removals}
+    assert removal_session != str(run.session_id)
+    assert [r.page_info for r in removals] == [{"total_pages": len(removals), "page_count": n}
+                                               for n in range(1, len(removals) + 1)]
+    assert sorted(m["mixpanel_distinct_id"] for r in removals for m in r.members) == sorted(removed)
+    # Every page of the run has its own stable webhook id.
+    assert len({r.headers["webhook-id"] for r in requests}) == len(requests) == run.total_pages
+
+
+def test_a_full_refresh_after_churn_removes_what_an_add_only_receiver_kept(make_sync, store, receiver):
+    before = [f"u{i:04d}" for i in range(2500)]
+    sync = make_sync(members=before)
+    run_now(sync)
+    after = before[125:] + [f"n{i:04d}" for i in range(125)]  # 5 % churn
+    set_members(sync.cohort, after)
+    receiver.clear()
+
+    out = StringIO()
+    call_command("runsync", str(sync.pk), "--full", stdout=out)
+
+    run = SyncRun.objects.filter(sync=sync).first()
+    assert (run.kind, run.members_count, run.removes_count, run.total_pages) == (SyncRun.Kind.FULL, 2500, 125, 4)
+    assert_refresh_then_removals(receiver.requests, run, removed=before[:125])
+    assert store.copy_of(sync.cohort_id) == cohort_ids(sync.cohort) == set(after)
+    assert "Sent 2500 members and 125 removes in 4/4 pages." in out.getvalue()
+    receiver.clear()
+    run_now(sync)  # the next diff has nothing left to mend
+    assert [len(r.members) for r in receiver.requests] == [0, 0]
+
+
+def test_the_full_run_after_the_three_day_expiry_removes_too(make_sync, store, receiver):
+    sync = make_sync(members=["a", "b", "c"])
+    run_now(sync)
+    set_members(sync.cohort, ["a", "d"])
+    Sync.objects.filter(pk=sync.pk).update(snapshot_at=sync.snapshot_at - timedelta(hours=73))
+    receiver.clear()
+
+    run = run_now(sync)
+
+    assert (run.kind, run.reason) == (SyncRun.Kind.FULL, "snapshot expired")
+    assert_refresh_then_removals(receiver.requests, run, removed=["b", "c"])
+    assert store.copy_of(sync.cohort_id) == {"a", "d"}
+
+
+def test_a_first_run_and_a_refresh_with_nobody_gone_send_no_removals(make_sync, store, receiver):
+    sync = make_sync(members=["a", "b"])
+    run_now(sync)
+    set_members(sync.cohort, ["a", "b", "c"])
+
+    run = run_now(sync, full=True)
+
+    assert [r.action for r in receiver.requests] == ["members", "members"]
+    assert run.removes_count == 0
+    assert store.copy_of(sync.cohort_id) == {"a", "b", "c"}
+
+
+def test_a_refresh_of_an_emptied_cohort_sends_an_empty_members_page_then_the_removals(make_sync, store, receiver):
+    sync = make_sync(members=["a", "b"])
+    run_now(sync)
+    set_members(sync.cohort, [])
+    receiver.clear()
+
+    run = run_now(sync, full=True)
+
+    assert [(r.action, len(r.members)) for r in receiver.requests] == [("members", 0), ("remove_members", 2)]
+    assert store.copy_of(sync.cohort_id) == set()
+    assert sync.snapshot_size == 0
+    assert run.status == SyncRun.Status.SUCCEEDED
