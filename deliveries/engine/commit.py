@@ -11,6 +11,9 @@ from .records import ClaimLost
 from .stage import writes_new_generation
 
 
+ANALYZE_AFTER_WRITING = 10_000  # rows a first run wrote to the snapshot table
+
+
 def finish_run(*, run: SyncRun, sync: Sync, verdict: Verdict, token) -> None:
     now = timezone.now()
     if verdict.outcome is Outcome.SUCCESS:
@@ -51,6 +54,12 @@ def commit_snapshot(*, run: SyncRun, sync: Sync) -> int:
         # The old generation was empty, so there is nothing to delete.
         Sync.objects.filter(pk=sync.pk).update(snapshot_generation=run.pk)
         sync.snapshot_generation = run.pk
+        if run.members_count >= ANALYZE_AFTER_WRITING and db.vendor == "postgresql":
+            # Statistics for what this run bulk-wrote, so the next run's plans see the
+            # generation's real size (a table never analysed, or analysed while empty, says
+            # "a row or two" and the removals' DELETE scans the whole generation).
+            with db.cursor() as cursor:
+                cursor.execute(f"ANALYZE {SnapshotMember._meta.db_table}")
         return run.members_count
     staged = StagedMember._meta.db_table
     snapshot = SnapshotMember._meta.db_table

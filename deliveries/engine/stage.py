@@ -7,26 +7,26 @@ table instead, as a new generation that success makes current.
 
 from django.db import connection as db
 
-from cohorts.models import Profile
 from cohorts.selectors import cohort_membership
 from cohorts.services import cohort_size_record
 
 from ..models import MemberOp, SnapshotMember, StagedMember, Sync, SyncRun
+from .pages import profile_join
 from .plan import PagePlan, page_size_for, run_ops
 
 
 def stage_members(*, run: SyncRun, sync: Sync) -> list[PagePlan]:
     membership_sql, membership_params = cohort_membership(cohort=sync.cohort).query.sql_with_params()
     staged = StagedMember._meta.db_table
-    profile = Profile._meta.db_table
     snapshot = SnapshotMember._meta.db_table
+    distinct_id = "p.distinct_id"
     new_generation = writes_new_generation(run=run, sync=sync)
     with db.cursor() as cursor:
         if new_generation:
             cursor.execute(
                 f"""INSERT INTO {snapshot} (sync_id, generation, profile_id, distinct_id)
                 SELECT %s, %s, m.profile_id, p.distinct_id
-                FROM ({membership_sql}) m JOIN {profile} p ON p.id = m.profile_id""",
+                FROM ({membership_sql}) m {profile_join(profile_id="m.profile_id", columns=distinct_id, left=False)}""",
                 [sync.pk, run.pk, *membership_params],
             )
             generation_size = cursor.rowcount
@@ -44,7 +44,7 @@ def stage_members(*, run: SyncRun, sync: Sync) -> list[PagePlan]:
                 FULL OUTER JOIN (SELECT profile_id, distinct_id FROM {snapshot}
                                  WHERE sync_id = %s AND generation = %s) s
                     ON s.profile_id = m.profile_id
-                LEFT JOIN {profile} p ON p.id = m.profile_id""",
+                {profile_join(profile_id="m.profile_id", columns=distinct_id)}""",
                 [run.pk, *membership_params, sync.pk, sync.snapshot_generation],
             )
         else:
@@ -58,7 +58,7 @@ def stage_members(*, run: SyncRun, sync: Sync) -> list[PagePlan]:
                 FULL OUTER JOIN (SELECT profile_id, distinct_id FROM {snapshot}
                                  WHERE sync_id = %s AND generation = %s) s
                     ON s.profile_id = m.profile_id
-                LEFT JOIN {profile} p ON p.id = m.profile_id
+                {profile_join(profile_id="m.profile_id", columns=distinct_id)}
                 WHERE m.profile_id IS NULL OR s.profile_id IS NULL""",
                 [run.pk, *membership_params, sync.pk, sync.snapshot_generation],
             )
@@ -111,13 +111,14 @@ def carry_over(*, run: SyncRun, sync: Sync, membership_sql: str, membership_para
     Returns whether rows were added to this run.
     """
     staged = StagedMember._meta.db_table
-    profile = Profile._meta.db_table
-    unsuccessful = SyncRun.objects.filter(
+    # The run ids first (a handful), then their staged rows by index: a semi-join of the two
+    # tables was planned, without statistics, as a scan of the runs for every staged row.
+    unsuccessful = list(SyncRun.objects.filter(
         sync_id=sync.pk, kind=SyncRun.Kind.DIFF,
         status__in=[SyncRun.Status.FAILED, SyncRun.Status.PAUSED, SyncRun.Status.RUNNING],
-    ).exclude(pk=run.pk)
-    earlier = StagedMember.objects.filter(run_id__in=unsuccessful.values("pk"))
-    if not earlier.exists():
+    ).exclude(pk=run.pk).values_list("pk", flat=True))
+    earlier = StagedMember.objects.filter(run_id__in=unsuccessful)
+    if not unsuccessful or not earlier.exists():
         return False
     carried = 0
     if run.kind == SyncRun.Kind.DIFF:
@@ -132,7 +133,7 @@ def carry_over(*, run: SyncRun, sync: Sync, membership_sql: str, membership_para
                 FROM (SELECT x.profile_id FROM ({earlier_sql}) x
                       EXCEPT SELECT s.profile_id FROM {staged} s WHERE s.run_id = %s) c
                 LEFT JOIN ({membership_sql}) m ON m.profile_id = c.profile_id
-                LEFT JOIN {profile} p ON p.id = c.profile_id
+                {profile_join(profile_id="c.profile_id", columns="p.distinct_id")}
                 WHERE TRUE""",
                 # EXCEPT, not NOT EXISTS on the table being filled: a nested-loop anti-join
                 # would rescan the rows this INSERT adds (quadratic; see campaigns.sending).
