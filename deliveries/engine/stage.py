@@ -30,36 +30,25 @@ def stage_members(*, run: SyncRun, sync: Sync) -> list[PagePlan]:
                 [sync.pk, run.pk, *membership_params],
             )
             generation_size = cursor.rowcount
-        elif run.kind == SyncRun.Kind.FULL:
-            # A refresh over a delivered state: the whole picture as `members`, and whoever the
-            # receiver holds who left as removals, for receivers whose `members` only adds
-            # (docs/receiving.md). One FULL OUTER JOIN, as for a diff: a hash or merge join,
-            # never a nested loop, whatever the statistics say.
-            cursor.execute(
-                f"""INSERT INTO {staged} (run_id, profile_id, op, distinct_id)
-                SELECT %s, COALESCE(m.profile_id, s.profile_id),
-                       CASE WHEN m.profile_id IS NULL THEN {MemberOp.REMOVE} ELSE {MemberOp.MEMBER} END,
-                       COALESCE(p.distinct_id, s.distinct_id)
-                FROM ({membership_sql}) m
-                FULL OUTER JOIN (SELECT profile_id, distinct_id FROM {snapshot}
-                                 WHERE sync_id = %s AND generation = %s) s
-                    ON s.profile_id = m.profile_id
-                {profile_join(profile_id="m.profile_id", columns=distinct_id)}""",
-                [run.pk, *membership_params, sync.pk, sync.snapshot_generation],
-            )
         else:
-            # One pass gives both sides of the diff (FULL OUTER JOIN, DESIGN.md).
+            # One pass gives both sides (FULL OUTER JOIN, DESIGN.md: a hash or merge join under
+            # any statistics). A diff keeps the change. A refresh over a delivered state keeps
+            # the whole picture as `members` and whoever left as removals, for receivers whose
+            # `members` only adds (docs/receiving.md).
+            full = run.kind == SyncRun.Kind.FULL
+            present_op = MemberOp.MEMBER if full else MemberOp.ADD
+            change_only = "" if full else "WHERE m.profile_id IS NULL OR s.profile_id IS NULL"
             cursor.execute(
                 f"""INSERT INTO {staged} (run_id, profile_id, op, distinct_id)
                 SELECT %s, COALESCE(m.profile_id, s.profile_id),
-                       CASE WHEN s.profile_id IS NULL THEN {MemberOp.ADD} ELSE {MemberOp.REMOVE} END,
+                       CASE WHEN m.profile_id IS NULL THEN {MemberOp.REMOVE} ELSE {present_op} END,
                        COALESCE(p.distinct_id, s.distinct_id)
                 FROM ({membership_sql}) m
                 FULL OUTER JOIN (SELECT profile_id, distinct_id FROM {snapshot}
                                  WHERE sync_id = %s AND generation = %s) s
                     ON s.profile_id = m.profile_id
                 {profile_join(profile_id="m.profile_id", columns=distinct_id)}
-                WHERE m.profile_id IS NULL OR s.profile_id IS NULL""",
+                {change_only}""",
                 [run.pk, *membership_params, sync.pk, sync.snapshot_generation],
             )
     counts = {MemberOp.MEMBER: generation_size} if new_generation else _staged_counts(run)
