@@ -66,10 +66,12 @@ def commit_snapshot(*, run: SyncRun, sync: Sync) -> int:
     generation = sync.snapshot_generation
     # A full run stages everyone as `members` (most already held) and whoever left as removals.
     kept = MemberOp.MEMBER if run.kind == SyncRun.Kind.FULL else MemberOp.ADD
-    # Both statements are driven by the run's staged rows, through the snapshot's unique index,
-    # under any statistics (a snapshot table never analysed since a first run wrote 1M rows
-    # made `profile_id IN (SELECT …)` a nested loop over all of them for every removal).
-    # PostgreSQL: an array of the removed ids, so the only plan is one index probe per id.
+    # Both statements are driven by the run's staged rows through the snapshot's unique index,
+    # with no join the planner could turn into a loop (a snapshot table never analysed since a
+    # first run wrote 1M rows made `profile_id IN (SELECT …)` a nested loop over all of them
+    # for every removal). PostgreSQL: an array of the removed ids, probed in the index once the
+    # first run's ANALYZE has told the planner how large the generation is; without any
+    # statistics, at worst one pass over the generation, never one per removal.
     removed_ids = (f"= ANY(ARRAY(SELECT profile_id FROM {staged} WHERE run_id = %s AND op = {MemberOp.REMOVE}))"
                    if db.vendor == "postgresql" else
                    f"IN (SELECT profile_id FROM {staged} WHERE run_id = %s AND op = {MemberOp.REMOVE})")
