@@ -8,13 +8,14 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.mail import EmailMultiAlternatives
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import Case, F, Q, Value, When
 from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
 
 from cohorts.models import Cohort
 from integrations.models import Connection
+from outbound import policy
 from outbound.links import absolute_url
 
 from .models import Notification, Sync, SyncRun
@@ -102,6 +103,13 @@ def sync_record_failure(*, sync: Sync, message: str, status: int | None) -> None
     Sync.objects.filter(pk=sync.pk).update(last_error_message=message, last_error_status=status)
 
 
+def sync_pause_message(*, message: str, status: int | None) -> str:
+    """The pause message, with what resuming will do when the receiver forgot the cohort."""
+    if status in policy.FORGOTTEN_COHORT_STATUSES:
+        return f"{message} (the receiver does not know the cohort: resuming sends it whole, as a full load)"
+    return message
+
+
 def sync_pause(
     *, sync: Sync, message: str, status: int | None, run: SyncRun | None = None, notify: bool = True
 ) -> None:
@@ -116,9 +124,15 @@ def sync_pause(
 
 
 def sync_resume(*, sync: Sync) -> Sync:
-    """Back to active and due now; the last error stays visible in the run history."""
+    """Back to active and due now; the last error stays visible in the run history.
+
+    A sync paused by a 404/410 resumes with a full load: the receiver has forgotten the
+    cohort, so a diff would be refused again (every resume path comes through here).
+    """
+    forgotten = Q(last_error_status__in=policy.FORGOTTEN_COHORT_STATUSES)
     Sync.objects.filter(pk=sync.pk, state=Sync.State.PAUSED).update(
-        state=Sync.State.ACTIVE, paused_at=None, next_run_at=timezone.now()
+        state=Sync.State.ACTIVE, paused_at=None, next_run_at=timezone.now(),
+        force_full=Case(When(forgotten, then=Value(True)), default=F("force_full")),
     )
     sync.refresh_from_db()
     return sync

@@ -5,6 +5,7 @@ from dataclasses import dataclass
 
 from django.utils import timezone
 
+from outbound import policy
 from outbound.sender import Destination, open_session, post_page
 
 from . import payloads
@@ -41,10 +42,16 @@ def connection_send_test(*, connection: Connection) -> ConnectionTestResult:
                                     message=f"the payload template failed: {exc}")
     with open_session() as session:
         result = post_page(session, Destination.from_connection(connection), body, context.page_id)
+    outcome, message = result.verdict.outcome, result.verdict.message
+    if result.http_status == 404 and policy.is_contract_failure(result.response_excerpt.encode()):
+        # Receivers that 404 an unknown cohort on purpose (to pause a sender) answer the test
+        # cohort so too: the URL, the credentials and the format all worked.
+        outcome = policy.Outcome.SUCCESS
+        message = f"reachable and authenticated; the receiver does not know the test cohort ({message})"
     return ConnectionTestResult(
-        outcome=str(result.verdict.outcome),
+        outcome=str(outcome),
         http_status=result.http_status,
         latency_ms=result.latency_ms,
         response_excerpt=result.response_excerpt[:500],
-        message=result.verdict.message,
+        message=message,
     )

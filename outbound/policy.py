@@ -13,7 +13,15 @@ MAX_INTERVAL_MINUTES = 7 * 24 * 60
 RESPONSE_EXCERPT_BYTES = 4096
 ERROR_MESSAGE_CHARS = 500
 
-PAUSE_STATUSES = frozenset({400, 401, 403, 404, 410})
+# A 4xx says the request will never succeed as it is, so the sync pauses for an operator,
+# except these, which say "later" (Request Timeout, Too Early, Too Many Requests).
+TRANSIENT_CLIENT_STATUSES = frozenset({408, 425, 429})
+# 3xx too: redirects are not followed (SSRF guard), so only a new URL can fix one.
+PAUSE_STATUSES = frozenset(range(300, 500)) - TRANSIENT_CLIENT_STATUSES
+# A receiver that answers these for add/remove has forgotten the cohort: only a full load
+# gives it back its copy, so resuming such a pause runs one (services.sync_resume).
+FORGOTTEN_COHORT_STATUSES = frozenset({404, 410})
+EXPLANATION_CHARS = 200  # of a body that says nothing in a known shape
 
 
 class Outcome(enum.StrEnum):
@@ -33,20 +41,26 @@ class Verdict:
 def classify_status(status: int) -> Outcome:
     if 200 <= status < 300:
         return Outcome.SUCCESS
-    if status == 429 or 500 <= status < 600:
+    if status in TRANSIENT_CLIENT_STATUSES or 500 <= status < 600:
         return Outcome.TRANSIENT
     if status in PAUSE_STATUSES:
         return Outcome.PAUSE
     return Outcome.FAIL
 
 
-def classify_response(status: int, reason: str, body: bytes) -> Verdict:
-    """What a receiver's answer means: HTTP status, then a 2xx body that says failure."""
+def classify_response(status: int, reason: str, body: bytes, *, location: str | None = None) -> Verdict:
+    """What a receiver's answer means: HTTP status, then a 2xx body that says failure.
+
+    `location` is a redirect's Location header: the pause message names it.
+    """
     payload = _json_object(body)
     error = payload.get("error") if payload else None
-    message = error.get("message") if isinstance(error, dict) else None
-    message = storable_text(str(message))[:ERROR_MESSAGE_CHARS] if message else ""
+    message = receiver_explanation(payload)
     outcome = classify_status(status)
+    if 300 <= status < 400:
+        target = storable_text(location or "(no Location header)")[:ERROR_MESSAGE_CHARS // 2]
+        return Verdict(outcome, f"the receiver redirects to {target}; redirects are not followed: update the URL",
+                       status)
     if outcome is Outcome.SUCCESS:
         if payload and payload.get("status") == "failure":
             code = error.get("code") if isinstance(error, dict) else None
@@ -56,7 +70,39 @@ def classify_response(status: int, reason: str, body: bytes) -> Verdict:
                 inner = Outcome.FAIL
             return Verdict(inner, message or f"receiver reported failure (code {code})", code)
         return Verdict(Outcome.SUCCESS, "" if payload is not None else "response body was not a JSON object", status)
-    return Verdict(outcome, message or f"{status} {reason}".strip(), status)
+    if not message:
+        excerpt = " ".join(storable_text(body.decode("utf-8", errors="replace")).split())
+        message = f"{status} {reason}".strip()
+        if excerpt:
+            message = f"{message}: {excerpt[:EXPLANATION_CHARS]}"
+    return Verdict(outcome, message[:ERROR_MESSAGE_CHARS], status)
+
+
+def receiver_explanation(payload: dict | None) -> str:
+    """The receiver's own words, from the shapes frameworks commonly answer with: the
+    contract's `error.message`, `error` as text, DRF's `detail`, `message`, JSON:API's and
+    GraphQL's `errors[0].message|detail|title`; "" when there are none."""
+    if not payload:
+        return ""
+    error = payload.get("error")
+    errors = payload.get("errors")
+    first = errors[0] if isinstance(errors, list) and errors else None
+    candidates = [
+        error.get("message") if isinstance(error, dict) else error,
+        payload.get("detail"),
+        payload.get("message"),
+        *((first.get(key) for key in ("message", "detail", "title")) if isinstance(first, dict) else (first,)),
+    ]
+    for candidate in candidates:
+        if isinstance(candidate, str) and candidate.strip():
+            return storable_text(candidate.strip())[:ERROR_MESSAGE_CHARS]
+    return ""
+
+
+def is_contract_failure(body: bytes) -> bool:
+    """Whether a body is the contract's answer saying failure: `{"status": "failure", "error": {...}}`."""
+    payload = _json_object(body)
+    return bool(payload) and payload.get("status") == "failure" and isinstance(payload.get("error"), dict)
 
 
 def _json_object(body: bytes) -> dict | None:

@@ -27,6 +27,11 @@ from .signing import signature_headers
 logger = logging.getLogger(__name__)
 
 USER_AGENT = "Cohortsync/0.1.0"
+# Our own SSRF guard, not the receiver, refused: say so and name the setting that allows it.
+GUARD_REFUSAL = (
+    "Cohortsync refused to connect: the destination address is private, loopback or reserved "
+    "(set COHORTSYNC_ALLOW_PRIVATE_URLS=true to allow such addresses)"
+)
 
 
 @dataclass(frozen=True)
@@ -96,7 +101,7 @@ def post_page(session: requests.Session, destination: Destination, body: bytes, 
         response = session.post(request.url, data=request.data, headers=request.headers, auth=request.auth,
                                 stream=True)
     except InvalidIPAddress:
-        return _failed(Outcome.PAUSE, "destination address is private, loopback or reserved (blocked)", started)
+        return _failed(Outcome.PAUSE, GUARD_REFUSAL, started)
     except requests.Timeout:
         return _failed(Outcome.TRANSIENT, "timed out", started)
     except requests.ConnectionError as exc:
@@ -116,7 +121,8 @@ def post_page(session: requests.Session, destination: Destination, body: bytes, 
     latency_ms = int((time.monotonic() - started) * 1000)
     # A receiver echoing our request back must not put our credentials into what we store and show.
     content = redact_secrets(content, secrets=sent_secrets(destination))
-    verdict = policy.classify_response(response.status_code, response.reason or "", content)
+    verdict = policy.classify_response(response.status_code, response.reason or "", content,
+                                       location=response.headers.get("Location"))
     return PostResult(
         verdict=verdict,
         http_status=response.status_code,

@@ -11,6 +11,8 @@ from ..signals import sync_run_finished
 from .records import ClaimLost
 from .stage import writes_new_generation
 
+ANALYZE_AFTER_WRITING = 10_000  # rows a first run wrote to the snapshot table
+
 
 def finish_run(*, run: SyncRun, sync: Sync, verdict: Verdict, token) -> None:
     now = timezone.now()
@@ -20,12 +22,15 @@ def finish_run(*, run: SyncRun, sync: Sync, verdict: Verdict, token) -> None:
             if not Sync.objects.select_for_update().filter(pk=sync.pk, claim_token=token).exists():
                 raise ClaimLost(f"sync {sync.pk}: claim lost before the snapshot was committed")
             snapshot_size = commit_snapshot(run=run, sync=sync)
+            now = timezone.now()  # the run's recorded duration includes its snapshot commit
             SyncRun.objects.filter(pk=run.pk).update(
                 status=SyncRun.Status.SUCCEEDED, finished_at=now, error_message=verdict.message
             )
             services.sync_record_success(sync=sync, snapshot_at=run.started_at, snapshot_size=snapshot_size)
         run.status = SyncRun.Status.SUCCEEDED
     elif verdict.outcome is Outcome.PAUSE:
+        verdict = Verdict(verdict.outcome, services.sync_pause_message(message=verdict.message, status=verdict.code),
+                          verdict.code)
         SyncRun.objects.filter(pk=run.pk).update(
             status=SyncRun.Status.PAUSED, finished_at=now, error_message=verdict.message, http_status=verdict.code
         )
@@ -49,38 +54,42 @@ def commit_snapshot(*, run: SyncRun, sync: Sync) -> int:
         # The old generation was empty, so there is nothing to delete.
         Sync.objects.filter(pk=sync.pk).update(snapshot_generation=run.pk)
         sync.snapshot_generation = run.pk
+        if run.members_count >= ANALYZE_AFTER_WRITING and db.vendor == "postgresql":
+            # Statistics for what this run bulk-wrote, so the next run's plans see the
+            # generation's real size (a table never analysed, or analysed while empty, says
+            # "a row or two" and the removals' DELETE scans the whole generation).
+            with db.cursor() as cursor:
+                cursor.execute(f"ANALYZE {SnapshotMember._meta.db_table}")
         return run.members_count
     staged = StagedMember._meta.db_table
     snapshot = SnapshotMember._meta.db_table
     generation = sync.snapshot_generation
+    # A full run stages everyone as `members` (most already held) and whoever left as removals.
+    kept = MemberOp.MEMBER if run.kind == SyncRun.Kind.FULL else MemberOp.ADD
+    # Both statements are driven by the run's staged rows through the snapshot's unique index,
+    # with no join the planner could turn into a loop (a snapshot table never analysed since a
+    # first run wrote 1M rows made `profile_id IN (SELECT …)` a nested loop over all of them
+    # for every removal). PostgreSQL: an array of the removed ids, probed in the index once the
+    # first run's ANALYZE has told the planner how large the generation is; without any
+    # statistics, at worst one pass over the generation, never one per removal.
+    removed_ids = (f"= ANY(ARRAY(SELECT profile_id FROM {staged} WHERE run_id = %s AND op = {MemberOp.REMOVE}))"
+                   if db.vendor == "postgresql" else
+                   f"IN (SELECT profile_id FROM {staged} WHERE run_id = %s AND op = {MemberOp.REMOVE})")
     with db.cursor() as cursor:
-        if run.kind == SyncRun.Kind.FULL:
-            cursor.execute(
-                f"""DELETE FROM {snapshot} WHERE sync_id = %s AND generation = %s AND NOT EXISTS (
-                    SELECT 1 FROM {staged} st WHERE st.run_id = %s AND st.profile_id = {snapshot}.profile_id)""",
-                [sync.pk, generation, run.pk],
-            )
-            # ON CONFLICT rather than an anti-join: a planner that saw the snapshot table
-            # empty once would loop over it for every inserted row (quadratic).
-            cursor.execute(
-                f"""INSERT INTO {snapshot} (sync_id, generation, profile_id, distinct_id)
-                SELECT %s, %s, st.profile_id, st.distinct_id FROM {staged} st WHERE st.run_id = %s
-                ON CONFLICT (sync_id, generation, profile_id) DO NOTHING""",
-                [sync.pk, generation, run.pk],
-            )
-            return run.members_count
         cursor.execute(
-            f"""DELETE FROM {snapshot} WHERE sync_id = %s AND generation = %s AND profile_id IN (
-                SELECT profile_id FROM {staged} WHERE run_id = %s AND op = {MemberOp.REMOVE})""",
+            f"DELETE FROM {snapshot} WHERE sync_id = %s AND generation = %s AND profile_id {removed_ids}",
             [sync.pk, generation, run.pk],
         )
         removed = cursor.rowcount
-        # Carried-over rows may re-add someone the snapshot already holds: not an error.
+        # ON CONFLICT rather than an anti-join (an index probe a row, whatever the planner
+        # believes); carried-over rows and a refresh's members are mostly held already.
         cursor.execute(
             f"""INSERT INTO {snapshot} (sync_id, generation, profile_id, distinct_id)
-            SELECT %s, %s, profile_id, distinct_id FROM {staged} WHERE run_id = %s AND op = {MemberOp.ADD}
+            SELECT %s, %s, profile_id, distinct_id FROM {staged} WHERE run_id = %s AND op = {kept}
             ON CONFLICT (sync_id, generation, profile_id) DO NOTHING""",
             [sync.pk, generation, run.pk],
         )
         added = cursor.rowcount
+    if run.kind == SyncRun.Kind.FULL:
+        return run.members_count
     return sync.snapshot_size + added - removed

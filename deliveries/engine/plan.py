@@ -1,6 +1,7 @@
 """Plan: which kind of run (full or diff) and, once staged, how many pages of each action."""
 
 import math
+import uuid
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -33,6 +34,54 @@ class PagePlan:
     @property
     def pages(self) -> int:
         return max(1, math.ceil(self.members / self.page_size))
+
+
+def page_size_for(connection) -> int:
+    """The connection's page size, never above the contract's 1000."""
+    return min(connection.page_size or policy.PAGE_SIZE, policy.PAGE_SIZE)
+
+
+def run_ops(*, kind: str, removes: int) -> list[MemberOp]:
+    """The actions of a run, in sending order.
+
+    A diff sends adds first, then removes (docs/contract.md). A full run sends `members`, then,
+    when it replaced a non-empty delivered state, `remove_members` for whoever left, in a
+    session of their own (receivers whose `members` only adds; docs/receiving.md).
+    """
+    if kind == SyncRun.Kind.FULL:
+        return [MemberOp.MEMBER, MemberOp.REMOVE] if removes else [MemberOp.MEMBER]
+    return [MemberOp.ADD, MemberOp.REMOVE]
+
+
+def removal_session_id(session_id: uuid.UUID) -> uuid.UUID:
+    """The session of a full run's `remove_members` pages: derived, so every retry sends the same."""
+    return uuid.uuid5(session_id, "remove_members")
+
+
+def page_sessions(*, run: SyncRun, page_plans: list[PagePlan]) -> list[tuple[uuid.UUID, list[PagePlan]]]:
+    """The run's pages grouped by the session (`mixpanel_session_id` and `page_info`) they go out in.
+
+    A run is one session, except a full run's removals: they get a session of their own, so a
+    receiver that assembles a refresh until page_count == total_pages of `members` pages
+    still sees a complete set of them.
+    """
+    if run.kind == SyncRun.Kind.FULL:
+        return [(run.session_id if plan.op == MemberOp.MEMBER else removal_session_id(run.session_id), [plan])
+                for plan in page_plans]
+    return [(run.session_id, page_plans)]
+
+
+def delivered_counts(*, run: SyncRun, page_size: int) -> dict[MemberOp, int]:
+    """How many members of each action reached the receiver: pages are filled in order,
+    so the run's counts and its delivered pages say it (the CLI's report of a stopped run)."""
+    counts = {MemberOp.MEMBER: run.members_count, MemberOp.ADD: run.adds_count, MemberOp.REMOVE: run.removes_count}
+    pages_left = run.pages_delivered
+    delivered = {}
+    for op in run_ops(kind=run.kind, removes=run.removes_count):
+        plan = PagePlan(op, counts[op], page_size)
+        delivered[op] = min(counts[op], min(pages_left, plan.pages) * page_size)
+        pages_left = max(0, pages_left - plan.pages)
+    return delivered
 
 
 def plan_run(*, sync: Sync, full: bool = False) -> RunPlan:

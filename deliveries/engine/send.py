@@ -7,7 +7,7 @@ from outbound.sender import Destination, open_session, post_with_retries
 
 from ..models import Sync, SyncRun
 from .pages import stream_pages
-from .plan import ACTIONS, PagePlan
+from .plan import ACTIONS, PagePlan, page_sessions
 from .records import ClaimLost, RunRecords
 
 
@@ -29,32 +29,37 @@ def deliver_run(*, run: SyncRun, sync: Sync, page_plans: list[PagePlan], token, 
 
 
 def _send_pages(*, run, sync, page_plans, token, progress, render, destination, properties, records) -> Verdict:
-    page_count = 0
+    page_count = 0  # run-wide: page numbers of attempts and progress, and webhook ids
     notes = ""
     with open_session() as session:
-        for plan in page_plans:
-            for rows in stream_pages(run=run, plan=plan, properties=properties):
-                page_count += 1
-                context = payloads.PageContext(
-                    action=ACTIONS[plan.op], project_id=str(sync.cohort.project_id), cohort_id=str(sync.cohort_id),
-                    cohort_name=sync.cohort.name, cohort_description=sync.cohort.description,
-                    session_id=str(run.session_id), page_id=payloads.page_id(run.session_id, page_count),
-                    page_count=page_count, total_pages=run.total_pages, computed_time=int(run.started_at.timestamp()),
-                )
-                try:
-                    body = render(context, rows, properties)
-                except PayloadTemplateError as exc:
-                    return Verdict(Outcome.PAUSE, f"the payload template failed on page {page_count}: {exc}")
-                verdict = send_page(
-                    session=session, destination=destination, run=run, body=body, action=context.action,
-                    page_number=page_count, token=token, records=records,
-                )
-                if verdict.outcome is not Outcome.SUCCESS:
-                    return verdict
-                notes = notes or verdict.message
-                records.page_delivered(page_count)
-                if progress:
-                    progress(len(rows))
+        for session_id, plans in page_sessions(run=run, page_plans=page_plans):
+            session_pages = sum(plan.pages for plan in plans)
+            session_page = 0  # page_info counts within the session
+            for plan in plans:
+                for rows in stream_pages(run=run, plan=plan, properties=properties):
+                    page_count += 1
+                    session_page += 1
+                    context = payloads.PageContext(
+                        action=ACTIONS[plan.op], project_id=str(sync.cohort.project_id),
+                        cohort_id=str(sync.cohort_id), cohort_name=sync.cohort.name,
+                        cohort_description=sync.cohort.description, session_id=str(session_id),
+                        page_id=payloads.page_id(run.session_id, page_count), page_count=session_page,
+                        total_pages=session_pages, computed_time=int(run.started_at.timestamp()),
+                    )
+                    try:
+                        body = render(context, rows, properties)
+                    except PayloadTemplateError as exc:
+                        return Verdict(Outcome.PAUSE, f"the payload template failed on page {page_count}: {exc}")
+                    verdict = send_page(
+                        session=session, destination=destination, run=run, body=body, action=context.action,
+                        page_number=page_count, token=token, records=records,
+                    )
+                    if verdict.outcome is not Outcome.SUCCESS:
+                        return verdict
+                    notes = notes or verdict.message
+                    records.page_delivered(page_count)
+                    if progress:
+                        progress(len(rows))
     return Verdict(Outcome.SUCCESS, notes)
 
 

@@ -7,50 +7,48 @@ table instead, as a new generation that success makes current.
 
 from django.db import connection as db
 
-from cohorts.models import Profile
 from cohorts.selectors import cohort_membership
 from cohorts.services import cohort_size_record
-from outbound import policy
 
 from ..models import MemberOp, SnapshotMember, StagedMember, Sync, SyncRun
-from .plan import PagePlan
+from .pages import profile_join
+from .plan import PagePlan, page_size_for, run_ops
 
 
 def stage_members(*, run: SyncRun, sync: Sync) -> list[PagePlan]:
     membership_sql, membership_params = cohort_membership(cohort=sync.cohort).query.sql_with_params()
     staged = StagedMember._meta.db_table
-    profile = Profile._meta.db_table
     snapshot = SnapshotMember._meta.db_table
+    distinct_id = "p.distinct_id"
     new_generation = writes_new_generation(run=run, sync=sync)
     with db.cursor() as cursor:
         if new_generation:
             cursor.execute(
                 f"""INSERT INTO {snapshot} (sync_id, generation, profile_id, distinct_id)
                 SELECT %s, %s, m.profile_id, p.distinct_id
-                FROM ({membership_sql}) m JOIN {profile} p ON p.id = m.profile_id""",
+                FROM ({membership_sql}) m {profile_join(profile_id="m.profile_id", columns=distinct_id, left=False)}""",
                 [sync.pk, run.pk, *membership_params],
             )
             generation_size = cursor.rowcount
-        elif run.kind == SyncRun.Kind.FULL:
-            cursor.execute(
-                f"""INSERT INTO {staged} (run_id, profile_id, op, distinct_id)
-                SELECT %s, m.profile_id, {MemberOp.MEMBER}, p.distinct_id
-                FROM ({membership_sql}) m JOIN {profile} p ON p.id = m.profile_id""",
-                [run.pk, *membership_params],
-            )
         else:
-            # One pass gives both sides of the diff (FULL OUTER JOIN, docs/design.md).
+            # One pass gives both sides (FULL OUTER JOIN, docs/design.md: a hash or merge join under
+            # any statistics). A diff keeps the change. A refresh over a delivered state keeps
+            # the whole picture as `members` and whoever left as removals, for receivers whose
+            # `members` only adds (docs/receiving.md).
+            full = run.kind == SyncRun.Kind.FULL
+            present_op = MemberOp.MEMBER if full else MemberOp.ADD
+            change_only = "" if full else "WHERE m.profile_id IS NULL OR s.profile_id IS NULL"
             cursor.execute(
                 f"""INSERT INTO {staged} (run_id, profile_id, op, distinct_id)
                 SELECT %s, COALESCE(m.profile_id, s.profile_id),
-                       CASE WHEN s.profile_id IS NULL THEN {MemberOp.ADD} ELSE {MemberOp.REMOVE} END,
+                       CASE WHEN m.profile_id IS NULL THEN {MemberOp.REMOVE} ELSE {present_op} END,
                        COALESCE(p.distinct_id, s.distinct_id)
                 FROM ({membership_sql}) m
                 FULL OUTER JOIN (SELECT profile_id, distinct_id FROM {snapshot}
                                  WHERE sync_id = %s AND generation = %s) s
                     ON s.profile_id = m.profile_id
-                LEFT JOIN {profile} p ON p.id = m.profile_id
-                WHERE m.profile_id IS NULL OR s.profile_id IS NULL""",
+                {profile_join(profile_id="m.profile_id", columns=distinct_id)}
+                {change_only}""",
                 [run.pk, *membership_params, sync.pk, sync.snapshot_generation],
             )
     counts = {MemberOp.MEMBER: generation_size} if new_generation else _staged_counts(run)
@@ -60,11 +58,8 @@ def stage_members(*, run: SyncRun, sync: Sync) -> list[PagePlan]:
     )
     if carry_over(run=run, sync=sync, membership_sql=membership_sql, membership_params=membership_params):
         counts = _staged_counts(run)
-    page_size = min(sync.connection.page_size or policy.PAGE_SIZE, policy.PAGE_SIZE)
-    if run.kind == SyncRun.Kind.FULL:
-        ops = [MemberOp.MEMBER]
-    else:
-        ops = [MemberOp.ADD, MemberOp.REMOVE]  # adds first, then removes (docs/receiving.md)
+    page_size = page_size_for(sync.connection)
+    ops = run_ops(kind=run.kind, removes=counts.get(MemberOp.REMOVE, 0))
     generation = run.pk if new_generation else None
     page_plans = [PagePlan(op, counts.get(op, 0), page_size, generation) for op in ops]
     run.total_pages = sum(plan.pages for plan in page_plans)
@@ -105,13 +100,14 @@ def carry_over(*, run: SyncRun, sync: Sync, membership_sql: str, membership_para
     Returns whether rows were added to this run.
     """
     staged = StagedMember._meta.db_table
-    profile = Profile._meta.db_table
-    unsuccessful = SyncRun.objects.filter(
+    # The run ids first (a handful), then their staged rows by index: a semi-join of the two
+    # tables was planned, without statistics, as a scan of the runs for every staged row.
+    unsuccessful = list(SyncRun.objects.filter(
         sync_id=sync.pk, kind=SyncRun.Kind.DIFF,
         status__in=[SyncRun.Status.FAILED, SyncRun.Status.PAUSED, SyncRun.Status.RUNNING],
-    ).exclude(pk=run.pk)
-    earlier = StagedMember.objects.filter(run_id__in=unsuccessful.values("pk"))
-    if not earlier.exists():
+    ).exclude(pk=run.pk).values_list("pk", flat=True))
+    earlier = StagedMember.objects.filter(run_id__in=unsuccessful)
+    if not unsuccessful or not earlier.exists():
         return False
     carried = 0
     if run.kind == SyncRun.Kind.DIFF:
@@ -126,7 +122,7 @@ def carry_over(*, run: SyncRun, sync: Sync, membership_sql: str, membership_para
                 FROM (SELECT x.profile_id FROM ({earlier_sql}) x
                       EXCEPT SELECT s.profile_id FROM {staged} s WHERE s.run_id = %s) c
                 LEFT JOIN ({membership_sql}) m ON m.profile_id = c.profile_id
-                LEFT JOIN {profile} p ON p.id = c.profile_id
+                {profile_join(profile_id="c.profile_id", columns="p.distinct_id")}
                 WHERE TRUE""",
                 # EXCEPT, not NOT EXISTS on the table being filled: a nested-loop anti-join
                 # would rescan the rows this INSERT adds (quadratic; see campaigns.sending).

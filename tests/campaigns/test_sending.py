@@ -87,7 +87,7 @@ def test_the_body_is_one_form_field_holding_a_json_list():
 def test_a_failed_middle_post_resends_only_its_users(make_message, receiver):
     message = make_message(USERS_120)
     # The second batch is refused (a status that is not retried); the others succeed.
-    receiver.reply(Reply(), Reply(status=422, body={"error": {"message": "try later"}}))
+    receiver.reply(Reply(), Reply(status=600, body={"error": {"message": "try later"}}))
 
     first = message_run(message_id=message.pk)
 
@@ -309,7 +309,7 @@ def test_a_limit_of_two_per_window_allows_two_sends_then_stops(make_message, rec
 @pytest.mark.django_db
 def test_a_failed_recurring_send_does_not_count_against_the_limit(make_message, receiver):
     message = make_message(["a"], schedule="recurring", limit_count=1, limit_days=7)
-    receiver.reply(Reply(status=422))
+    receiver.reply(Reply(status=600))
     message_run(message_id=message.pk)
 
     message_run(message_id=message.pk)

@@ -34,7 +34,7 @@ Draft202012Validator.check_schema(PAYLOAD)
 VALIDATOR = Draft202012Validator(PAYLOAD, format_checker=FormatChecker())
 
 
-def test_full_diff_and_empty_runs_match_the_asyncapi_schemas(make_sync, receiver):
+def test_full_diff_empty_and_refresh_runs_match_the_asyncapi_schemas(make_sync, receiver):
     people = [f"user-{i:05d}" for i in range(2_500)]
     sync = make_sync(members=people, properties=["plan"])
 
@@ -42,9 +42,12 @@ def test_full_diff_and_empty_runs_match_the_asyncapi_schemas(make_sync, receiver
     set_members(sync.cohort, people[100:] + [f"new-{i:04d}" for i in range(1_200)])
     run_now(sync)
     run_now(sync)
+    set_members(sync.cohort, people[200:])
+    run_now(sync, full=True)  # members, then the removals in a session of their own
 
     actions = [request.action for request in receiver.requests]
-    assert actions == ["members"] * 3 + ["add_members"] * 2 + ["remove_members"] + ["add_members", "remove_members"]
+    assert actions == (["members"] * 3 + ["add_members"] * 2 + ["remove_members"] + ["add_members", "remove_members"]
+                       + ["members"] * 3 + ["remove_members"] * 2)
     for request in receiver.requests:
         errors = sorted(VALIDATOR.iter_errors(request.json), key=str)
         assert not errors, f"{request.action} page {request.page_info}: {errors[0].message}"

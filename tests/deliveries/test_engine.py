@@ -276,7 +276,7 @@ def test_a_paused_sync_runs_again_only_after_it_is_resumed(make_sync, receiver):
     assert snapshot_ids(sync) == {"A"}
 
 
-@pytest.mark.parametrize("status", [400, 403, 404, 410])
+@pytest.mark.parametrize("status", [400, 403, 404, 405, 409, 410, 413, 415, 418, 422])
 def test_permanent_refusals_pause_the_sync(make_sync, receiver, status):
     sync = make_sync(members=["A"])
     receiver.reply(Reply(status=status, body=""))
@@ -291,7 +291,33 @@ def test_permanent_refusals_pause_the_sync(make_sync, receiver, status):
     assert len(mail.outbox) == 1
 
 
-@pytest.mark.parametrize("status", [418, 409])
+def test_a_redirect_pauses_and_names_where_it_points(make_sync, receiver):
+    sync = make_sync(members=["A"])
+    receiver.reply(Reply(status=301, headers={"Location": "https://new.example.com/hook"}))
+
+    run = run_now(sync)
+
+    assert run.status == SyncRun.Status.PAUSED
+    assert [r.path for r in receiver.requests] == ["/hook"]  # not followed
+    assert (sync.state, sync.last_error_status) == (Sync.State.PAUSED, 301)
+    assert sync.last_error_message == (
+        "the receiver redirects to https://new.example.com/hook; redirects are not followed: update the URL"
+    )
+    assert len(mail.outbox) == 1
+
+
+@pytest.mark.parametrize("status", [408, 425])
+def test_timeout_and_too_early_are_retried(make_sync, receiver, status):
+    sync = make_sync(members=["A"])
+    receiver.reply(Reply(status=status))
+
+    run = run_now(sync)
+
+    assert run.status == SyncRun.Status.SUCCEEDED
+    assert [a.http_status for a in DeliveryAttempt.objects.filter(run=run)] == [status, 200]
+
+
+@pytest.mark.parametrize("status", [600, 799])
 def test_other_statuses_fail_the_run_without_retries(make_sync, receiver, status):
     sync = make_sync(members=["A"])
     receiver.reply(Reply(status=status))
@@ -547,8 +573,9 @@ def test_a_snapshot_older_than_three_days_gets_a_full_run(make_sync, receiver):
     run = run_now(sync)
 
     assert (run.kind, run.reason) == (SyncRun.Kind.FULL, "snapshot expired")
-    assert [r.action for r in receiver.requests] == ["members"]
-    assert sorted(ids(receiver.requests)) == ["A", "C", "D"]
+    assert [r.action for r in receiver.requests] == ["members", "remove_members"]  # B left since
+    assert sorted(ids(receiver.requests[:1])) == ["A", "C", "D"]
+    assert ids(receiver.requests[1:]) == ["B"]
     assert snapshot_ids(sync) == {"A", "C", "D"}
     assert sync.snapshot_at == run.started_at
 
@@ -570,8 +597,9 @@ def test_a_full_refresh_sends_members_and_resets_the_snapshot_to_the_cohort(make
         run = run_now(sync, full=True)
 
     assert (run.kind, run.reason) == (SyncRun.Kind.FULL, "full refresh")
-    assert [r.action for r in receiver.requests] == ["members"]
-    assert sorted(ids(receiver.requests)) == ["A", "C", "D", "E"]
+    assert [r.action for r in receiver.requests] == ["members", "remove_members"]
+    assert sorted(ids(receiver.requests[:1])) == ["A", "C", "D", "E"]
+    assert sorted(ids(receiver.requests[1:])) == ["B", "ghost"]  # B left, and the ghost the snapshot held
     assert snapshot_ids(sync) == cohort_ids(sync.cohort) == {"A", "C", "D", "E"}
     assert sync.snapshot_size == 4
     assert sync.force_full is False
@@ -658,7 +686,7 @@ def test_a_one_time_export_finishes_after_its_first_success(make_sync, receiver)
 
 def test_a_failed_one_time_export_stays_active(make_sync, receiver):
     sync = make_sync(members=["A"], mode=Sync.Mode.ONE_TIME)
-    receiver.reply(Reply(status=418))
+    receiver.reply(Reply(status=600))
 
     run = run_now(sync)
 

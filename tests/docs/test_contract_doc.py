@@ -16,8 +16,11 @@ def test_the_contract_states_the_code_limits():
     assert f"posts **{message_policy.TEST_SEND_PROFILES}** random profiles" in CONTRACT
 
 
-def test_the_contract_names_every_status_that_pauses():
-    statuses = sorted(policy.PAUSE_STATUSES)
-    assert f"{', '.join(map(str, statuses[:-1]))} and {statuses[-1]} stop the run and **pause**" in CONTRACT
-    assert all(policy.classify_status(status) is policy.Outcome.PAUSE for status in statuses)
-
+def test_the_contract_names_every_status_class():
+    transient = sorted(policy.TRANSIENT_CLIENT_STATUSES)
+    assert f"**Transient**: 5xx, {', '.join(map(str, transient))}, timeouts" in CONTRACT
+    assert "every other 4xx, and every 3xx" in CONTRACT
+    paused = set(range(300, 500)) - set(transient)
+    assert all(policy.classify_status(status) is policy.Outcome.PAUSE for status in paused)
+    assert all(policy.classify_status(status) is policy.Outcome.TRANSIENT for status in [*transient, 500, 599])
+    assert f"paused by a {' or '.join(map(str, sorted(policy.FORGOTTEN_COHORT_STATUSES)))}" in CONTRACT

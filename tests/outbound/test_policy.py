@@ -32,7 +32,7 @@ def test_2xx_without_a_json_object_is_accepted_and_noted(content):
     "code, outcome",
     [(400, Outcome.PAUSE), (401, Outcome.PAUSE), (403, Outcome.PAUSE), (404, Outcome.PAUSE), (410, Outcome.PAUSE),
      (500, Outcome.TRANSIENT), (503, Outcome.TRANSIENT), (429, Outcome.TRANSIENT),
-     (418, Outcome.FAIL), (409, Outcome.FAIL)],
+     (418, Outcome.PAUSE), (409, Outcome.PAUSE), (408, Outcome.TRANSIENT), (600, Outcome.FAIL)],
 )
 def test_2xx_whose_body_says_failure_is_decided_by_its_error_code(code, outcome):
     verdict = classify_response(200, "OK", body(action="add_members", status="failure",
@@ -53,19 +53,59 @@ def test_2xx_failure_without_a_usable_error_code_fails_the_run(error):
     assert verdict.message  # something to show in the UI, never empty
 
 
-@pytest.mark.parametrize("status", sorted(PAUSE_STATUSES))
+@pytest.mark.parametrize("status", sorted(PAUSE_STATUSES - set(range(300, 400))))
 def test_permanent_statuses_pause_and_keep_the_receivers_message(status):
     verdict = classify_response(status, "Nope", body(status="failure", error={"message": "bad token", "code": status}))
 
     assert verdict == Verdict(Outcome.PAUSE, "bad token", status)
 
 
-def test_a_refusal_without_a_message_uses_the_status_text():
-    verdict = classify_response(404, "Not Found", b"<html>gone</html>")
+def test_a_refusal_without_a_message_uses_the_status_text_and_the_start_of_the_body():
+    verdict = classify_response(404, "Not Found", b"<html>\n  gone " + b"x" * 1000 + b"</html>")
 
     assert verdict.outcome is Outcome.PAUSE
-    assert verdict.message == "404 Not Found"
+    assert verdict.message == "404 Not Found: <html> gone " + "x" * 188
     assert verdict.code == 404
+    assert classify_response(404, "Not Found", b"").message == "404 Not Found"
+
+
+@pytest.mark.parametrize("payload, explanation", [
+    ({"error": {"message": "bad token", "code": 401}}, "bad token"),
+    ({"error": "invalid_token"}, "invalid_token"),
+    ({"detail": "Authentication credentials were not provided."}, "Authentication credentials were not provided."),
+    ({"message": "Unknown cohort"}, "Unknown cohort"),
+    ({"errors": [{"message": "cohort is archived"}]}, "cohort is archived"),
+    ({"errors": [{"status": "422", "detail": "members is required"}]}, "members is required"),
+    ({"errors": [{"title": "Payload Too Large"}]}, "Payload Too Large"),
+    ({"errors": ["plain text error"]}, "plain text error"),
+    # The first shape that says something wins; empty or non-text values are skipped.
+    ({"error": {"message": ""}, "detail": {"x": 1}, "message": "  spaced  "}, "spaced"),
+])
+def test_the_receivers_explanation_is_read_from_common_shapes(payload, explanation):
+    verdict = classify_response(401, "Unauthorized", body(**payload))
+
+    assert verdict == Verdict(Outcome.PAUSE, explanation, 401)
+
+
+@pytest.mark.parametrize("status", [301, 302, 303, 307, 308])
+def test_a_redirect_pauses_with_its_location(status):
+    verdict = classify_response(status, "Moved", b"", location="https://new.example.com/hook")
+
+    assert verdict == Verdict(
+        Outcome.PAUSE,
+        "the receiver redirects to https://new.example.com/hook; redirects are not followed: update the URL",
+        status,
+    )
+
+
+@pytest.mark.parametrize("status", [402, 405, 409, 413, 415, 418, 422, 451, 499])
+def test_every_other_4xx_pauses(status):
+    assert classify_status(status) is Outcome.PAUSE
+
+
+@pytest.mark.parametrize("status", [408, 425])
+def test_request_timeout_and_too_early_are_transient(status):
+    assert classify_response(status, "", b"").outcome is Outcome.TRANSIENT
 
 
 def test_a_long_error_message_is_cut():
@@ -79,7 +119,7 @@ def test_5xx_and_429_are_transient(status):
     assert classify_response(status, "", b"").outcome is Outcome.TRANSIENT
 
 
-@pytest.mark.parametrize("status", [301, 302, 304, 402, 405, 409, 413, 418, 422, 451])
+@pytest.mark.parametrize("status", [100, 600, 999])
 def test_other_statuses_fail_without_retries(status):
     assert classify_status(status) is Outcome.FAIL
     verdict = classify_response(status, "Whatever", b"")

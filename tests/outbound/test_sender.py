@@ -157,7 +157,10 @@ def test_post_page_does_not_follow_redirects(receiver):
     result = post(Destination(url=receiver.url()))
 
     assert result.http_status == 302
-    assert result.verdict.outcome is Outcome.FAIL
+    assert result.verdict.outcome is Outcome.PAUSE
+    assert result.verdict.message == (
+        f"the receiver redirects to {receiver.url('/elsewhere')}; redirects are not followed: update the URL"
+    )
     assert [r.path for r in receiver.requests] == ["/hook"]
 
 
@@ -247,7 +250,7 @@ def test_private_destinations_are_blocked_and_pause_the_sync(address, receiver, 
 
     assert run.status == SyncRun.Status.PAUSED
     assert sync.state == Sync.State.PAUSED
-    assert "blocked" in sync.last_error_message
+    assert "COHORTSYNC_ALLOW_PRIVATE_URLS" in sync.last_error_message
     assert sync.last_error_status is None
     assert outbound_connects == []
     assert receiver.requests == []

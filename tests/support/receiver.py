@@ -185,3 +185,43 @@ def _reason(status: int) -> str:
         return HTTPStatus(status).phrase
     except ValueError:
         return "Unknown"
+
+
+class CohortStore:
+    """A receiver written as in the wild, to script with `LoopbackReceiver.respond_with`.
+
+    It keeps one copy per cohort id, and: `members` only adds to that copy (never replaces
+    it); `add_members`/`remove_members` for a cohort it does not know answer 404 in the
+    contract's failure shape, on purpose, so the sender pauses; distinct ids lose their
+    surrounding whitespace. `forget()` drops every copy (a receiver that lost its data).
+    """
+
+    def __init__(self):
+        self.cohorts: dict[str, set[str]] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, request: RecordedRequest) -> Reply:
+        payload = json.loads(request.body)
+        action, parameters = payload["action"], payload["parameters"]
+        cohort_id = parameters["mixpanel_cohort_id"]
+        ids = {member["mixpanel_distinct_id"].strip() for member in parameters["members"]}
+        with self._lock:
+            copy = self.cohorts.get(cohort_id)
+            if action == "members":
+                self.cohorts.setdefault(cohort_id, set()).update(ids)
+            elif copy is None:
+                return Reply(404, {"action": action, "status": "failure",
+                                   "error": {"message": f"unknown cohort {cohort_id}", "code": 404}})
+            elif action == "add_members":
+                copy.update(ids)
+            else:
+                copy.difference_update(ids)
+        return Reply()
+
+    def copy_of(self, cohort_id) -> set[str]:
+        with self._lock:
+            return set(self.cohorts.get(str(cohort_id), ()))
+
+    def forget(self) -> None:
+        with self._lock:
+            self.cohorts.clear()

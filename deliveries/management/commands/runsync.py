@@ -2,7 +2,7 @@ from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
 from deliveries import engine, services
-from deliveries.models import Sync, SyncRun
+from deliveries.models import MemberOp, Sync, SyncRun
 from outbound.models import DeliveryAttempt
 
 
@@ -46,10 +46,16 @@ class Command(BaseCommand):
                 f"{attempt.outcome} HTTP {attempt.http_status or '-'} in {attempt.latency_ms} ms"
                 + (f" — {attempt.error}" if attempt.error else "")
             )
-        if run.kind == SyncRun.Kind.FULL:
-            self.stdout.write(f"Sent {run.members_count} members in {run.pages_delivered}/{run.total_pages} pages.")
-        else:
-            self.stdout.write(
-                f"Sent {run.adds_count} adds and {run.removes_count} removes "
-                f"in {run.pages_delivered}/{run.total_pages} pages."
-            )
+        pages = f"{run.pages_delivered}/{run.total_pages} pages"
+        if run.status == SyncRun.Status.SUCCEEDED:
+            removes = f" and {run.removes_count} removes" if run.removes_count else ""
+            if run.kind == SyncRun.Kind.FULL:
+                self.stdout.write(f"Sent {run.members_count} members{removes} in {pages}.")
+            else:
+                self.stdout.write(f"Sent {run.adds_count} adds and {run.removes_count} removes in {pages}.")
+            return
+        # Pages are sent in order: what reached the receiver follows from the pages delivered.
+        delivered = engine.delivered_counts(run=run, page_size=engine.page_size_for(run.sync.connection))
+        counts = {MemberOp.MEMBER: run.members_count, MemberOp.ADD: run.adds_count, MemberOp.REMOVE: run.removes_count}
+        parts = [f"{delivered[op]} of {counts[op]} {engine.ACTIONS[op]}" for op in delivered]
+        self.stdout.write(f"Delivered {', '.join(parts)} ({pages}) before the run stopped.")
