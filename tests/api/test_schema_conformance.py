@@ -42,7 +42,16 @@ SCHEMA_CANNOT_SAY = {
     "POST /api/v1/syncs/", "PATCH /api/v1/syncs/{id}/",
     "POST /api/v1/profiles/", "POST /api/v1/events/",
     "GET /api/v1/profiles/{distinct_id}/", "DELETE /api/v1/profiles/{distinct_id}/",
+    "POST /api/v1/ingest-keys/",
 }
+# Segment's and Mixpanel's wire formats (/v1/…, /track, /engage, /import) answer as those
+# vendors do: an item the schema would refuse is refused on its own, inside a 200 that keeps
+# the good items, and base64 form bodies are a rule no schema states. Both input checks are
+# off there; no server error and documented responses still hold (docs/api-conformance.md).
+def _vendor_wire(path: str) -> bool:
+    return not path.startswith("/api/")
+
+
 
 # Loaded at collection (the schema view touches no database); each call runs inside a test.
 schema = schemathesis.openapi.from_wsgi("/api/schema/", application)
@@ -100,9 +109,10 @@ def _keep_the_test_transaction():
                                             HealthCheck.filter_too_much, HealthCheck.data_too_large])
 def test_every_operation_conforms_to_the_schema(case, auth_headers):
     excluded = []
-    if f"{case.operation.method.upper()} {case.operation.path}" in SCHEMA_CANNOT_SAY:
+    vendor_wire = _vendor_wire(case.operation.path)
+    if vendor_wire or f"{case.operation.method.upper()} {case.operation.path}" in SCHEMA_CANNOT_SAY:
         excluded.append(positive_data_acceptance)
-    if not _still_negative(case):
+    if vendor_wire or not _still_negative(case):
         excluded.append(negative_data_rejection)
     case.call_and_validate(headers=auth_headers, excluded_checks=excluded)
 
