@@ -5,6 +5,7 @@ import hmac
 from django.db.models import QuerySet
 
 from cohorts.models import Project
+from cohorts.selectors import projects_of_member
 
 from .models import ApiKey
 from .services import PREFIX_LENGTH, api_key_hash
@@ -23,12 +24,4 @@ def projects_for_client(*, user, api_key: ApiKey | None) -> QuerySet[Project]:
     """A key acts for exactly its project; a logged-in user for the projects they are a member of."""
     if api_key is not None:
         return Project.objects.filter(pk=api_key.project_id)
-    if user is None or not user.is_authenticated:
-        return Project.objects.none()
-    return Project.objects.filter(members=user)
-
-
-def projects_for_user(*, user) -> QuerySet:
-    """The projects whose syncs, messages, cohorts and alerts a person sees on the status
-    pages: those they are a member of (superusers: all)."""
-    return Project.objects.all() if user.is_superuser else projects_for_client(user=user, api_key=None)
+    return projects_of_member(user=user)

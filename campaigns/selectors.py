@@ -3,7 +3,7 @@
 from django.db.models import Count, F, IntegerField, OuterRef, Prefetch, QuerySet, Subquery, Value
 from django.db.models.functions import Coalesce
 
-from access.selectors import projects_for_user
+from cohorts.selectors import projects_for_user
 from outbound.models import DeliveryAttempt
 
 from .models import Message, MessageRun, MessageSend

@@ -96,7 +96,7 @@ STATIC_URL = "static/"
 STATIC_ROOT = VAR_DIR / "static"
 # The status pages' login (the admin keeps its own); after it, the dashboard of one's syncs.
 LOGIN_URL = "login"
-LOGIN_REDIRECT_URL = "deliveries:dashboard"
+LOGIN_REDIRECT_URL = "pages:dashboard"
 LOGOUT_REDIRECT_URL = "login"
 
 # --- Cache ----------------------------------------------------------------------------

@@ -15,7 +15,11 @@ urlpatterns = [
     path("api/v1/", include("config.api_urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
-    path("", include("pages.urls")),  # the users' status pages: dashboard, syncs, messages, cohorts
+    # The users' status pages, each app its own: the dashboard, syncs, messages, cohorts.
+    path("", include("pages.urls")),
+    path("", include("deliveries.urls")),
+    path("", include("campaigns.urls")),
+    path("", include("cohorts.urls")),
 ]
 
 # API clients get JSON errors; everyone else Django's pages.

@@ -4,9 +4,8 @@ the alerts' in alerts.selectors)."""
 
 from django.db.models import F, Prefetch, Q, QuerySet
 
-from access.selectors import projects_for_user
 from cohorts.charts import RunChange, SizePoint
-from cohorts.selectors import cohort_size_history
+from cohorts.selectors import cohort_size_history, projects_for_user
 from outbound.models import DeliveryAttempt
 
 from .models import Sync, SyncRun

@@ -143,7 +143,7 @@ def sync_notification_recipients(*, sync: Sync) -> list[str]:
 
 
 def notify_sync_paused(*, sync: Sync, run: SyncRun | None) -> list[Notification]:
-    sync_url = absolute_url(reverse("deliveries:sync", kwargs={"sync_id": sync.pk}))
+    sync_url = absolute_url(reverse("deliveries:sync_detail", kwargs={"sync_id": sync.pk}))
     context = {
         "sync": sync,
         "cohort": sync.cohort,
