@@ -1,11 +1,6 @@
-"""Reads for API access: which key a secret is, and which projects a client may act for."""
+"""Reads for API access: which key a secret is (the projects a client acts for: cohorts.api_common)."""
 
 import hmac
-
-from django.db.models import QuerySet
-
-from cohorts.models import Project
-from cohorts.selectors import projects_of_member
 
 from .models import ApiKey
 from .services import PREFIX_LENGTH, api_key_hash
@@ -18,10 +13,3 @@ def api_key_for_secret(*, key: str) -> ApiKey | None:
         if hmac.compare_digest(candidate.key_hash, digest):
             return candidate
     return None
-
-
-def projects_for_client(*, user, api_key: ApiKey | None) -> QuerySet[Project]:
-    """A key acts for exactly its project; a logged-in user for the projects they are a member of."""
-    if api_key is not None:
-        return Project.objects.filter(pk=api_key.project_id)
-    return projects_of_member(user=user)

@@ -5,14 +5,8 @@ from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.response import Response
 
-from access.api import (
-    MAX_ID,
-    ChoiceField,
-    ProjectScopedInput,
-    ScopedPrimaryKeyRelatedField,
-    acting_person,
-    client_projects,
-)
+from access.api import acting_person
+from cohorts.api_common import MAX_ID, ChoiceField, ProjectScopedInput, ScopedPrimaryKeyRelatedField, client_projects
 from cohorts.models import Cohort
 from deliveries.models import Sync
 from integrations.models import Connection

@@ -8,9 +8,8 @@ from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
-from access.api import ChoiceField, IdCursorPagination, ProjectScopedInput, client_projects
-
 from . import ingestion
+from .api_common import ChoiceField, IdCursorPagination, ProjectScopedInput, client_projects
 from .models import Cohort, Profile
 from .selectors import cohort_list, cohort_member_count, cohort_member_profiles, cohort_preview, profile_list
 from .services import cohort_create, cohort_members_import, cohort_update

@@ -119,7 +119,7 @@ REST_FRAMEWORK = {
     "DEFAULT_THROTTLE_CLASSES": ["access.throttling.ApiClientThrottle"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
-    "DEFAULT_PAGINATION_CLASS": "access.api.PagePagination",
+    "DEFAULT_PAGINATION_CLASS": "cohorts.api_common.PagePagination",
     "DEFAULT_SCHEMA_CLASS": "access.schema.ApiAutoSchema",
     "EXCEPTION_HANDLER": "access.api.api_exception_handler",
     "TEST_REQUEST_DEFAULT_FORMAT": "json",

@@ -6,8 +6,9 @@ from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
-from access.api import MAX_ID, ChoiceField, Conflict, ScopedPrimaryKeyRelatedField, acting_person, client_projects
+from access.api import Conflict, acting_person
 from access.schema import ErrorOutput
+from cohorts.api_common import MAX_ID, ChoiceField, ScopedPrimaryKeyRelatedField, client_projects
 from cohorts.models import Cohort
 from integrations.models import Connection
 from outbound import policy

@@ -5,8 +5,8 @@ from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
-from access.api import ChoiceField, ProjectScopedInput, client_projects
 from access.schema import ErrorOutput
+from cohorts.api_common import ChoiceField, ProjectScopedInput, client_projects
 
 from .models import MAX_PAGE_SIZE, Connection
 from .selectors import connection_list

@@ -7,7 +7,7 @@ import inspect
 import pytest
 from rest_framework import serializers
 
-from access.api import ChoiceField
+from cohorts.api_common import ChoiceField
 from tests.factories import CohortFactory, ConnectionFactory
 
 pytestmark = pytest.mark.django_db

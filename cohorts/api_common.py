@@ -1,0 +1,94 @@
+"""What every app's API shares: the client's projects, project-scoped input, choice errors
+and pagination. In cohorts, the lowest app with an API, so each API imports it downwards
+(access, which needs cohorts' Project, adds API keys and the error handler above it).
+
+A client (an API key, or a logged-in user) sees only the objects of the projects it acts for:
+views filter their querysets by `client_projects`, so another project's object is a 404.
+"""
+
+from django.db.models import QuerySet
+from rest_framework import exceptions, pagination, serializers
+
+from .models import Project
+from .selectors import projects_of_member
+
+# The largest id (a BigAutoField, SQLite's INTEGER): a larger filter value would overflow the query.
+MAX_ID = 2**63 - 1
+
+
+def client_projects(request) -> QuerySet[Project]:
+    """A key acts for exactly its project (access.authentication puts the key, which has a
+    `project_id`, in `request.auth`); a logged-in user for the projects they are a member of."""
+    key_project_id = getattr(request.auth, "project_id", None)
+    if key_project_id is not None:
+        return Project.objects.filter(pk=key_project_id)
+    return projects_of_member(user=request.user)
+
+
+
+# --- Project-scoped input ---------------------------------------------------------------
+
+
+class ScopedPrimaryKeyRelatedField(serializers.PrimaryKeyRelatedField):
+    """An id of an object in a project the client acts for; other projects' objects do not exist for it."""
+
+    def __init__(self, *, project_path: str = "project", **kwargs):
+        self.project_path = project_path
+        super().__init__(**kwargs)
+
+    def get_queryset(self):
+        projects = client_projects(self.context["request"])
+        return super().get_queryset().filter(**{f"{self.project_path}__in": projects})
+
+
+class ChoiceField(serializers.ChoiceField):
+    """DRF's ChoiceField whose "not a valid choice" error lists the valid ones. Every choice the
+    API accepts uses it (tests/api/test_choice_errors.py checks that none is left out)."""
+
+    def __init__(self, choices, **kwargs):
+        super().__init__(choices, **kwargs)
+        valid = ", ".join(f'"{value}"' for value in self.choice_strings_to_values).replace("{", "{{").replace("}", "}}")
+        self.error_messages["invalid_choice"] = f'"{{input}}" is not a valid choice; valid choices: {valid}.'
+
+
+class ProjectScopedInput(serializers.Serializer):
+    """Input that creates or names something in one project: the project is implied for an API
+    key and for a user of exactly one project; a user of several projects names it."""
+
+    project = ScopedPrimaryKeyRelatedField(
+        queryset=Project.objects.all(), project_path="pk", required=False,
+        help_text="Project id. Implied for API keys and for users of a single project.",
+    )
+
+    def validate(self, attrs):
+        attrs = super().validate(attrs)
+        if attrs.get("project") is None:
+            attrs["project"] = default_project(self.context["request"])
+        return attrs
+
+
+def default_project(request) -> Project:
+    projects = list(client_projects(request)[:2])
+    if len(projects) == 1:
+        return projects[0]
+    if not projects:
+        raise exceptions.ValidationError({"project": ["You are not a member of any project."]})
+    raise exceptions.ValidationError({"project": ["You are a member of several projects: give the project id."]})
+
+
+# --- Pagination -------------------------------------------------------------------------
+
+
+class PagePagination(pagination.PageNumberPagination):
+    page_size = 100
+    page_size_query_param = "page_size"
+    max_page_size = 1000
+
+
+class IdCursorPagination(pagination.CursorPagination):
+    """Keyset pages by id for lists that may be huge (cohort members): no COUNT, no OFFSET."""
+
+    page_size = 100
+    page_size_query_param = "page_size"
+    max_page_size = 1000
+    ordering = "id"
