@@ -5,13 +5,13 @@ import logging
 from django.db.models import Q
 from django.utils import timezone
 
+from outbound.claims import ClaimLost
 from outbound.runs import run_fail, run_skip, run_start
 
 from .. import services
 from ..models import SnapshotMember, StagedMember, Sync, SyncRun
 from .commit import finish_run
 from .plan import plan_run
-from .records import ClaimLost
 from .send import deliver_run
 from .stage import stage_members
 
