@@ -1,6 +1,6 @@
 """REST API for alerts: create, list, read, change, delete; their firings (read-only)."""
 
-from django.db.models import Prefetch
+from django.db.models import QuerySet
 from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.response import Response
@@ -10,8 +10,7 @@ from cohorts.api_common import MAX_ID, ChoiceField, ProjectScopedInput, ScopedPr
 from cohorts.models import Cohort
 from deliveries.models import Sync
 from integrations.models import Connection
-from outbound.api import DeliveryAttemptOutput
-from outbound.models import DeliveryAttempt
+from outbound.api import AttemptHistoryViewSet, DeliveryAttemptOutput
 
 from .models import Alert, AlertFiring
 from .selectors import alert_firing_list, alert_list
@@ -140,20 +139,13 @@ class AlertViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Dest
     list=extend_schema(summary="List alert firings, newest first", parameters=[AlertFiringFilter]),
     retrieve=extend_schema(summary="Read a firing with its payload and delivery attempts"),
 )
-class AlertFiringViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+class AlertFiringViewSet(AttemptHistoryViewSet):
     """Each time an alert fired: the value, the sentence, the payload sent and whether it arrived."""
 
     queryset = AlertFiring.objects.none()  # for the schema; get_queryset scopes it to the client
     serializer_class = AlertFiringDetailOutput
+    list_serializer_class = AlertFiringOutput
+    filter_input = AlertFiringFilter
 
-    def get_serializer_class(self):
-        return AlertFiringOutput if self.action == "list" else AlertFiringDetailOutput
-
-    def get_queryset(self):
-        projects = client_projects(self.request)
-        if self.action != "list":
-            attempts = DeliveryAttempt.objects.order_by("page_number", "attempt_number", "id")
-            return alert_firing_list(projects=projects).prefetch_related(Prefetch("attempts", queryset=attempts))
-        query = AlertFiringFilter(data=self.request.query_params)
-        query.is_valid(raise_exception=True)
-        return alert_firing_list(projects=projects, alert_id=query.validated_data.get("alert"))
+    def history(self, *, filters: dict) -> QuerySet:
+        return alert_firing_list(projects=client_projects(self.request), alert_id=filters.get("alert"))

@@ -3,7 +3,7 @@ their run history."""
 
 import zoneinfo
 
-from django.db.models import Prefetch
+from django.db.models import QuerySet
 from django.urls import reverse
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_field, extend_schema_view
 from rest_framework import mixins, serializers, status, viewsets
@@ -15,8 +15,7 @@ from access.schema import ErrorOutput
 from cohorts.api_common import MAX_ID, ChoiceField, ScopedPrimaryKeyRelatedField, client_projects
 from cohorts.models import Cohort
 from integrations.models import Connection
-from outbound.api import DeliveryAttemptOutput
-from outbound.models import DeliveryAttempt
+from outbound.api import AttemptHistoryViewSet, DeliveryAttemptOutput
 
 from . import policy
 from .models import Message, MessageRun
@@ -235,20 +234,13 @@ class MessageViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.De
     list=extend_schema(summary="List message runs, newest first", parameters=[MessageRunFilter]),
     retrieve=extend_schema(summary="Read a message run with its per-batch attempts"),
 )
-class MessageRunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+class MessageRunViewSet(AttemptHistoryViewSet):
     """Read-only run history of user messages."""
 
     queryset = MessageRun.objects.none()  # for the schema; get_queryset scopes it to the client
     serializer_class = MessageRunDetailOutput
+    list_serializer_class = MessageRunOutput
+    filter_input = MessageRunFilter
 
-    def get_serializer_class(self):
-        return MessageRunOutput if self.action == "list" else MessageRunDetailOutput
-
-    def get_queryset(self):
-        projects = client_projects(self.request)
-        if self.action != "list":
-            attempts = DeliveryAttempt.objects.order_by("page_number", "attempt_number", "id")
-            return message_run_list(projects=projects).prefetch_related(Prefetch("attempts", queryset=attempts))
-        query = MessageRunFilter(data=self.request.query_params)
-        query.is_valid(raise_exception=True)
-        return message_run_list(projects=projects, message_id=query.validated_data.get("message"))
+    def history(self, *, filters: dict) -> QuerySet:
+        return message_run_list(projects=client_projects(self.request), message_id=filters.get("message"))

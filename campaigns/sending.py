@@ -24,7 +24,7 @@ from outbound.claims import ClaimLost, claim_release, claim_renew, claim_take
 from outbound.ids import request_id
 from outbound.policy import Outcome, Verdict
 from outbound.records import AttemptRecords
-from outbound.runs import run_fail, run_finish, run_skip, run_start
+from outbound.runs import run_claim_lost, run_fail, run_finish, run_skip, run_start
 from outbound.sender import Destination, open_session, post_with_retries
 
 from . import policy
@@ -75,9 +75,7 @@ def message_run(*, message_id: int, trigger: str = "schedule", run_id: int | Non
         return run
     except ClaimLost as exc:
         logger.warning("message %s: %s", message_id, exc)
-        run_fail(model=MessageRun, run_id=run.pk, reason="stopped: the claim expired")
-        run.refresh_from_db()
-        return run
+        return run_claim_lost(run=run)
     except Exception as exc:
         logger.exception("message %s: run failed with an internal error", message_id)
         if run is not None:

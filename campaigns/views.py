@@ -15,7 +15,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
-from outbound.pages import RUNS_PER_PAGE, page_action
+from outbound.pages import RUNS_PER_PAGE, subject_action
 
 from . import selectors, services
 from .models import Message
@@ -35,35 +35,27 @@ def message_detail(request: HttpRequest, message_id: int) -> HttpResponse:
     return render(request, "campaigns/message_detail.html", context)
 
 
-@require_POST
-@login_required
-def message_run_now(request: HttpRequest, message_id: int) -> HttpResponse:
-    message = _visible_message(request, message_id)
-    page_action(request, allowed=message.state == Message.State.ACTIVE,
-                refused=(messages.error, "A paused message does not run: resume it first."),
-                act=lambda: services.message_request_run(message=message), done="Run #{result.pk} is queued.")
-    return redirect("campaigns:message_detail", message_id=message.pk)
+def _visible_message(request: HttpRequest, message_id: int) -> Message:
+    return get_object_or_404(selectors.message_list_for_user(user=request.user), pk=message_id)
 
 
-@require_POST
-@login_required
-def message_pause(request: HttpRequest, message_id: int) -> HttpResponse:
-    message = _visible_message(request, message_id)
-    page_action(request, allowed=message.state != Message.State.PAUSED,
-                refused=(messages.info, "The message is already paused."),
-                act=lambda: services.message_pause(message=message),
-                done="Paused: the message sends nothing until you resume it.")
-    return redirect("campaigns:message_detail", message_id=message.pk)
-
-
-@require_POST
-@login_required
-def message_resume(request: HttpRequest, message_id: int) -> HttpResponse:
-    message = _visible_message(request, message_id)
-    page_action(request, allowed=message.state == Message.State.PAUSED,
-                refused=(messages.info, "The message is not paused."),
-                act=lambda: services.message_resume(message=message), done="Resumed: the message is active again.")
-    return redirect("campaigns:message_detail", message_id=message.pk)
+message_run_now = subject_action(
+    visible=_visible_message, page="campaigns:message_detail",
+    allowed=lambda message: message.state == Message.State.ACTIVE,
+    refused=(messages.error, "A paused message does not run: resume it first."),
+    act=lambda message: services.message_request_run(message=message), done="Run #{result.pk} is queued.",
+)
+message_pause = subject_action(
+    visible=_visible_message, page="campaigns:message_detail",
+    allowed=lambda message: message.state != Message.State.PAUSED,
+    refused=(messages.info, "The message is already paused."), act=lambda message: services.message_pause(message=message),
+    done="Paused: the message sends nothing until you resume it.",
+)
+message_resume = subject_action(
+    visible=_visible_message, page="campaigns:message_detail",
+    allowed=lambda message: message.state == Message.State.PAUSED, refused=(messages.info, "The message is not paused."),
+    act=lambda message: services.message_resume(message=message), done="Resumed: the message is active again.",
+)
 
 
 @require_POST
@@ -80,9 +72,6 @@ def cohort_messages_panel(*, user, subject) -> dict:
     visible = selectors.message_list_for_user(user=user).filter(cohort=subject)
     return {"cohort_messages": selectors.messages_described(messages=visible)}
 
-
-def _visible_message(request: HttpRequest, message_id: int) -> Message:
-    return get_object_or_404(selectors.message_list_for_user(user=request.user), pk=message_id)
 
 
 def _test_send_key(message: Message) -> str:

@@ -9,6 +9,11 @@ from .charts import SizePoint
 from .models import Cohort, CohortMember, CohortSize, Profile, Project
 
 
+def narrowed(queryset: QuerySet, **lookups) -> QuerySet:
+    """The queryset filtered by each lookup that has a value (None: that filter is not asked for)."""
+    return queryset.filter(**{lookup: value for lookup, value in lookups.items() if value is not None})
+
+
 def projects_of_member(*, user) -> QuerySet[Project]:
     """The projects a person is a member of (none for an anonymous visitor)."""
     if user is None or not user.is_authenticated:

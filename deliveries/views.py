@@ -9,11 +9,10 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import get_object_or_404, redirect, render
-from django.views.decorators.http import require_POST
+from django.shortcuts import get_object_or_404, render
 
 from cohorts.charts import size_chart
-from outbound.pages import RUNS_PER_PAGE, int_or_none, page_action, panels_render
+from outbound.pages import RUNS_PER_PAGE, int_or_none, panels_render, subject_action
 
 from . import selectors, services
 from .models import Sync
@@ -37,39 +36,29 @@ def sync_detail(request: HttpRequest, sync_id: int) -> HttpResponse:
     return render(request, "deliveries/sync_detail.html", context)
 
 
-@require_POST
-@login_required
-def sync_resume(request: HttpRequest, sync_id: int) -> HttpResponse:
-    sync = _visible_sync(request, sync_id)
-    page_action(request, allowed=sync.state == Sync.State.PAUSED, refused=(messages.info, "The sync is not paused."),
-                act=lambda: services.sync_resume(sync=sync),
-                done="Resumed: the sync is due now and runs within a minute.")
-    return redirect("deliveries:sync_detail", sync_id=sync.pk)
+def _visible_sync(request: HttpRequest, sync_id: int) -> Sync:
+    return get_object_or_404(selectors.sync_list_for_user(user=request.user), pk=sync_id)
 
 
-@require_POST
-@login_required
-def sync_run_now(request: HttpRequest, sync_id: int) -> HttpResponse:
-    sync = _visible_sync(request, sync_id)
-    refused = f"A {sync.get_state_display().lower()} sync does not run: resume it first."
-    page_action(request, allowed=sync.state == Sync.State.ACTIVE, refused=(messages.error, refused),
-                act=lambda: services.sync_request_run(sync=sync), done="Run #{result.pk} is queued.")
-    return redirect("deliveries:sync_detail", sync_id=sync.pk)
-
-
-@require_POST
-@login_required
-def sync_full_refresh(request: HttpRequest, sync_id: int) -> HttpResponse:
-    sync = _visible_sync(request, sync_id)
-    services.sync_request_full_refresh(sync=sync)
-    messages.success(request, "The next run sends the whole cohort (members).")
-    return redirect("deliveries:sync_detail", sync_id=sync.pk)
+sync_resume = subject_action(
+    visible=_visible_sync, page="deliveries:sync_detail",
+    allowed=lambda sync: sync.state == Sync.State.PAUSED, refused=(messages.info, "The sync is not paused."),
+    act=lambda sync: services.sync_resume(sync=sync), done="Resumed: the sync is due now and runs within a minute.",
+)
+sync_run_now = subject_action(
+    visible=_visible_sync, page="deliveries:sync_detail",
+    allowed=lambda sync: sync.state == Sync.State.ACTIVE,
+    refused=(messages.error, lambda sync: f"A {sync.get_state_display().lower()} sync does not run: resume it first."),
+    act=lambda sync: services.sync_request_run(sync=sync), done="Run #{result.pk} is queued.",
+)
+sync_full_refresh = subject_action(
+    visible=_visible_sync, page="deliveries:sync_detail",
+    allowed=lambda sync: True, refused=(messages.info, ""),
+    act=lambda sync: services.sync_request_full_refresh(sync=sync),
+    done="The next run sends the whole cohort (members).",
+)
 
 
 def cohort_syncs_panel(*, user, subject) -> dict:
     """The cohort page's panel: the syncs of the cohort this person sees."""
     return {"syncs": selectors.sync_list_for_user(user=user).filter(cohort=subject)}
-
-
-def _visible_sync(request: HttpRequest, sync_id: int) -> Sync:
-    return get_object_or_404(selectors.sync_list_for_user(user=request.user), pk=sync_id)

@@ -11,10 +11,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from django.contrib import messages
+from django.contrib.auth.decorators import login_required
 from django.db import models
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect
 from django.template.loader import render_to_string
 from django.utils.safestring import SafeString
+from django.views.decorators.http import require_POST
 
 RUNS_PER_PAGE = 20
 
@@ -47,14 +50,27 @@ def panels_render(*, page: str, request: HttpRequest, subject: models.Model) -> 
     ]
 
 
-def page_action(request: HttpRequest, *, allowed: bool, refused: tuple, act: Callable, done: str) -> None:
-    """A status page's button: act and say so, or say why not (`refused`: level, text)."""
-    if not allowed:
-        level, text = refused
-        level(request, text)
-        return
-    result = act()
-    messages.success(request, done.format(result=result))
+def subject_action(*, visible: Callable, page: str, allowed: Callable, refused: tuple, act: Callable,
+                   done: str) -> Callable:
+    """A status page's button as a view (POST only, for people who may see the subject): act
+    and say so (`done`, formatted with the act's `result`), or say why not (`refused`: a
+    messages level and a text, or a function of the subject giving it); then back to `page`.
+
+    `visible(request, id)` gives the subject or a 404; the URL's one argument is its id.
+    """
+
+    @require_POST
+    @login_required
+    def view(request: HttpRequest, **url_kwargs) -> HttpResponse:
+        subject = visible(request, *url_kwargs.values())
+        if allowed(subject):
+            messages.success(request, done.format(result=act(subject)))
+        else:
+            level, text = refused
+            level(request, text(subject) if callable(text) else text)
+        return redirect(page, **url_kwargs)
+
+    return view
 
 
 def int_or_none(value: str | None) -> int | None:

@@ -40,6 +40,13 @@ def run_fail(*, model: type[models.Model], run_id: int, reason: str) -> None:
     )
 
 
+def run_claim_lost(*, run: models.Model) -> models.Model:
+    """The run stopped because its lease expired (another run may hold its subject now)."""
+    run_fail(model=type(run), run_id=run.pk, reason="stopped: the claim expired")
+    run.refresh_from_db()
+    return run
+
+
 def run_finish(*, run: models.Model, verdict: Verdict, succeeded: Callable[[], None],
                paused: Callable[[], None], failed: Callable[[], None]) -> None:
     """Finish a run by the receiver's verdict: its status, end and error in one UPDATE, then

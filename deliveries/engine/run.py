@@ -6,7 +6,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from outbound.claims import ClaimLost
-from outbound.runs import run_fail, run_skip, run_start
+from outbound.runs import run_claim_lost, run_fail, run_skip, run_start
 
 from .. import services
 from ..models import SnapshotMember, StagedMember, Sync, SyncRun
@@ -42,9 +42,7 @@ def sync_run(
         return run
     except ClaimLost as exc:
         logger.warning("%s", exc)
-        run_fail(model=SyncRun, run_id=run.pk, reason="stopped: the claim expired")
-        run.refresh_from_db()
-        return run
+        return run_claim_lost(run=run)
     except Exception as exc:
         logger.exception("sync %s: run failed with an internal error", sync_id)
         if run is not None:
