@@ -2,11 +2,18 @@
 
 from django.db.models import QuerySet
 from drf_spectacular.utils import extend_schema, extend_schema_view
-from rest_framework import mixins, serializers, status, viewsets
-from rest_framework.response import Response
+from rest_framework import mixins, serializers, viewsets
 
 from access.api import acting_person
-from cohorts.api_common import MAX_ID, ChoiceField, ProjectScopedInput, ScopedPrimaryKeyRelatedField, client_projects
+from cohorts.api_common import (
+    MAX_ID,
+    ChoiceField,
+    ProjectScopedInput,
+    ScopedPrimaryKeyRelatedField,
+    ServiceCreate,
+    ServiceUpdate,
+    client_projects,
+)
 from cohorts.models import Cohort
 from deliveries.models import Sync
 from integrations.models import Connection
@@ -105,8 +112,17 @@ class AlertFiringFilter(serializers.Serializer):
     list=extend_schema(summary="List alerts"),
     retrieve=extend_schema(summary="Read an alert: its condition, webhooks and last evaluation"),
     destroy=extend_schema(summary="Delete an alert (its firings with it)"),
+    create=extend_schema(
+        summary="Create an alert", request=AlertInput, responses={201: AlertOutput},
+        description="Evaluated at once: a condition that already holds fires without waiting.",
+    ),
+    partial_update=extend_schema(
+        summary="Change an alert", request=AlertUpdateInput, responses=AlertOutput,
+        description="Changing the condition (kind, operator, threshold, cohort, sync, is_active) re-arms it.",
+    ),
 )
-class AlertViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.DestroyModelMixin,
+class AlertViewSet(ServiceCreate, ServiceUpdate,
+                   mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.DestroyModelMixin,
                    viewsets.GenericViewSet):
     """Alerts on cohort sizes and sync health: each fires once per crossing and POSTs the
     custom_alert_triggered payload to its webhooks."""
@@ -114,25 +130,16 @@ class AlertViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Dest
     queryset = Alert.objects.none()  # for the schema; get_queryset scopes it to the client
     serializer_class = AlertOutput
     http_method_names = ["get", "post", "patch", "delete", "head", "options"]
+    create_input, update_input, output = AlertInput, AlertUpdateInput, AlertOutput
 
     def get_queryset(self):
         return alert_list(projects=client_projects(self.request)).prefetch_related("webhooks").order_by("id")
 
-    @extend_schema(summary="Create an alert", request=AlertInput, responses={201: AlertOutput})
-    def create(self, request):
-        """Evaluated at once: a condition that already holds fires without waiting."""
-        data = AlertInput(data=request.data, context=self.get_serializer_context())
-        data.is_valid(raise_exception=True)
-        alert = alert_create(**data.validated_data, created_by=acting_person(request))
-        return Response(AlertOutput(alert).data, status=status.HTTP_201_CREATED)
+    def created(self, data: dict) -> Alert:
+        return alert_create(**data, created_by=acting_person(self.request))
 
-    @extend_schema(summary="Change an alert", request=AlertUpdateInput, responses=AlertOutput)
-    def partial_update(self, request, pk=None):
-        """Changing the condition (kind, operator, threshold, cohort, sync, is_active) re-arms it."""
-        alert = self.get_object()
-        data = AlertUpdateInput(data=request.data, context=self.get_serializer_context())
-        data.is_valid(raise_exception=True)
-        return Response(AlertOutput(alert_update(alert=alert, **data.validated_data)).data)
+    def changed(self, alert: Alert, data: dict) -> Alert:
+        return alert_update(alert=alert, **data)
 
 
 @extend_schema_view(

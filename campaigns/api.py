@@ -12,7 +12,14 @@ from rest_framework.response import Response
 
 from access.api import Conflict, acting_person
 from access.schema import ErrorOutput
-from cohorts.api_common import MAX_ID, ChoiceField, ScopedPrimaryKeyRelatedField, client_projects
+from cohorts.api_common import (
+    MAX_ID,
+    ChoiceField,
+    ScopedPrimaryKeyRelatedField,
+    ServiceCreate,
+    ServiceUpdate,
+    client_projects,
+)
 from cohorts.models import Cohort
 from integrations.models import Connection
 from outbound.api import AttemptHistoryViewSet, DeliveryAttemptOutput
@@ -156,8 +163,17 @@ class MessageTestOutput(serializers.Serializer):
     list=extend_schema(summary="List user messages", parameters=[MessageFilter]),
     retrieve=extend_schema(summary="Read a user message: schedule, state, last error, next run"),
     destroy=extend_schema(summary="Delete a user message (its runs and send records with it)"),
+    create=extend_schema(
+        summary="Create a user message", request=MessageInput, responses={201: MessageOutput},
+        description="ASAP messages are due at once; timed ones at their first occurrence.",
+    ),
+    partial_update=extend_schema(
+        summary="Change a user message", request=MessageUpdateInput, responses=MessageOutput,
+        description="The message is rescheduled from now; who was already sent stays sent.",
+    ),
 )
-class MessageViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.DestroyModelMixin,
+class MessageViewSet(ServiceCreate, ServiceUpdate,
+                     mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.DestroyModelMixin,
                      viewsets.GenericViewSet):
     """User messages (legacy webhook campaigns): a cohort's users POSTed to a connection as
     form-encoded `users` batches of 50, ASAP, scheduled or recurring."""
@@ -165,6 +181,7 @@ class MessageViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.De
     queryset = Message.objects.none()  # for the schema; get_queryset scopes it to the client
     serializer_class = MessageOutput
     http_method_names = ["get", "post", "patch", "delete", "head", "options"]
+    create_input, update_input, output = MessageInput, MessageUpdateInput, MessageOutput
 
     def get_queryset(self):
         projects = client_projects(self.request)
@@ -175,22 +192,6 @@ class MessageViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.De
         filters = query.validated_data
         return message_list(projects=projects, state=filters.get("state"), cohort_id=filters.get("cohort"),
                             connection_id=filters.get("connection"))
-
-    @extend_schema(summary="Create a user message", request=MessageInput, responses={201: MessageOutput})
-    def create(self, request):
-        """ASAP messages are due at once; timed ones at their first occurrence."""
-        data = MessageInput(data=request.data, context=self.get_serializer_context())
-        data.is_valid(raise_exception=True)
-        message = message_create(**data.validated_data, created_by=acting_person(request))
-        return Response(MessageOutput(message).data, status=status.HTTP_201_CREATED)
-
-    @extend_schema(summary="Change a user message", request=MessageUpdateInput, responses=MessageOutput)
-    def partial_update(self, request, pk=None):
-        """The message is rescheduled from now; who was already sent stays sent."""
-        message = self.get_object()
-        data = MessageUpdateInput(data=request.data, context=self.get_serializer_context())
-        data.is_valid(raise_exception=True)
-        return Response(MessageOutput(message_update(message=message, **data.validated_data)).data)
 
     @extend_schema(summary="Run now", request=None, responses={202: MessageRunOutput, 409: CONFLICT})
     @action(detail=True, methods=["post"])
@@ -228,6 +229,12 @@ class MessageViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.De
         """POST 5 random profiles of the project to the connection, as a run would, and answer
         with the receiver's reply. Nobody is marked sent: the real run still reaches them."""
         return Response(MessageTestOutput(message_send_test(message=self.get_object())).data)
+
+    def created(self, data: dict) -> Message:
+        return message_create(**data, created_by=acting_person(self.request))
+
+    def changed(self, message: Message, data: dict) -> Message:
+        return message_update(message=message, **data)
 
 
 @extend_schema_view(

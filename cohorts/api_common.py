@@ -7,7 +7,8 @@ views filter their querysets by `client_projects`, so another project's object i
 """
 
 from django.db.models import QuerySet
-from rest_framework import exceptions, pagination, serializers
+from rest_framework import exceptions, pagination, serializers, status
+from rest_framework.response import Response
 
 from .models import Project
 from .selectors import projects_of_member
@@ -92,3 +93,39 @@ class IdCursorPagination(pagination.CursorPagination):
     page_size_query_param = "page_size"
     max_page_size = 1000
     ordering = "id"
+
+
+# --- Writes through services ------------------------------------------------------------
+
+
+class ServiceCreate:
+    """POST: `create_input` checks the body, the app's `created(data)` calls its create service,
+    `output` answers 201. Summaries and descriptions stay on each view (extend_schema_view)."""
+
+    create_input: type[serializers.Serializer]
+    output: type[serializers.Serializer]
+
+    def created(self, data: dict):
+        raise NotImplementedError
+
+    def create(self, request):
+        data = self.create_input(data=request.data, context=self.get_serializer_context())
+        data.is_valid(raise_exception=True)
+        return Response(self.output(self.created(data.validated_data)).data, status=status.HTTP_201_CREATED)
+
+
+class ServiceUpdate:
+    """PATCH: `update_input` checks the body, the app's `changed(obj, data)` calls its update
+    service, `output` answers with the object as it now is."""
+
+    update_input: type[serializers.Serializer]
+    output: type[serializers.Serializer]
+
+    def changed(self, obj, data: dict):
+        raise NotImplementedError
+
+    def partial_update(self, request, pk=None):
+        obj = self.get_object()
+        data = self.update_input(data=request.data, context=self.get_serializer_context())
+        data.is_valid(raise_exception=True)
+        return Response(self.output(self.changed(obj, data.validated_data)).data)
