@@ -22,7 +22,7 @@ from cohorts.api_common import (
 )
 from cohorts.models import Cohort
 from integrations.models import Connection
-from outbound.api import AttemptHistoryViewSet, DeliveryAttemptOutput
+from outbound.api import AttemptHistoryViewSet, DeliveryAttemptOutput, TestSendOutput
 
 from . import policy
 from .models import Message, MessageRun
@@ -146,12 +146,7 @@ class MessageRunFilter(serializers.Serializer):
                                        help_text="Only this message's runs.")
 
 
-class MessageTestOutput(serializers.Serializer):
-    outcome = serializers.CharField(help_text="success, transient, pause or fail (how a run would take it)")
-    http_status = serializers.IntegerField(allow_null=True, help_text="The receiver's status; null if none came.")
-    latency_ms = serializers.IntegerField()
-    response_excerpt = serializers.CharField(allow_blank=True, help_text="The start of the receiver's answer.")
-    message = serializers.CharField(allow_blank=True)
+class MessageTestOutput(TestSendOutput):
     distinct_ids = serializers.ListField(child=serializers.CharField(),
                                          help_text="The (up to 5) random profiles sent; none is marked sent.")
 

@@ -7,6 +7,7 @@ from rest_framework.response import Response
 
 from access.schema import ErrorOutput
 from cohorts.api_common import ChoiceField, ProjectScopedInput, ServiceCreate, ServiceUpdate, client_projects
+from outbound.api import TestSendOutput
 
 from .models import MAX_PAGE_SIZE, Connection
 from .selectors import connection_list
@@ -79,12 +80,8 @@ class SigningSecretOutput(serializers.Serializer):
     previous_signing_secret_expires_at = serializers.DateTimeField(allow_null=True)
 
 
-class ConnectionTestOutput(serializers.Serializer):
-    outcome = serializers.CharField(help_text="success, transient, pause or fail (how a sync would take it)")
-    http_status = serializers.IntegerField(allow_null=True, help_text="The receiver's status; null if none came.")
-    latency_ms = serializers.IntegerField()
-    response_excerpt = serializers.CharField(allow_blank=True, help_text="The start of the receiver's answer.")
-    message = serializers.CharField(allow_blank=True)
+class ConnectionTestOutput(TestSendOutput):
+    """A test page's answer (Send a test page)."""
 
 
 @extend_schema_view(

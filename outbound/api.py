@@ -14,6 +14,16 @@ class DeliveryAttemptOutput(serializers.ModelSerializer):
         read_only_fields = fields
 
 
+class TestSendOutput(serializers.Serializer):
+    """One test POST's answer, as the retry policy classifies it (nothing is recorded)."""
+
+    outcome = serializers.CharField(help_text="success, transient, pause or fail (how a run would take it)")
+    http_status = serializers.IntegerField(allow_null=True, help_text="The receiver's status; null if none came.")
+    latency_ms = serializers.IntegerField()
+    response_excerpt = serializers.CharField(allow_blank=True, help_text="The start of the receiver's answer.")
+    message = serializers.CharField(allow_blank=True)
+
+
 class AttemptHistoryViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     """A read-only history of runs (or firings), newest first: the list narrowed by
     `filter_input` (query parameters), one of them with its attempts in page order.
