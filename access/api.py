@@ -1,33 +1,27 @@
-"""What every API view shares: the client's projects, project-scoped fields, pagination, and
-the one adapter from Django's errors to DRF responses.
+"""What every API view shares above cohorts: who acts for a key, the 409 of a conflict, and the
+one adapter from Django's errors to DRF responses (and JSON errors outside DRF's views).
 
-A client (an API key, or a logged-in user) sees only the objects of the projects it acts for:
-views filter their querysets by `client_projects`, so another project's object is a 404.
+The client's projects, project-scoped input, choice errors and pagination are in
+cohorts.api_common, the lowest app with an API, so every app's API imports them downwards.
 """
 
 import logging
 
 from django.conf import settings
 from django.core.exceptions import NON_FIELD_ERRORS, RequestDataTooBig, ValidationError as DjangoValidationError
-from django.db.models import ProtectedError, QuerySet
+from django.db.models import ProtectedError
 from django.http import JsonResponse
 from django.views import defaults
-from rest_framework import exceptions, pagination, serializers
+from rest_framework import exceptions
 from rest_framework.settings import api_settings
 from rest_framework.views import exception_handler
 
-from cohorts.models import Project
 from outbound.errors import StateConflict
 
 from .authentication import ApiKeyClient
 from .models import ApiKey
-from .selectors import projects_for_client
-
 
 logger = logging.getLogger(__name__)
-
-# The largest id (a BigAutoField, SQLite's INTEGER): a larger filter value would overflow the query.
-MAX_ID = 2**63 - 1
 
 
 def acting_person(request):
@@ -35,11 +29,6 @@ def acting_person(request):
     if isinstance(request.user, ApiKeyClient):
         return request.auth.created_by
     return request.user
-
-
-def client_projects(request) -> QuerySet[Project]:
-    api_key = request.auth if isinstance(request.auth, ApiKey) else None
-    return projects_for_client(user=request.user, api_key=api_key)
 
 
 class Conflict(exceptions.APIException):
@@ -92,94 +81,6 @@ class _ClientThrottled(exceptions.Throttled):
         who = "this API key" if isinstance(request.auth, ApiKey) else "this client"
         # DRF appends "Expected available in N seconds." and the handler sets Retry-After.
         super().__init__(wait, f"Too many requests: {who} may make {count} requests per {period}.")
-
-
-# --- Project-scoped input ---------------------------------------------------------------
-
-
-class ScopedPrimaryKeyRelatedField(serializers.PrimaryKeyRelatedField):
-    """An id of an object in a project the client acts for; other projects' objects do not exist for it."""
-
-    def __init__(self, *, project_path: str = "project", **kwargs):
-        self.project_path = project_path
-        super().__init__(**kwargs)
-
-    def get_queryset(self):
-        projects = client_projects(self.context["request"])
-        return super().get_queryset().filter(**{f"{self.project_path}__in": projects})
-
-
-class ChoiceField(serializers.ChoiceField):
-    """DRF's ChoiceField whose "not a valid choice" error lists the valid ones. Every choice the
-    API accepts uses it (tests/api/test_choice_errors.py checks that none is left out)."""
-
-    def __init__(self, choices, **kwargs):
-        super().__init__(choices, **kwargs)
-        valid = ", ".join(f'"{value}"' for value in self.choice_strings_to_values).replace("{", "{{").replace("}", "}}")
-        self.error_messages["invalid_choice"] = f'"{{input}}" is not a valid choice; valid choices: {valid}.'
-
-
-class ProjectScopedInput(serializers.Serializer):
-    """Input that creates or names something in one project: the project is implied for an API
-    key and for a user of exactly one project; a user of several projects names it."""
-
-    project = ScopedPrimaryKeyRelatedField(
-        queryset=Project.objects.all(), project_path="pk", required=False,
-        help_text="Project id. Implied for API keys and for users of a single project.",
-    )
-
-    def validate(self, attrs):
-        attrs = super().validate(attrs)
-        if attrs.get("project") is None:
-            attrs["project"] = default_project(self.context["request"])
-        return attrs
-
-
-def default_project(request) -> Project:
-    projects = list(client_projects(request)[:2])
-    if len(projects) == 1:
-        return projects[0]
-    if not projects:
-        raise exceptions.ValidationError({"project": ["You are not a member of any project."]})
-    raise exceptions.ValidationError({"project": ["You are a member of several projects: give the project id."]})
-
-
-# --- Pagination -------------------------------------------------------------------------
-
-
-class StrictPageSize:
-    """`page_size` as the schema states it (an integer, 1 to max_page_size): anything else is a
-    400, not silently the default (DRF's own behaviour)."""
-
-    page_size_query_param = "page_size"
-    max_page_size = 1000
-
-    def get_page_size(self, request):
-        given = request.query_params.get(self.page_size_query_param)
-        if given is None:
-            return self.page_size
-        if not (given.isascii() and given.isdigit() and 1 <= int(given) <= self.max_page_size):
-            raise exceptions.ValidationError(
-                {self.page_size_query_param: [f"A whole number from 1 to {self.max_page_size}."]})
-        return int(given)
-
-    def get_schema_operation_parameters(self, view):
-        parameters = super().get_schema_operation_parameters(view)
-        for parameter in parameters:
-            if parameter["name"] == self.page_size_query_param:
-                parameter["schema"].update(minimum=1, maximum=self.max_page_size)
-        return parameters
-
-
-class PagePagination(StrictPageSize, pagination.PageNumberPagination):
-    page_size = 100
-
-
-class IdCursorPagination(StrictPageSize, pagination.CursorPagination):
-    """Keyset pages by id for lists that may be huge (cohort members): no COUNT, no OFFSET."""
-
-    page_size = 100
-    ordering = "id"
 
 
 # --- Errors outside DRF's views (unknown URLs, crashes) ------------------------------------

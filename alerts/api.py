@@ -1,23 +1,23 @@
 """REST API for alerts: create, list, read, change, delete; their firings (read-only)."""
 
-from django.db.models import Prefetch
+from django.db.models import QuerySet
 from drf_spectacular.utils import extend_schema, extend_schema_view
-from rest_framework import mixins, serializers, status, viewsets
-from rest_framework.response import Response
+from rest_framework import mixins, serializers, viewsets
 
-from access.api import (
+from access.api import acting_person
+from cohorts.api_common import (
     MAX_ID,
     ChoiceField,
     ProjectScopedInput,
     ScopedPrimaryKeyRelatedField,
-    acting_person,
+    ServiceCreate,
+    ServiceUpdate,
     client_projects,
 )
 from cohorts.models import Cohort
 from deliveries.models import Sync
 from integrations.models import Connection
-from outbound.api import DeliveryAttemptOutput
-from outbound.models import DeliveryAttempt
+from outbound.api import AttemptHistoryViewSet, DeliveryAttemptOutput
 
 from .models import Alert, AlertFiring
 from .selectors import alert_firing_list, alert_list
@@ -112,8 +112,17 @@ class AlertFiringFilter(serializers.Serializer):
     list=extend_schema(summary="List alerts"),
     retrieve=extend_schema(summary="Read an alert: its condition, webhooks and last evaluation"),
     destroy=extend_schema(summary="Delete an alert (its firings with it)"),
+    create=extend_schema(
+        summary="Create an alert", request=AlertInput, responses={201: AlertOutput},
+        description="Evaluated at once: a condition that already holds fires without waiting.",
+    ),
+    partial_update=extend_schema(
+        summary="Change an alert", request=AlertUpdateInput, responses=AlertOutput,
+        description="Changing the condition (kind, operator, threshold, cohort, sync, is_active) re-arms it.",
+    ),
 )
-class AlertViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.DestroyModelMixin,
+class AlertViewSet(ServiceCreate, ServiceUpdate,
+                   mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.DestroyModelMixin,
                    viewsets.GenericViewSet):
     """Alerts on cohort sizes and sync health: each fires once per crossing and POSTs the
     custom_alert_triggered payload to its webhooks."""
@@ -121,45 +130,29 @@ class AlertViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Dest
     queryset = Alert.objects.none()  # for the schema; get_queryset scopes it to the client
     serializer_class = AlertOutput
     http_method_names = ["get", "post", "patch", "delete", "head", "options"]
+    create_input, update_input, output = AlertInput, AlertUpdateInput, AlertOutput
 
     def get_queryset(self):
         return alert_list(projects=client_projects(self.request)).prefetch_related("webhooks").order_by("id")
 
-    @extend_schema(summary="Create an alert", request=AlertInput, responses={201: AlertOutput})
-    def create(self, request):
-        """Evaluated at once: a condition that already holds fires without waiting."""
-        data = AlertInput(data=request.data, context=self.get_serializer_context())
-        data.is_valid(raise_exception=True)
-        alert = alert_create(**data.validated_data, created_by=acting_person(request))
-        return Response(AlertOutput(alert).data, status=status.HTTP_201_CREATED)
+    def created(self, data: dict) -> Alert:
+        return alert_create(**data, created_by=acting_person(self.request))
 
-    @extend_schema(summary="Change an alert", request=AlertUpdateInput, responses=AlertOutput)
-    def partial_update(self, request, pk=None):
-        """Changing the condition (kind, operator, threshold, cohort, sync, is_active) re-arms it."""
-        alert = self.get_object()
-        data = AlertUpdateInput(data=request.data, context=self.get_serializer_context())
-        data.is_valid(raise_exception=True)
-        return Response(AlertOutput(alert_update(alert=alert, **data.validated_data)).data)
+    def changed(self, alert: Alert, data: dict) -> Alert:
+        return alert_update(alert=alert, **data)
 
 
 @extend_schema_view(
     list=extend_schema(summary="List alert firings, newest first", parameters=[AlertFiringFilter]),
     retrieve=extend_schema(summary="Read a firing with its payload and delivery attempts"),
 )
-class AlertFiringViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+class AlertFiringViewSet(AttemptHistoryViewSet):
     """Each time an alert fired: the value, the sentence, the payload sent and whether it arrived."""
 
     queryset = AlertFiring.objects.none()  # for the schema; get_queryset scopes it to the client
     serializer_class = AlertFiringDetailOutput
+    list_serializer_class = AlertFiringOutput
+    filter_input = AlertFiringFilter
 
-    def get_serializer_class(self):
-        return AlertFiringOutput if self.action == "list" else AlertFiringDetailOutput
-
-    def get_queryset(self):
-        projects = client_projects(self.request)
-        if self.action != "list":
-            attempts = DeliveryAttempt.objects.order_by("page_number", "attempt_number", "id")
-            return alert_firing_list(projects=projects).prefetch_related(Prefetch("attempts", queryset=attempts))
-        query = AlertFiringFilter(data=self.request.query_params)
-        query.is_valid(raise_exception=True)
-        return alert_firing_list(projects=projects, alert_id=query.validated_data.get("alert"))
+    def history(self, *, filters: dict) -> QuerySet:
+        return alert_firing_list(projects=client_projects(self.request), alert_id=filters.get("alert"))

@@ -4,8 +4,8 @@ from collections.abc import Iterable
 
 from django.db.models import Prefetch, QuerySet
 
-from access.selectors import projects_for_user
 from cohorts.models import Cohort, Project
+from cohorts.selectors import projects_for_user
 from deliveries.models import Sync
 
 from .models import Alert, AlertFiring

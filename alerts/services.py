@@ -374,10 +374,10 @@ def alert_payload(*, alert: Alert, observation: Observation, fired_at: datetime)
 def alert_links(*, alert: Alert, sync_run_id: int | None = None) -> dict[str, str]:
     """The report's page, the alert's edit page and the root cause (the run, or the size history)."""
     if alert.watches_cohort:
-        report_url = absolute_url(reverse("deliveries:cohort", kwargs={"cohort_id": alert.cohort_id}))
+        report_url = absolute_url(reverse("cohorts:cohort_detail", kwargs={"cohort_id": alert.cohort_id}))
         root_cause_url = f"{report_url}#size-history"
     else:
-        report_url = absolute_url(reverse("deliveries:sync", kwargs={"sync_id": alert.sync_id}))
+        report_url = absolute_url(reverse("deliveries:sync_detail", kwargs={"sync_id": alert.sync_id}))
         # ?run= opens the history page that holds the run, however old it is.
         root_cause_url = f"{report_url}?run={sync_run_id}#run-{sync_run_id}" if sync_run_id else report_url
     edit_url = absolute_url(reverse("admin:alerts_alert_change", args=[alert.pk]))

@@ -45,6 +45,22 @@ def recreate_database(url: str) -> None:
         conn.execute(f'CREATE DATABASE "{name}"')
 
 
+def bench_database(default_url: str) -> str:
+    """A fresh benchmark database (DATABASE_URL, else `default_url`), Django set up on it and
+    migrated; returns its URL."""
+    url = os.environ.setdefault("DATABASE_URL", default_url)
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+    recreate_database(url)
+
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+    return url
+
+
 def profile_items(start: int, count: int) -> list[dict]:
     return [
         {
@@ -105,16 +121,7 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=200_000)
     options = parser.parse_args()
 
-    url = os.environ.setdefault("DATABASE_URL", DEFAULT_DATABASE_URL)
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
-    recreate_database(url)
-
-    import django
-
-    django.setup()
-    from django.core.management import call_command
-
-    call_command("migrate", verbosity=0)
+    url = bench_database(DEFAULT_DATABASE_URL)
     from cohorts.ingestion import MAX_BATCH, events_track, profiles_upsert
     from cohorts.models import Project
 

@@ -3,19 +3,26 @@ their run history."""
 
 import zoneinfo
 
-from django.db.models import Prefetch
+from django.db.models import QuerySet
 from django.urls import reverse
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_field, extend_schema_view
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
-from access.api import MAX_ID, ChoiceField, Conflict, ScopedPrimaryKeyRelatedField, acting_person, client_projects
+from access.api import Conflict, acting_person
 from access.schema import ErrorOutput
+from cohorts.api_common import (
+    MAX_ID,
+    ChoiceField,
+    ScopedPrimaryKeyRelatedField,
+    ServiceCreate,
+    ServiceUpdate,
+    client_projects,
+)
 from cohorts.models import Cohort
 from integrations.models import Connection
-from outbound.api import DeliveryAttemptOutput
-from outbound.models import DeliveryAttempt
+from outbound.api import AttemptHistoryViewSet, DeliveryAttemptOutput, TestSendOutput
 
 from . import policy
 from .models import Message, MessageRun
@@ -139,12 +146,7 @@ class MessageRunFilter(serializers.Serializer):
                                        help_text="Only this message's runs.")
 
 
-class MessageTestOutput(serializers.Serializer):
-    outcome = serializers.CharField(help_text="success, transient, pause or fail (how a run would take it)")
-    http_status = serializers.IntegerField(allow_null=True, help_text="The receiver's status; null if none came.")
-    latency_ms = serializers.IntegerField()
-    response_excerpt = serializers.CharField(allow_blank=True, help_text="The start of the receiver's answer.")
-    message = serializers.CharField(allow_blank=True)
+class MessageTestOutput(TestSendOutput):
     distinct_ids = serializers.ListField(child=serializers.CharField(),
                                          help_text="The (up to 5) random profiles sent; none is marked sent.")
 
@@ -156,8 +158,17 @@ class MessageTestOutput(serializers.Serializer):
     list=extend_schema(summary="List user messages", parameters=[MessageFilter]),
     retrieve=extend_schema(summary="Read a user message: schedule, state, last error, next run"),
     destroy=extend_schema(summary="Delete a user message (its runs and send records with it)"),
+    create=extend_schema(
+        summary="Create a user message", request=MessageInput, responses={201: MessageOutput},
+        description="ASAP messages are due at once; timed ones at their first occurrence.",
+    ),
+    partial_update=extend_schema(
+        summary="Change a user message", request=MessageUpdateInput, responses=MessageOutput,
+        description="The message is rescheduled from now; who was already sent stays sent.",
+    ),
 )
-class MessageViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.DestroyModelMixin,
+class MessageViewSet(ServiceCreate, ServiceUpdate,
+                     mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.DestroyModelMixin,
                      viewsets.GenericViewSet):
     """User messages (legacy webhook campaigns): a cohort's users POSTed to a connection as
     form-encoded `users` batches of 50, ASAP, scheduled or recurring."""
@@ -165,6 +176,7 @@ class MessageViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.De
     queryset = Message.objects.none()  # for the schema; get_queryset scopes it to the client
     serializer_class = MessageOutput
     http_method_names = ["get", "post", "patch", "delete", "head", "options"]
+    create_input, update_input, output = MessageInput, MessageUpdateInput, MessageOutput
 
     def get_queryset(self):
         projects = client_projects(self.request)
@@ -175,22 +187,6 @@ class MessageViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.De
         filters = query.validated_data
         return message_list(projects=projects, state=filters.get("state"), cohort_id=filters.get("cohort"),
                             connection_id=filters.get("connection"))
-
-    @extend_schema(summary="Create a user message", request=MessageInput, responses={201: MessageOutput})
-    def create(self, request):
-        """ASAP messages are due at once; timed ones at their first occurrence."""
-        data = MessageInput(data=request.data, context=self.get_serializer_context())
-        data.is_valid(raise_exception=True)
-        message = message_create(**data.validated_data, created_by=acting_person(request))
-        return Response(MessageOutput(message).data, status=status.HTTP_201_CREATED)
-
-    @extend_schema(summary="Change a user message", request=MessageUpdateInput, responses=MessageOutput)
-    def partial_update(self, request, pk=None):
-        """The message is rescheduled from now; who was already sent stays sent."""
-        message = self.get_object()
-        data = MessageUpdateInput(data=request.data, context=self.get_serializer_context())
-        data.is_valid(raise_exception=True)
-        return Response(MessageOutput(message_update(message=message, **data.validated_data)).data)
 
     @extend_schema(summary="Run now", request=None, responses={202: MessageRunOutput, 409: CONFLICT})
     @action(detail=True, methods=["post"])
@@ -229,25 +225,24 @@ class MessageViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.De
         with the receiver's reply. Nobody is marked sent: the real run still reaches them."""
         return Response(MessageTestOutput(message_send_test(message=self.get_object())).data)
 
+    def created(self, data: dict) -> Message:
+        return message_create(**data, created_by=acting_person(self.request))
+
+    def changed(self, message: Message, data: dict) -> Message:
+        return message_update(message=message, **data)
+
 
 @extend_schema_view(
     list=extend_schema(summary="List message runs, newest first", parameters=[MessageRunFilter]),
     retrieve=extend_schema(summary="Read a message run with its per-batch attempts"),
 )
-class MessageRunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+class MessageRunViewSet(AttemptHistoryViewSet):
     """Read-only run history of user messages."""
 
     queryset = MessageRun.objects.none()  # for the schema; get_queryset scopes it to the client
     serializer_class = MessageRunDetailOutput
+    list_serializer_class = MessageRunOutput
+    filter_input = MessageRunFilter
 
-    def get_serializer_class(self):
-        return MessageRunOutput if self.action == "list" else MessageRunDetailOutput
-
-    def get_queryset(self):
-        projects = client_projects(self.request)
-        if self.action != "list":
-            attempts = DeliveryAttempt.objects.order_by("page_number", "attempt_number", "id")
-            return message_run_list(projects=projects).prefetch_related(Prefetch("attempts", queryset=attempts))
-        query = MessageRunFilter(data=self.request.query_params)
-        query.is_valid(raise_exception=True)
-        return message_run_list(projects=projects, message_id=query.validated_data.get("message"))
+    def history(self, *, filters: dict) -> QuerySet:
+        return message_run_list(projects=client_projects(self.request), message_id=filters.get("message"))

@@ -55,6 +55,9 @@ class Message(models.Model):
     last_error_status = models.PositiveSmallIntegerField(null=True, blank=True)
     paused_at = models.DateTimeField(null=True, blank=True)
     next_run_at = models.DateTimeField(null=True, blank=True)
+    # A run holds the message by lease (outbound.claims), as a sync run holds its sync.
+    claimed_until = models.DateTimeField(null=True, blank=True)
+    claim_token = models.UUIDField(null=True, blank=True, editable=False)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )

@@ -3,7 +3,7 @@
 from django.db.models import Count, F, IntegerField, OuterRef, Prefetch, QuerySet, Subquery, Value
 from django.db.models.functions import Coalesce
 
-from access.selectors import projects_for_user
+from cohorts.selectors import narrowed, projects_for_user
 from outbound.models import DeliveryAttempt
 
 from .models import Message, MessageRun, MessageSend
@@ -95,13 +95,7 @@ def message_list(*, projects: QuerySet, state: str | None = None, cohort_id: int
                  connection_id: int | None = None) -> QuerySet:
     """Messages of these projects (a message belongs to its cohort's project), optionally filtered."""
     messages = Message.objects.filter(cohort__project__in=projects).order_by("id")
-    if state is not None:
-        messages = messages.filter(state=state)
-    if cohort_id is not None:
-        messages = messages.filter(cohort_id=cohort_id)
-    if connection_id is not None:
-        messages = messages.filter(connection_id=connection_id)
-    return messages
+    return narrowed(messages, state=state, cohort_id=cohort_id, connection_id=connection_id)
 
 
 def message_run_list(*, projects: QuerySet, message_id: int | None = None) -> QuerySet:

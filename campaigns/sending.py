@@ -20,10 +20,11 @@ from django.utils import timezone
 
 from cohorts.models import IDENTITY_FIELDS, Profile
 from cohorts.selectors import cohort_membership
+from outbound.claims import ClaimLost, claim_release, claim_renew, claim_take
 from outbound.ids import request_id
 from outbound.policy import Outcome, Verdict
 from outbound.records import AttemptRecords
-from outbound.runs import run_fail, run_skip, run_start
+from outbound.runs import run_claim_lost, run_fail, run_finish, run_skip, run_start
 from outbound.sender import Destination, open_session, post_with_retries
 
 from . import policy
@@ -51,29 +52,40 @@ class Recipient:
 def message_run(*, message_id: int, trigger: str = "schedule", run_id: int | None = None) -> MessageRun | None:
     """Run a message once: everyone who matches now and may receive it gets one POST.
 
-    Overlapping runs of one message are safe: each reserves only users no other run holds.
+    A run holds the message's claim (outbound.claims), as a sync run holds its sync: a second
+    run while one is going is skipped. The reservations (unique per message, user and
+    sequence) still make a run whose lease expired harmless to the next.
     """
-    message = Message.objects.select_related("cohort", "connection").filter(pk=message_id).first()
-    if message is None or message.state != Message.State.ACTIVE:
-        run_skip(model=MessageRun, run_id=run_id, reason="not run: the message is paused or was deleted")
+    token = claim_take(subject=Message.objects.filter(pk=message_id, state=Message.State.ACTIVE))
+    if token is None:
+        run_skip(model=MessageRun, run_id=run_id,
+                 reason="not run: the message is paused, was deleted or is already running")
         return None
-    run = run_start(runs=message.runs, run_id=run_id, trigger=trigger)
+    run = None
     try:
+        message = Message.objects.select_related("cohort", "connection").get(pk=message_id)
+        run = run_start(runs=message.runs, run_id=run_id, trigger=trigger)
         release_abandoned_sends(message=message)
         reserved = reserve_recipients(run=run, message=message)
         run.users_count = reserved
         run.total_batches = -(-reserved // policy.BATCH_SIZE)
         run.save(update_fields=["users_count", "total_batches"])
-        verdict = deliver_batches(run=run, message=message)
+        verdict = deliver_batches(run=run, message=message, token=token)
         finish_message_run(run=run, message=message, verdict=verdict)
         return run
+    except ClaimLost as exc:
+        logger.warning("message %s: %s", message_id, exc)
+        return run_claim_lost(run=run)
     except Exception as exc:
         logger.exception("message %s: run failed with an internal error", message_id)
-        run_fail(model=MessageRun, run_id=run.pk, reason=f"internal error: {exc!r}")
+        if run is not None:
+            run_fail(model=MessageRun, run_id=run.pk, reason=f"internal error: {exc!r}")
         raise
     finally:
-        # Whatever this run reserved and did not send goes back for the next attempt.
-        MessageSend.objects.filter(run_id=run.pk, status=MessageSend.Status.PENDING).delete()
+        if run is not None:
+            # Whatever this run reserved and did not send goes back for the next attempt.
+            MessageSend.objects.filter(run_id=run.pk, status=MessageSend.Status.PENDING).delete()
+        claim_release(subject=Message.objects.filter(pk=message_id), token=token)
 
 
 def release_abandoned_sends(*, message: Message) -> int:
@@ -220,9 +232,10 @@ class BatchRecords(AttemptRecords):
 
     FLUSH_EVERY_BATCHES = 20
 
-    def __init__(self, run: MessageRun):
+    def __init__(self, run: MessageRun, token: uuid.UUID):
         super().__init__(run)
         self.run = run
+        self.token = token
         self.sent: list[tuple[int, list[int]]] = []  # (batch number, its profile ids in order)
         self.delivered = self.failed = self.sent_users = 0
         self.reserved_at_refreshed = self.flushed_at = timezone.now()
@@ -243,6 +256,8 @@ class BatchRecords(AttemptRecords):
                                    profile_id__in=profile_ids).delete()
 
     def flush(self) -> None:
+        now = timezone.now()
+        refresh = (now - self.reserved_at_refreshed).total_seconds() > settings.COHORTSYNC_CLAIM_LEASE_SECONDS / 4
         with transaction.atomic():
             self.write_attempts()
             pending = MessageSend.objects.filter(run_id=self.run.pk, status=MessageSend.Status.PENDING)
@@ -254,8 +269,7 @@ class BatchRecords(AttemptRecords):
                     profile_id__gte=self.sent[0][1][0], profile_id__lte=self.sent[-1][1][-1]
                 ).update(status=MessageSend.Status.SENT, sent_at=timezone.now(), batch_number=batch_of)
                 self.sent = []
-            now = timezone.now()
-            if (now - self.reserved_at_refreshed).total_seconds() > settings.COHORTSYNC_CLAIM_LEASE_SECONDS / 4:
+            if refresh:
                 # Keep this run's reservations fresh so no other run takes them as abandoned.
                 pending.update(reserved_at=now)
                 self.reserved_at_refreshed = now
@@ -264,9 +278,12 @@ class BatchRecords(AttemptRecords):
         self.flushed_at = timezone.now()
         self.run.batches_delivered, self.run.batches_failed = self.delivered, self.failed
         self.run.sent_count = self.sent_users
+        # The message's lease too, after the write: what was sent stays marked sent without it.
+        if refresh and not claim_renew(subject=Message.objects.filter(pk=self.run.message_id), token=self.token):
+            raise ClaimLost(f"claim lost during run {self.run.pk}")
 
 
-def deliver_batches(*, run: MessageRun, message: Message) -> Verdict:
+def deliver_batches(*, run: MessageRun, message: Message, token: uuid.UUID) -> Verdict:
     """POST each batch with the contract's retries; a 2xx marks exactly its users sent.
 
     A batch that fails is given back and the run goes on (the users of other batches are
@@ -274,7 +291,7 @@ def deliver_batches(*, run: MessageRun, message: Message) -> Verdict:
     """
     destination = form_destination(message.connection)
     properties = tuple(message.properties or ())
-    records = BatchRecords(run)
+    records = BatchRecords(run, token)
     batch_number = consecutive_failures = 0
     last_failure: Verdict | None = None
     try:
@@ -314,18 +331,11 @@ def _send_batch(*, session, destination: Destination, run: MessageRun, batch_num
 def finish_message_run(*, run: MessageRun, message: Message, verdict: Verdict) -> None:
     from .services import message_pause  # services queue runs of this module's function
 
-    now = timezone.now()
-    if verdict.outcome is Outcome.SUCCESS:
-        status = MessageRun.Status.SUCCEEDED
-        Message.objects.filter(pk=message.pk).update(last_error_message="", last_error_status=None)
-    elif verdict.outcome is Outcome.PAUSE:
-        status = MessageRun.Status.PAUSED
-        message_pause(message=message, reason=verdict.message, status=verdict.code)
-    else:
-        status = MessageRun.Status.FAILED
-        Message.objects.filter(pk=message.pk).update(last_error_message=verdict.message,
-                                                     last_error_status=verdict.code)
-    MessageRun.objects.filter(pk=run.pk).update(status=status, finished_at=now, error_message=verdict.message,
-                                                http_status=verdict.code if verdict.outcome is not Outcome.SUCCESS
-                                                else None)
-    run.status, run.finished_at, run.error_message = status, now, verdict.message
+    def record_error(text: str, status: int | None) -> None:
+        Message.objects.filter(pk=message.pk).update(last_error_message=text, last_error_status=status)
+
+    run_finish(
+        run=run, verdict=verdict, succeeded=lambda: record_error("", None),
+        paused=lambda: message_pause(message=message, reason=verdict.message, status=verdict.code),
+        failed=lambda: record_error(verdict.message, verdict.code),
+    )

@@ -95,7 +95,7 @@ def _notify_message_paused(*, message: Message) -> None:
     recipient = getattr(message.created_by, "email", "")
     if not recipient:
         return
-    url = absolute_url(reverse("deliveries:message", kwargs={"message_id": message.pk}))
+    url = absolute_url(reverse("campaigns:message_detail", kwargs={"message_id": message.pk}))
     text = (f"Cohortsync paused the message “{message.name}” because the receiver refused it:\n\n"
             f"  {message.last_error_status or ''} {message.last_error_message}\n\n"
             f"Fix the receiver or the connection, then resume the message: {url}\n")

@@ -8,9 +8,15 @@ from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
-from access.api import ChoiceField, IdCursorPagination, ProjectScopedInput, client_projects
-
 from . import ingestion
+from .api_common import (
+    ChoiceField,
+    IdCursorPagination,
+    ProjectScopedInput,
+    ServiceCreate,
+    ServiceUpdate,
+    client_projects,
+)
 from .models import Cohort, Profile
 from .selectors import cohort_list, cohort_member_count, cohort_member_profiles, cohort_preview, profile_list
 from .services import cohort_create, cohort_members_import, cohort_update
@@ -148,35 +154,24 @@ class BatchResultOutput(serializers.Serializer):
     list=extend_schema(summary="List cohorts"),
     retrieve=extend_schema(summary="Read a cohort, with its member count"),
     destroy=extend_schema(summary="Delete a cohort (and its syncs)"),
+    create=extend_schema(summary="Create a cohort", request=CohortInput, responses={201: CohortDetailOutput}),
+    partial_update=extend_schema(summary="Change a cohort", request=CohortUpdateInput, responses=CohortDetailOutput),
 )
-class CohortViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.DestroyModelMixin,
+class CohortViewSet(ServiceCreate, ServiceUpdate,
+                    mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.DestroyModelMixin,
                     viewsets.GenericViewSet):
     """Static cohorts (explicit member lists) and rule cohorts (a definition over profiles and events)."""
 
     queryset = Cohort.objects.none()  # for the schema; get_queryset scopes it to the client
     serializer_class = CohortOutput
     http_method_names = ["get", "post", "put", "patch", "delete", "head", "options"]
+    create_input, update_input, output = CohortInput, CohortUpdateInput, CohortDetailOutput
 
     def get_queryset(self):
         return cohort_list(projects=client_projects(self.request))
 
     def get_serializer_class(self):
         return CohortDetailOutput if self.action == "retrieve" else CohortOutput
-
-    @extend_schema(summary="Create a cohort", request=CohortInput, responses={201: CohortDetailOutput})
-    def create(self, request):
-        data = CohortInput(data=request.data, context=self.get_serializer_context())
-        data.is_valid(raise_exception=True)
-        cohort = cohort_create(**data.validated_data)
-        return Response(CohortDetailOutput(cohort).data, status=status.HTTP_201_CREATED)
-
-    @extend_schema(summary="Change a cohort", request=CohortUpdateInput, responses=CohortDetailOutput)
-    def partial_update(self, request, pk=None):
-        cohort = self.get_object()
-        data = CohortUpdateInput(data=request.data)
-        data.is_valid(raise_exception=True)
-        cohort = cohort_update(cohort=cohort, **data.validated_data)
-        return Response(CohortDetailOutput(cohort).data)
 
     @extend_schema(methods=["GET"], summary="List members", responses=ProfileOutput(many=True),
                    parameters=[OpenApiParameter("cursor", str, description="From the previous page's `next`."),
@@ -217,6 +212,12 @@ class CohortViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Des
                                        definition=data.validated_data["definition"],
                                        sample_size=data.validated_data["sample_size"])
         return Response(PreviewOutput({"count": count, "sample": sample}).data)
+
+    def created(self, data: dict) -> Cohort:
+        return cohort_create(**data)
+
+    def changed(self, cohort: Cohort, data: dict) -> Cohort:
+        return cohort_update(cohort=cohort, **data)
 
 
 # --- Data in ------------------------------------------------------------------------------

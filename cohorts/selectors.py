@@ -6,7 +6,25 @@ from datetime import datetime
 from django.db.models import QuerySet
 
 from .charts import SizePoint
-from .models import Cohort, CohortMember, CohortSize, Profile
+from .models import Cohort, CohortMember, CohortSize, Profile, Project
+
+
+def narrowed(queryset: QuerySet, **lookups) -> QuerySet:
+    """The queryset filtered by each lookup that has a value (None: that filter is not asked for)."""
+    return queryset.filter(**{lookup: value for lookup, value in lookups.items() if value is not None})
+
+
+def projects_of_member(*, user) -> QuerySet[Project]:
+    """The projects a person is a member of (none for an anonymous visitor)."""
+    if user is None or not user.is_authenticated:
+        return Project.objects.none()
+    return Project.objects.filter(members=user)
+
+
+def projects_for_user(*, user) -> QuerySet[Project]:
+    """The projects whose syncs, messages, cohorts and alerts a person sees on the status
+    pages: those they are a member of (superusers: all)."""
+    return Project.objects.all() if user.is_superuser else projects_of_member(user=user)
 
 
 def cohort_membership(*, cohort: Cohort, now: datetime | None = None) -> QuerySet:

@@ -127,7 +127,7 @@ STATIC_URL = "static/"
 STATIC_ROOT = Path(env.str("DJANGO_STATIC_ROOT", default=str(VAR_DIR / "static")))
 # The status pages' login (the admin keeps its own); after it, the dashboard of one's syncs.
 LOGIN_URL = "login"
-LOGIN_REDIRECT_URL = "deliveries:dashboard"
+LOGIN_REDIRECT_URL = "pages:dashboard"
 LOGOUT_REDIRECT_URL = "login"
 
 # --- Cache ----------------------------------------------------------------------------
@@ -152,7 +152,7 @@ REST_FRAMEWORK = {
     "DEFAULT_THROTTLE_CLASSES": ["access.throttling.ApiClientThrottle"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["access.parsers.BoundedJSONParser"],
-    "DEFAULT_PAGINATION_CLASS": "access.api.PagePagination",
+    "DEFAULT_PAGINATION_CLASS": "cohorts.api_common.PagePagination",
     "DEFAULT_SCHEMA_CLASS": "access.schema.ApiAutoSchema",
     "EXCEPTION_HANDLER": "access.api.api_exception_handler",
     "TEST_REQUEST_DEFAULT_FORMAT": "json",

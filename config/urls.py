@@ -17,7 +17,11 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("", include("observability.urls")),  # /metrics and /healthz
     path("", include("sdk_ingest.urls")),  # Segment's /v1/… and Mixpanel's /track, /engage, /import
-    path("", include("pages.urls")),  # the users' status pages: dashboard, syncs, messages, cohorts
+    # The users' status pages, each app its own: the dashboard, syncs, messages, cohorts.
+    path("", include("pages.urls")),
+    path("", include("deliveries.urls")),
+    path("", include("campaigns.urls")),
+    path("", include("cohorts.urls")),
 ]
 
 # API clients get JSON errors; everyone else Django's pages.

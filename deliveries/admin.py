@@ -66,7 +66,7 @@ class SyncAdmin(ProjectScopedAdmin, RunSubjectAdmin):
     def status_page(self, obj):
         if obj.pk is None:
             return "–"
-        url = reverse("deliveries:sync", kwargs={"sync_id": obj.pk})
+        url = reverse("deliveries:sync_detail", kwargs={"sync_id": obj.pk})
         return format_html('<a href="{}">{}</a>', url, url)
 
     @admin.action(description="Full refresh on the next run")

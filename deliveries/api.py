@@ -6,8 +6,9 @@ from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
-from access.api import MAX_ID, ChoiceField, Conflict, ScopedPrimaryKeyRelatedField, acting_person, client_projects
+from access.api import Conflict, acting_person
 from access.schema import ErrorOutput
+from cohorts.api_common import MAX_ID, ChoiceField, ScopedPrimaryKeyRelatedField, ServiceCreate, client_projects
 from cohorts.models import Cohort
 from integrations.models import Connection
 from outbound import policy
@@ -89,13 +90,18 @@ class SyncRunDetailOutput(SyncRunOutput):
     list=extend_schema(summary="List syncs", parameters=[SyncFilter]),
     retrieve=extend_schema(summary="Read a sync: state, last error, last success, next run"),
     destroy=extend_schema(summary="Delete a sync"),
+    create=extend_schema(
+        summary="Create a sync (an export)", request=SyncInput, responses={201: SyncOutput},
+        description="The first run is due at once and sends the whole cohort as `members`.",
+    ),
 )
-class SyncViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.DestroyModelMixin,
+class SyncViewSet(ServiceCreate, mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.DestroyModelMixin,
                   viewsets.GenericViewSet):
     """Exports of a cohort to a connection: one-time, or dynamic (the changes, every interval)."""
 
     queryset = Sync.objects.none()  # for the schema; get_queryset scopes it to the client
     serializer_class = SyncOutput
+    create_input, output = SyncInput, SyncOutput
 
     def get_queryset(self):
         projects = client_projects(self.request)
@@ -106,14 +112,6 @@ class SyncViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Destr
         filters = query.validated_data
         return sync_list(projects=projects, state=filters.get("state"), cohort_id=filters.get("cohort"),
                          connection_id=filters.get("connection"))
-
-    @extend_schema(summary="Create a sync (an export)", request=SyncInput, responses={201: SyncOutput})
-    def create(self, request):
-        """The first run is due at once and sends the whole cohort as `members`."""
-        data = SyncInput(data=request.data, context=self.get_serializer_context())
-        data.is_valid(raise_exception=True)
-        sync = sync_create(**data.validated_data, created_by=acting_person(request))
-        return Response(SyncOutput(sync).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(summary="Run now", request=None, responses={202: SyncRunOutput, 409: CONFLICT})
     @action(detail=True, methods=["post"])
@@ -161,6 +159,9 @@ class SyncViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Destr
         runs = sync_run_list(projects=client_projects(request), sync=self.get_object())
         page = self.paginate_queryset(runs)
         return self.get_paginated_response(SyncRunOutput(page, many=True).data)
+
+    def created(self, data: dict) -> Sync:
+        return sync_create(**data, created_by=acting_person(self.request))
 
 
 @extend_schema_view(retrieve=extend_schema(summary="Read a run with its per-page attempts"))

@@ -4,9 +4,8 @@ the alerts' in alerts.selectors)."""
 
 from django.db.models import F, Prefetch, Q, QuerySet
 
-from access.selectors import projects_for_user
 from cohorts.charts import RunChange, SizePoint
-from cohorts.selectors import cohort_size_history
+from cohorts.selectors import cohort_size_history, narrowed, projects_for_user
 from outbound.models import DeliveryAttempt
 
 from .models import Sync, SyncRun
@@ -17,13 +16,7 @@ def sync_list(
 ) -> QuerySet:
     """Syncs of these projects (a sync belongs to its cohort's project), optionally filtered."""
     syncs = Sync.objects.filter(cohort__project__in=projects).order_by("id")
-    if state is not None:
-        syncs = syncs.filter(state=state)
-    if cohort_id is not None:
-        syncs = syncs.filter(cohort_id=cohort_id)
-    if connection_id is not None:
-        syncs = syncs.filter(connection_id=connection_id)
-    return syncs
+    return narrowed(syncs, state=state, cohort_id=cohort_id, connection_id=connection_id)
 
 
 def sync_run_list(*, projects: QuerySet, sync: Sync | None = None) -> QuerySet:

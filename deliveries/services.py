@@ -16,6 +16,7 @@ from django.utils import timezone
 from cohorts.models import Cohort
 from integrations.models import Connection
 from outbound import policy
+from outbound.claims import claim_release, claim_renew, claim_take
 from outbound.links import absolute_url
 
 from .models import Notification, Sync, SyncRun
@@ -49,24 +50,19 @@ def sync_create(
     return sync
 
 
-# --- Claims: one run per sync at a time, on SQLite and PostgreSQL alike (docs/design.md) -----
+# --- Claims: one run per sync at a time (outbound.claims) -----------------------------------
 
 
 def sync_claim(*, sync_id: int, require_due: bool = True) -> uuid.UUID | None:
     """Take the sync's lease with one conditional UPDATE; None if another run holds it."""
-    now = timezone.now()
-    token = uuid.uuid4()
-    eligible = Sync.objects.filter(pk=sync_id, state=Sync.State.ACTIVE).filter(
-        Q(claimed_until__isnull=True) | Q(claimed_until__lt=now)
-    )
+    eligible = Sync.objects.filter(pk=sync_id, state=Sync.State.ACTIVE)
     if require_due:
-        eligible = eligible.filter(next_run_at__lte=now)
-    claimed = eligible.update(claimed_until=now + _lease(), claim_token=token)
-    return token if claimed else None
+        eligible = eligible.filter(next_run_at__lte=timezone.now())
+    return claim_take(subject=eligible)
 
 
 def sync_renew_claim(*, sync_id: int, token: uuid.UUID) -> bool:
-    return bool(Sync.objects.filter(pk=sync_id, claim_token=token).update(claimed_until=timezone.now() + _lease()))
+    return claim_renew(subject=Sync.objects.filter(pk=sync_id), token=token)
 
 
 def sync_release(*, sync_id: int, token: uuid.UUID) -> None:
@@ -76,13 +72,7 @@ def sync_release(*, sync_id: int, token: uuid.UUID) -> None:
     if sync is None:
         return
     next_run_at = now + timedelta(minutes=sync.interval_minutes) if sync.state == Sync.State.ACTIVE else None
-    Sync.objects.filter(pk=sync_id, claim_token=token).update(
-        claimed_until=None, claim_token=None, next_run_at=next_run_at
-    )
-
-
-def _lease() -> timedelta:
-    return timedelta(seconds=settings.COHORTSYNC_CLAIM_LEASE_SECONDS)
+    claim_release(subject=Sync.objects.filter(pk=sync_id), token=token, next_run_at=next_run_at)
 
 
 # --- Outcomes -------------------------------------------------------------------------
@@ -157,7 +147,7 @@ def sync_notification_recipients(*, sync: Sync) -> list[str]:
 
 
 def notify_sync_paused(*, sync: Sync, run: SyncRun | None) -> list[Notification]:
-    sync_url = absolute_url(reverse("deliveries:sync", kwargs={"sync_id": sync.pk}))
+    sync_url = absolute_url(reverse("deliveries:sync_detail", kwargs={"sync_id": sync.pk}))
     context = {
         "sync": sync,
         "cohort": sync.cohort,

@@ -5,8 +5,9 @@ from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
-from access.api import ChoiceField, ProjectScopedInput, client_projects
 from access.schema import ErrorOutput
+from cohorts.api_common import ChoiceField, ProjectScopedInput, ServiceCreate, ServiceUpdate, client_projects
+from outbound.api import TestSendOutput
 
 from .models import MAX_PAGE_SIZE, Connection
 from .selectors import connection_list
@@ -98,12 +99,8 @@ class SigningSecretOutput(serializers.Serializer):
     previous_signing_secret_expires_at = serializers.DateTimeField(allow_null=True)
 
 
-class ConnectionTestOutput(serializers.Serializer):
-    outcome = serializers.CharField(help_text="success, transient, pause or fail (how a sync would take it)")
-    http_status = serializers.IntegerField(allow_null=True, help_text="The receiver's status; null if none came.")
-    latency_ms = serializers.IntegerField()
-    response_excerpt = serializers.CharField(allow_blank=True, help_text="The start of the receiver's answer.")
-    message = serializers.CharField(allow_blank=True)
+class ConnectionTestOutput(TestSendOutput):
+    """A test page's answer (Send a test page)."""
 
 
 @extend_schema_view(
@@ -111,32 +108,23 @@ class ConnectionTestOutput(serializers.Serializer):
     retrieve=extend_schema(summary="Read a connection"),
     destroy=extend_schema(summary="Delete a connection", responses={
         204: None, 409: OpenApiResponse(ErrorOutput, "Syncs still use the connection.")}),
+    create=extend_schema(summary="Create a connection", request=ConnectionInput, responses={201: ConnectionOutput}),
+    partial_update=extend_schema(summary="Change a connection", request=ConnectionUpdateInput,
+                                 responses=ConnectionUpdateOutput),
 )
-class ConnectionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.DestroyModelMixin,
+class ConnectionViewSet(ServiceCreate, ServiceUpdate,
+                        mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.DestroyModelMixin,
                         viewsets.GenericViewSet):
     """Where exports are delivered. Secrets are write-only: reads say only whether one is set."""
 
     queryset = Connection.objects.none()  # for the schema; get_queryset scopes it to the client
     serializer_class = ConnectionOutput
     http_method_names = ["get", "post", "patch", "delete", "head", "options"]
+    create_input, update_input, output = ConnectionInput, ConnectionUpdateInput, ConnectionOutput
+    update_output = ConnectionUpdateOutput  # also says which stored secrets a move of the URL dropped
 
     def get_queryset(self):
         return connection_list(projects=client_projects(self.request))
-
-    @extend_schema(summary="Create a connection", request=ConnectionInput, responses={201: ConnectionOutput})
-    def create(self, request):
-        data = ConnectionInput(data=request.data, context=self.get_serializer_context())
-        data.is_valid(raise_exception=True)
-        connection = connection_create(**data.validated_data)
-        return Response(ConnectionOutput(connection).data, status=status.HTTP_201_CREATED)
-
-    @extend_schema(summary="Change a connection", request=ConnectionUpdateInput, responses=ConnectionUpdateOutput)
-    def partial_update(self, request, pk=None):
-        connection = self.get_object()
-        data = ConnectionUpdateInput(data=request.data)
-        data.is_valid(raise_exception=True)
-        connection = connection_update(connection=connection, **data.validated_data)
-        return Response(ConnectionUpdateOutput(connection).data)
 
     @extend_schema(methods=["POST"], summary="Turn on or rotate request signing", request=SigningSecretInput,
                    responses=SigningSecretOutput)
@@ -164,3 +152,9 @@ class ConnectionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins
         and report the receiver's answer: status, latency and the start of its body."""
         result = connection_send_test(connection=self.get_object())
         return Response(ConnectionTestOutput(result).data)
+
+    def created(self, data: dict) -> Connection:
+        return connection_create(**data)
+
+    def changed(self, connection: Connection, data: dict) -> Connection:
+        return connection_update(connection=connection, **data)

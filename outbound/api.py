@@ -1,6 +1,7 @@
 """The API's view of an attempt, shared by sync runs, message runs and alert firings."""
 
-from rest_framework import serializers
+from django.db.models import Prefetch, QuerySet
+from rest_framework import mixins, serializers, viewsets
 
 from .models import DeliveryAttempt
 
@@ -11,3 +12,39 @@ class DeliveryAttemptOutput(serializers.ModelSerializer):
         fields = ["page_number", "page_id", "action", "attempt_number", "outcome", "http_status", "latency_ms",
                   "error", "response_excerpt", "created_at"]
         read_only_fields = fields
+
+
+class TestSendOutput(serializers.Serializer):
+    """One test POST's answer, as the retry policy classifies it (nothing is recorded)."""
+
+    outcome = serializers.CharField(help_text="success, transient, pause or fail (how a run would take it)")
+    http_status = serializers.IntegerField(allow_null=True, help_text="The receiver's status; null if none came.")
+    latency_ms = serializers.IntegerField()
+    response_excerpt = serializers.CharField(allow_blank=True, help_text="The start of the receiver's answer.")
+    message = serializers.CharField(allow_blank=True)
+
+
+class AttemptHistoryViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    """A read-only history of runs (or firings), newest first: the list narrowed by
+    `filter_input` (query parameters), one of them with its attempts in page order.
+
+    The app gives its serializers (`list_serializer_class`, `serializer_class` for one) and
+    `history(filters=...)`, already scoped to the projects the client acts for.
+    """
+
+    list_serializer_class: type[serializers.Serializer]
+    filter_input: type[serializers.Serializer]
+
+    def history(self, *, filters: dict) -> QuerySet:
+        raise NotImplementedError
+
+    def get_serializer_class(self):
+        return self.list_serializer_class if self.action == "list" else self.serializer_class
+
+    def get_queryset(self):
+        if self.action != "list":
+            attempts = DeliveryAttempt.objects.order_by("page_number", "attempt_number", "id")
+            return self.history(filters={}).prefetch_related(Prefetch("attempts", queryset=attempts))
+        query = self.filter_input(data=self.request.query_params)
+        query.is_valid(raise_exception=True)
+        return self.history(filters=query.validated_data)

@@ -1,8 +1,13 @@
-"""The run lifecycle every outbound feature shares: a queued run starts, or is skipped; an
-internal error fails it. What a run sends and what success commits stay with its app."""
+"""The run lifecycle every outbound feature shares: a queued run starts, or is skipped; the
+receiver's verdict finishes it; an internal error fails it. What a run sends and what
+success commits stay with its app."""
 
-from django.db import models
+from collections.abc import Callable
+
+from django.db import models, transaction
 from django.utils import timezone
+
+from .policy import Outcome, Verdict
 
 
 def run_start(*, runs: models.Manager, run_id: int | None, **fields) -> models.Model:
@@ -33,3 +38,37 @@ def run_fail(*, model: type[models.Model], run_id: int, reason: str) -> None:
     model.objects.filter(pk=run_id).update(
         status=model.Status.FAILED, finished_at=timezone.now(), error_message=reason[:500]
     )
+
+
+def run_claim_lost(*, run: models.Model) -> models.Model:
+    """The run stopped because its lease expired (another run may hold its subject now)."""
+    run_fail(model=type(run), run_id=run.pk, reason="stopped: the claim expired")
+    run.refresh_from_db()
+    return run
+
+
+def run_finish(*, run: models.Model, verdict: Verdict, succeeded: Callable[[], None],
+               paused: Callable[[], None], failed: Callable[[], None]) -> None:
+    """Finish a run by the receiver's verdict: its status, end and error in one UPDATE, then
+    the subject's bookkeeping for that outcome (what success commits, how a pause or a
+    failure is recorded), passed in by the run's app.
+
+    Success is one transaction with what it commits: `succeeded` may raise (e.g. ClaimLost)
+    to undo the status too. A pause or failure keeps the receiver's HTTP status.
+    """
+    status = run.Status.SUCCEEDED if verdict.outcome is Outcome.SUCCESS else (
+        run.Status.PAUSED if verdict.outcome is Outcome.PAUSE else run.Status.FAILED)
+    now = timezone.now()
+    runs = type(run).objects.filter(pk=run.pk)
+    if verdict.outcome is Outcome.SUCCESS:
+        with transaction.atomic():
+            succeeded()
+            now = timezone.now()  # the run's recorded duration includes what success commits
+            runs.update(status=status, finished_at=now, error_message=verdict.message)
+    else:
+        runs.update(status=status, finished_at=now, error_message=verdict.message, http_status=verdict.code)
+    run.status, run.finished_at, run.error_message = status, now, verdict.message
+    if verdict.outcome is Outcome.PAUSE:
+        paused()
+    elif verdict.outcome is not Outcome.SUCCESS:
+        failed()

@@ -13,7 +13,8 @@ from rest_framework.permissions import AllowAny, IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from access.api import ProjectScopedInput, acting_person, client_projects
+from access.api import acting_person
+from cohorts.api_common import ProjectScopedInput, client_projects
 from access.authentication import ApiKeyAuthentication
 from cohorts.api import ItemErrorOutput
 from cohorts.ingestion import BatchResult

@@ -8,13 +8,13 @@ by the size of the change (docs/design.md). Each step is a module of this packag
 from .commit import commit_snapshot, finish_run
 from .pages import stream_pages
 from .plan import ACTIONS, PagePlan, RunPlan, delivered_counts, page_size_for, plan_run, run_ops
-from .records import ClaimLost, RunRecords
+from .records import RunRecords
 from .run import abandon_unfinished_runs, sync_run
 from .send import deliver_run, send_page
 from .stage import carry_over, stage_members, writes_new_generation
 
 __all__ = [
-    "ACTIONS", "ClaimLost", "PagePlan", "RunPlan", "RunRecords", "abandon_unfinished_runs", "carry_over",
+    "ACTIONS", "PagePlan", "RunPlan", "RunRecords", "abandon_unfinished_runs", "carry_over",
     "commit_snapshot", "deliver_run", "delivered_counts", "finish_run", "page_size_for", "plan_run", "run_ops",
     "send_page", "stage_members", "stream_pages", "sync_run", "writes_new_generation",
 ]

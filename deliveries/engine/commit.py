@@ -1,49 +1,36 @@
 """Commit: finish a run; on success, advance the delivered state by the size of the change."""
 
-from django.db import connection as db, transaction
-from django.utils import timezone
+from django.db import connection as db
 
+from outbound.claims import ClaimLost
 from outbound.policy import Outcome, Verdict
+from outbound.runs import run_finish
 
 from .. import services
 from ..models import MemberOp, SnapshotMember, StagedMember, Sync, SyncRun
 from ..signals import sync_run_finished
-from .records import ClaimLost
 from .stage import writes_new_generation
 
 ANALYZE_AFTER_WRITING = 10_000  # rows a first run wrote to the snapshot table
 
 
 def finish_run(*, run: SyncRun, sync: Sync, verdict: Verdict, token) -> None:
-    now = timezone.now()
-    if verdict.outcome is Outcome.SUCCESS:
-        with transaction.atomic():
-            # A run whose lease expired may have been superseded: only the holder commits.
-            if not Sync.objects.select_for_update().filter(pk=sync.pk, claim_token=token).exists():
-                raise ClaimLost(f"sync {sync.pk}: claim lost before the snapshot was committed")
-            snapshot_size = commit_snapshot(run=run, sync=sync)
-            now = timezone.now()  # the run's recorded duration includes its snapshot commit
-            SyncRun.objects.filter(pk=run.pk).update(
-                status=SyncRun.Status.SUCCEEDED, finished_at=now, error_message=verdict.message
-            )
-            services.sync_record_success(sync=sync, snapshot_at=run.started_at, snapshot_size=snapshot_size)
-        run.status = SyncRun.Status.SUCCEEDED
-    elif verdict.outcome is Outcome.PAUSE:
+    if verdict.outcome is Outcome.PAUSE:  # the message says what resuming will do
         verdict = Verdict(verdict.outcome, services.sync_pause_message(message=verdict.message, status=verdict.code),
                           verdict.code)
-        SyncRun.objects.filter(pk=run.pk).update(
-            status=SyncRun.Status.PAUSED, finished_at=now, error_message=verdict.message, http_status=verdict.code
-        )
-        run.status = SyncRun.Status.PAUSED
-        services.sync_pause(sync=sync, message=verdict.message, status=verdict.code, run=run)
-    else:
-        SyncRun.objects.filter(pk=run.pk).update(
-            status=SyncRun.Status.FAILED, finished_at=now, error_message=verdict.message, http_status=verdict.code
-        )
-        run.status = SyncRun.Status.FAILED
-        services.sync_record_failure(sync=sync, message=verdict.message, status=verdict.code)
-    run.finished_at = now
-    run.error_message = verdict.message
+
+    def succeeded() -> None:
+        # A run whose lease expired may have been superseded: only the holder commits.
+        if not Sync.objects.select_for_update().filter(pk=sync.pk, claim_token=token).exists():
+            raise ClaimLost(f"sync {sync.pk}: claim lost before the snapshot was committed")
+        snapshot_size = commit_snapshot(run=run, sync=sync)
+        services.sync_record_success(sync=sync, snapshot_at=run.started_at, snapshot_size=snapshot_size)
+
+    run_finish(
+        run=run, verdict=verdict, succeeded=succeeded,
+        paused=lambda: services.sync_pause(sync=sync, message=verdict.message, status=verdict.code, run=run),
+        failed=lambda: services.sync_record_failure(sync=sync, message=verdict.message, status=verdict.code),
+    )
     sync_run_finished.send(sender=SyncRun, sync_id=sync.pk, run_id=run.pk, status=run.status)
 
 

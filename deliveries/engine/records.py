@@ -13,10 +13,6 @@ from .. import services
 from ..models import Sync, SyncRun
 
 
-class ClaimLost(Exception):
-    """Another worker took the sync after our lease expired: stop sending at once."""
-
-
 class RunRecords(AttemptRecords):
     """A run's attempt rows and progress, written in batches rather than 2 writes a page.
 

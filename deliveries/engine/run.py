@@ -4,13 +4,13 @@ import logging
 
 from django.utils import timezone
 
-from outbound.runs import run_fail, run_skip, run_start
+from outbound.claims import ClaimLost
+from outbound.runs import run_claim_lost, run_fail, run_skip, run_start
 
 from .. import services
 from ..models import SnapshotMember, StagedMember, Sync, SyncRun
 from .commit import finish_run
 from .plan import plan_run
-from .records import ClaimLost
 from .send import deliver_run
 from .stage import stage_members
 
@@ -41,9 +41,7 @@ def sync_run(
         return run
     except ClaimLost as exc:
         logger.warning("%s", exc)
-        run_fail(model=SyncRun, run_id=run.pk, reason="stopped: the claim expired")
-        run.refresh_from_db()
-        return run
+        return run_claim_lost(run=run)
     except Exception as exc:
         logger.exception("sync %s: run failed with an internal error", sync_id)
         if run is not None:

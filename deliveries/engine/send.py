@@ -2,13 +2,14 @@
 
 from integrations import payloads
 from integrations.templating import PayloadTemplateError
+from outbound.claims import ClaimLost
 from outbound.policy import Outcome, Verdict
 from outbound.sender import Destination, open_session, post_with_retries
 
 from ..models import Sync, SyncRun
 from .pages import stream_pages
 from .plan import ACTIONS, PagePlan, page_sessions
-from .records import ClaimLost, RunRecords
+from .records import RunRecords
 
 
 def deliver_run(*, run: SyncRun, sync: Sync, page_plans: list[PagePlan], token, progress=None) -> Verdict:

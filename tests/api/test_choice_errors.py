@@ -1,4 +1,4 @@
-"""A choice the API refuses is answered with the valid choices (access.api.ChoiceField), on
+"""A choice the API refuses is answered with the valid choices (cohorts.api_common.ChoiceField), on
 every endpoint that takes one."""
 
 import importlib
@@ -7,7 +7,7 @@ import inspect
 import pytest
 from rest_framework import serializers
 
-from access.api import ChoiceField
+from cohorts.api_common import ChoiceField
 from tests.factories import CohortFactory, ConnectionFactory
 
 pytestmark = pytest.mark.django_db

@@ -3,6 +3,7 @@ import pytest
 from campaigns.services import message_create
 from tests.conftest import set_members
 from tests.factories import CohortFactory, ConnectionFactory, UserFactory
+from tests.support.pages import member, member_client, project  # noqa: F401  (the status pages' fixtures)
 
 
 @pytest.fixture

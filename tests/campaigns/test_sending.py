@@ -2,15 +2,18 @@
 what a failure gives back, and "at most once" across re-runs, limits and two workers."""
 
 import threading
+import uuid
 from datetime import timedelta
 
 import pytest
 from django.db import connections
 from django.utils import timezone
 
+from campaigns import sending
 from campaigns.models import Message, MessageRun, MessageSend
 from campaigns.sending import Recipient, message_run, users_body
 from cohorts.models import CohortMember
+from outbound.claims import claim_take
 from outbound.models import DeliveryAttempt
 from tests.conftest import set_members
 from tests.support.receiver import Reply
@@ -246,6 +249,7 @@ def test_a_run_whose_worker_died_before_reserving_is_marked_abandoned(make_messa
 # Needs a real server: SQLite's in-memory test database refuses concurrent writers at once.
 @pytest.mark.django_db(transaction=True)
 def test_two_workers_running_one_message_at_once_send_each_user_once(require_postgres, make_message, receiver):
+    """Both start together: one holds the message's claim and sends everyone; the other is skipped."""
     message = make_message(USERS_120)
     receiver.respond_with(lambda request: Reply(delay=0.05))  # keep both runs open together
     start = threading.Barrier(2)
@@ -269,7 +273,10 @@ def test_two_workers_running_one_message_at_once_send_each_user_once(require_pos
 
     assert errors == [] and len(runs) == 2
     assert sorted(sent_ids(receiver)) == USERS_120  # nobody twice, nobody missed
-    assert sum(run.sent_count for run in runs) == 120
+    assert sum(run.sent_count for run in runs if run is not None) == 120
+    assert None in runs  # the second worker found the message claimed
+    message.refresh_from_db()
+    assert (message.claim_token, message.claimed_until) == (None, None)
     assert MessageSend.objects.filter(message=message, status="sent").count() == 120
 
 
@@ -329,3 +336,63 @@ def test_a_paused_message_is_skipped_and_its_queued_run_says_why(make_message, r
     queued.refresh_from_db()
     assert queued.status == MessageRun.Status.SKIPPED and "paused" in queued.error_message
     assert receiver.requests == []
+
+
+# --- The message's claim (outbound.claims) -------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_a_run_holds_the_messages_claim_and_gives_it_back(make_message, receiver, monkeypatch):
+    message = make_message(["a"])
+    held: list = []
+    reserve = sending.reserve_recipients
+
+    def reserve_and_look(**kwargs):
+        held.append(Message.objects.filter(pk=message.pk).values_list("claim_token", flat=True).get())
+        return reserve(**kwargs)
+
+    monkeypatch.setattr(sending, "reserve_recipients", reserve_and_look)
+    run = message_run(message_id=message.pk)
+
+    assert run.status == MessageRun.Status.SUCCEEDED
+    assert held and held[0] is not None  # claimed while sending
+    message.refresh_from_db()
+    assert (message.claim_token, message.claimed_until) == (None, None)
+
+
+@pytest.mark.django_db
+def test_a_claimed_message_skips_a_queued_run_until_its_lease_expires(make_message, receiver, settings):
+    message = make_message(["a"])
+    claim_take(subject=Message.objects.filter(pk=message.pk))
+    queued = MessageRun.objects.create(message=message, status=MessageRun.Status.QUEUED)
+
+    assert message_run(message_id=message.pk, run_id=queued.pk) is None
+    queued.refresh_from_db()
+    assert queued.status == MessageRun.Status.SKIPPED and "already running" in queued.error_message
+    assert receiver.requests == []
+
+    long_ago = timezone.now() - timedelta(seconds=settings.COHORTSYNC_CLAIM_LEASE_SECONDS + 1)
+    Message.objects.filter(pk=message.pk).update(claimed_until=long_ago)  # its worker died
+    assert message_run(message_id=message.pk).status == MessageRun.Status.SUCCEEDED
+    assert sent_ids(receiver) == ["a"]
+
+
+@pytest.mark.django_db
+def test_a_run_that_lost_the_messages_claim_stops_and_keeps_what_it_sent(make_message, receiver, settings,
+                                                                          monkeypatch):
+    message = make_message(USERS_120)
+    settings.COHORTSYNC_CLAIM_LEASE_SECONDS = 0  # every flush renews the claim
+    send = sending._send_batch
+
+    def send_then_lose_the_claim(**kwargs):
+        verdict = send(**kwargs)
+        Message.objects.filter(pk=message.pk).update(claim_token=uuid.uuid4())  # another worker took it
+        return verdict
+
+    monkeypatch.setattr(sending, "_send_batch", send_then_lose_the_claim)
+    run = message_run(message_id=message.pk)
+
+    assert run.status == MessageRun.Status.FAILED and "claim expired" in run.error_message
+    assert batch_sizes(receiver) == [50]  # stopped after the first batch
+    assert MessageSend.objects.filter(message=message, status=MessageSend.Status.SENT).count() == 50
+    assert not MessageSend.objects.filter(message=message, status=MessageSend.Status.PENDING).exists()

@@ -74,7 +74,7 @@ def resume_from_the_status_page(sync, client):
     user = UserFactory()
     sync.cohort.project.members.add(user)
     client.force_login(user)
-    response = client.post(reverse("deliveries:sync-resume", kwargs={"sync_id": sync.pk}))
+    response = client.post(reverse("deliveries:sync_resume", kwargs={"sync_id": sync.pk}))
     assert response.status_code == 302
 
 
@@ -180,7 +180,7 @@ def test_our_own_address_guard_is_reported_as_our_refusal(make_sync, receiver, s
     user = UserFactory()
     sync.cohort.project.members.add(user)
     client.force_login(user)
-    for url in (reverse("deliveries:sync", kwargs={"sync_id": sync.pk}), reverse("deliveries:dashboard")):
+    for url in (reverse("deliveries:sync_detail", kwargs={"sync_id": sync.pk}), reverse("pages:dashboard")):
         html = client.get(url).content.decode()
         assert "COHORTSYNC_ALLOW_PRIVATE_URLS" in html
         assert "Cohortsync refused" in html

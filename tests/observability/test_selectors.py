@@ -82,7 +82,7 @@ def test_the_sync_page_shows_the_last_day(client, sync):
     client.force_login(member)
     tries(runs_of(sync, "succeeded", "succeeded", "succeeded", "failed")[0], [100, 200, 300])
 
-    page = client.get(reverse("deliveries:sync", kwargs={"sync_id": sync.pk})).content.decode()
+    page = client.get(reverse("deliveries:sync_detail", kwargs={"sync_id": sync.pk})).content.decode()
 
     assert "Last 24 hours" in page
     assert "75% <span class=\"muted\">(3 of 4 finished runs succeeded)" in page

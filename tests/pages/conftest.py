@@ -8,6 +8,7 @@ from django.conf import settings
 from django.db import connections
 
 from tests.conftest import _needs
+from tests.support.pages import member, member_client, project  # noqa: F401  (the status pages' fixtures)
 
 CHROMIUM_ARGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

@@ -6,8 +6,9 @@ import uuid
 import pytest
 
 from deliveries import services
-from deliveries.engine import ClaimLost, commit_snapshot, finish_run, stage_members
+from deliveries.engine import commit_snapshot, finish_run, stage_members
 from deliveries.models import SnapshotMember, SyncRun
+from outbound.claims import ClaimLost
 from outbound.policy import Outcome, Verdict
 
 pytestmark = pytest.mark.django_db
