@@ -14,6 +14,8 @@ from rest_framework import exceptions
 from rest_framework.settings import api_settings
 from rest_framework.views import exception_handler
 
+from outbound.errors import StateConflict
+
 from .authentication import ApiKeyClient
 from .models import ApiKey
 
@@ -36,9 +38,12 @@ class Conflict(exceptions.APIException):
 
 def api_exception_handler(exc, context):
     """DRF's handler, plus: model and service validation (Django's ValidationError) as a 400
-    with field keys, a delete blocked by dependent objects as a 409, and a 429 that says why."""
+    with field keys, a state change the object's state refuses (StateConflict) or a delete
+    blocked by dependent objects as a 409, and a 429 that says why."""
     if isinstance(exc, DjangoValidationError):
         exc = exceptions.ValidationError(validation_error_detail(exc))
+    elif isinstance(exc, StateConflict):
+        exc = Conflict(str(exc))
     elif isinstance(exc, ProtectedError):
         exc = Conflict(_protected_message(exc))
     elif isinstance(exc, exceptions.Throttled) and not isinstance(exc, _ClientThrottled):

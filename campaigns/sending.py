@@ -55,7 +55,8 @@ def message_run(*, message_id: int, trigger: str = "schedule", run_id: int | Non
     """
     message = Message.objects.select_related("cohort", "connection").filter(pk=message_id).first()
     if message is None or message.state != Message.State.ACTIVE:
-        run_skip(model=MessageRun, run_id=run_id, reason="not run: the message is paused or was deleted")
+        reason = "not run: the message was deleted" if message is None else f"not run: the message is {message.state}"
+        run_skip(model=MessageRun, run_id=run_id, reason=reason)
         return None
     run = run_start(runs=message.runs, run_id=run_id, trigger=trigger)
     try:

@@ -4,6 +4,7 @@ from django.http import HttpResponseNotAllowed, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.urls import path, reverse
 
+from . import services
 from .models import MAX_PAGE_SIZE, Connection, ReceivedWebhook
 from .send_test import connection_send_test
 from .services import connection_disable_signing, connection_rotate_signing_secret
@@ -137,6 +138,17 @@ class ConnectionAdmin(admin.ModelAdmin):
         if result.response_excerpt:
             text += f" The receiver answered: {result.response_excerpt}"
         messages.add_message(request, messages.SUCCESS if result.outcome == "success" else messages.ERROR, text)
+
+    def save_model(self, request, obj, form, change):
+        # Through the services, as the API does: what they check and imply holds here too.
+        fields = {name: form.cleaned_data[name] for name in form._meta.fields
+                  if name in form.cleaned_data and not name.startswith("clear_")}
+        if change:
+            saved = services.connection_update(connection=Connection.objects.get(pk=obj.pk), **fields)
+        else:
+            saved = services.connection_create(**fields)
+        # The admin goes on with `obj` (history entry, redirect): make it the saved connection.
+        vars(obj).update(vars(saved))
 
     @admin.display(boolean=True, description="password set")
     def has_password(self, obj):
