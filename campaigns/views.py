@@ -7,7 +7,6 @@ A person sees, and may act on, the messages of the projects they are a member of
 
 import dataclasses
 
-from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
@@ -39,9 +38,7 @@ def message_detail(request: HttpRequest, message_id: int) -> HttpResponse:
 @login_required
 def message_run_now(request: HttpRequest, message_id: int) -> HttpResponse:
     message = _visible_message(request, message_id)
-    page_action(request, allowed=message.state == Message.State.ACTIVE,
-                refused=(messages.error, "A paused message does not run: resume it first."),
-                act=lambda: services.message_request_run(message=message), done="Run #{result.pk} is queued.")
+    page_action(request, act=lambda: services.message_request_run(message=message), done="Run #{result.pk} is queued.")
     return redirect("campaigns:message_detail", message_id=message.pk)
 
 
@@ -49,9 +46,7 @@ def message_run_now(request: HttpRequest, message_id: int) -> HttpResponse:
 @login_required
 def message_pause(request: HttpRequest, message_id: int) -> HttpResponse:
     message = _visible_message(request, message_id)
-    page_action(request, allowed=message.state != Message.State.PAUSED,
-                refused=(messages.info, "The message is already paused."),
-                act=lambda: services.message_pause(message=message),
+    page_action(request, act=lambda: services.message_pause(message=message),
                 done="Paused: the message sends nothing until you resume it.")
     return redirect("campaigns:message_detail", message_id=message.pk)
 
@@ -60,9 +55,7 @@ def message_pause(request: HttpRequest, message_id: int) -> HttpResponse:
 @login_required
 def message_resume(request: HttpRequest, message_id: int) -> HttpResponse:
     message = _visible_message(request, message_id)
-    page_action(request, allowed=message.state == Message.State.PAUSED,
-                refused=(messages.info, "The message is not paused."),
-                act=lambda: services.message_resume(message=message), done="Resumed: the message is active again.")
+    page_action(request, act=lambda: services.message_resume(message=message), done="Resumed: the message is active again.")
     return redirect("campaigns:message_detail", message_id=message.pk)
 
 

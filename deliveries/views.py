@@ -5,7 +5,6 @@ A person sees, and may act on, the syncs of the projects they are a member of
 join the page as a panel (outbound.pages).
 """
 
-from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
@@ -41,8 +40,7 @@ def sync_detail(request: HttpRequest, sync_id: int) -> HttpResponse:
 @login_required
 def sync_resume(request: HttpRequest, sync_id: int) -> HttpResponse:
     sync = _visible_sync(request, sync_id)
-    page_action(request, allowed=sync.state == Sync.State.PAUSED, refused=(messages.info, "The sync is not paused."),
-                act=lambda: services.sync_resume(sync=sync),
+    page_action(request, act=lambda: services.sync_resume(sync=sync),
                 done="Resumed: the sync is due now and runs within a minute.")
     return redirect("deliveries:sync_detail", sync_id=sync.pk)
 
@@ -51,9 +49,7 @@ def sync_resume(request: HttpRequest, sync_id: int) -> HttpResponse:
 @login_required
 def sync_run_now(request: HttpRequest, sync_id: int) -> HttpResponse:
     sync = _visible_sync(request, sync_id)
-    refused = f"A {sync.get_state_display().lower()} sync does not run: resume it first."
-    page_action(request, allowed=sync.state == Sync.State.ACTIVE, refused=(messages.error, refused),
-                act=lambda: services.sync_request_run(sync=sync), done="Run #{result.pk} is queued.")
+    page_action(request, act=lambda: services.sync_request_run(sync=sync), done="Run #{result.pk} is queued.")
     return redirect("deliveries:sync_detail", sync_id=sync.pk)
 
 
@@ -61,8 +57,8 @@ def sync_run_now(request: HttpRequest, sync_id: int) -> HttpResponse:
 @login_required
 def sync_full_refresh(request: HttpRequest, sync_id: int) -> HttpResponse:
     sync = _visible_sync(request, sync_id)
-    services.sync_request_full_refresh(sync=sync)
-    messages.success(request, "The next run sends the whole cohort (members).")
+    page_action(request, act=lambda: services.sync_request_full_refresh(sync=sync),
+                done="The next run sends the whole cohort (members).")
     return redirect("deliveries:sync_detail", sync_id=sync.pk)
 
 

@@ -16,6 +16,8 @@ from django.http import HttpRequest
 from django.template.loader import render_to_string
 from django.utils.safestring import SafeString
 
+from .errors import StateConflict
+
 RUNS_PER_PAGE = 20
 
 
@@ -47,13 +49,14 @@ def panels_render(*, page: str, request: HttpRequest, subject: models.Model) -> 
     ]
 
 
-def page_action(request: HttpRequest, *, allowed: bool, refused: tuple, act: Callable, done: str) -> None:
-    """A status page's button: act and say so, or say why not (`refused`: level, text)."""
-    if not allowed:
-        level, text = refused
-        level(request, text)
+def page_action(request: HttpRequest, *, act: Callable, done: str) -> None:
+    """A status page's button: act through a service and say so (`done`, formatted with the
+    service's `result`), or say why the subject's state refused (StateConflict)."""
+    try:
+        result = act()
+    except StateConflict as exc:
+        messages.error(request, str(exc))
         return
-    result = act()
     messages.success(request, done.format(result=result))
 
 
