@@ -13,7 +13,7 @@ from django.utils.text import Truncator
 from cohorts.models import Cohort
 from deliveries.models import Sync
 from integrations.models import Connection
-from outbound.admin import DeliveryAttemptInline
+from outbound.admin import DeliveryAttemptInline, ServiceSavedAdmin
 
 from . import services
 from .models import Alert, AlertFiring
@@ -73,7 +73,7 @@ def _with_project(obj) -> str:
 
 
 @admin.register(Alert)
-class AlertAdmin(admin.ModelAdmin):
+class AlertAdmin(ServiceSavedAdmin):
     form = AlertAdminForm
     list_display = ["name", "project", "kind", "condition", "watches", "is_triggered", "last_value",
                     "webhook_count", "is_active"]

@@ -4,6 +4,8 @@ from django.http import HttpResponseNotAllowed, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.urls import path, reverse
 
+from outbound.admin import ServiceSavedAdmin
+
 from . import services
 from .models import MAX_PAGE_SIZE, Connection, ReceivedWebhook
 from .send_test import connection_send_test
@@ -82,7 +84,7 @@ class ConnectionAdminForm(forms.ModelForm):
 
 
 @admin.register(Connection)
-class ConnectionAdmin(admin.ModelAdmin):
+class ConnectionAdmin(ServiceSavedAdmin):
     form = ConnectionAdminForm
     list_display = ["name", "project", "url", "format", "has_password", "has_api_key", "signed", "updated_at"]
     list_filter = ["format", "project"]

@@ -5,6 +5,7 @@ from django.contrib import admin, messages
 from django.contrib.contenttypes.admin import GenericTabularInline
 from django.contrib.contenttypes.models import ContentType
 from django.contrib.contenttypes.prefetch import GenericPrefetch
+from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
 from django.core.paginator import Paginator
 from django.db.models import Q
 from django.urls import reverse
@@ -128,7 +129,41 @@ class DeliveryAttemptAdmin(admin.ModelAdmin):
         return False
 
 
-class RunSubjectAdmin(admin.ModelAdmin):
+class ServiceSavedAdmin(admin.ModelAdmin):
+    """An admin whose save_model goes through its app's service: a ValidationError the service
+    raises (a check the form did not run, or data that changed meanwhile) comes back as errors
+    on the form, like the form's own, instead of a server error.
+
+    The failed save rolls back with the change view's transaction; the view then runs again
+    with a form that carries the service's errors, so the operator's input is shown as typed.
+    """
+
+    def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
+        try:
+            return super().changeform_view(request, object_id, form_url, extra_context)
+        except ValidationError as refused:
+            if request.method != "POST" or hasattr(request, "_service_refusal"):
+                raise
+            request._service_refusal = refused
+            return super().changeform_view(request, object_id, form_url, extra_context)
+
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        form = super().get_form(request, obj, change=change, **kwargs)
+        refused = getattr(request, "_service_refusal", None)
+        if refused is None:
+            return form
+
+        class RefusedForm(form):
+            def _post_clean(self):
+                super()._post_clean()
+                by_field = refused.error_dict if hasattr(refused, "error_dict") else {NON_FIELD_ERRORS: refused}
+                for field, errors in by_field.items():  # a field the form does not show: the form's error
+                    self.add_error(field if field in self.fields else None, errors)
+
+        return RefusedForm
+
+
+class RunSubjectAdmin(ServiceSavedAdmin):
     """What the admin lists of syncs and messages share: health badge, the receiver's last
     refusal, a link to the runs, and the run / pause / resume actions.
 

@@ -6,11 +6,13 @@ import time
 
 import pytest
 from django.contrib.contenttypes.models import ContentType
+from django.core.exceptions import ValidationError
 from django.db import connection as db
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from django_celery_beat.models import PeriodicTask
 
+from deliveries import services
 from deliveries.models import Notification, Sync, SyncRun
 from outbound.models import DeliveryAttempt
 from tests.factories import ConnectionFactory, DeliveryAttemptFactory, SyncFactory, SyncRunFactory, UserFactory
@@ -258,3 +260,21 @@ def test_actions_warn_about_the_syncs_whose_state_refuses_and_say_why(admin_clie
     response = admin_client.post("/admin/deliveries/sync/", {"action": "full_refresh",
                                                              "_selected_action": [finished.pk]}, follow=True)
     assert any("not refreshed" in m.message for m in response.context["messages"])
+
+
+def test_a_refusal_the_service_raises_on_save_is_a_form_error(admin_client, monkeypatch):
+    other = SyncFactory()
+
+    def refuse(**fields):
+        # What the form did not check: a field it shows, and one it does not.
+        raise ValidationError({"interval_minutes": "Refused by the service.", "next_run_at": "Not now."})
+
+    monkeypatch.setattr(services, "sync_create", refuse)
+    response = admin_client.post("/admin/deliveries/sync/add/", sync_form(other.cohort, other.connection,
+                                                                           interval_minutes=45))
+
+    assert response.status_code == 200
+    form = response.context["adminform"].form
+    assert form.errors == {"interval_minutes": ["Refused by the service."], "__all__": ["Not now."]}
+    assert form["interval_minutes"].value() == "45"  # what was typed stays
+    assert Sync.objects.count() == 1

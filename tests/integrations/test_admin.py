@@ -5,10 +5,12 @@ import json
 import re
 
 import pytest
+from django.core.exceptions import ValidationError
 from django.utils import timezone
 
 from deliveries.engine import sync_run
 from deliveries.models import Sync, SyncRun
+from integrations import services
 from integrations.models import Connection
 from outbound.models import DeliveryAttempt
 from tests.factories import ConnectionFactory, ProjectFactory, SyncFactory, UserFactory
@@ -296,3 +298,20 @@ def test_rotating_the_signing_secret_shows_it_once(admin_client, connection):
     assert connection.signing_secret in response.content.decode()  # the one time it is shown
     page = admin_client.get(change_url(connection)).content.decode()
     assert connection.signing_secret not in page
+
+
+def test_a_change_goes_through_connection_update_and_its_refusal_is_a_form_error(admin_client, connection,
+                                                                                   monkeypatch):
+    calls = []
+
+    def refuse(*, connection, **fields):
+        calls.append(fields["name"])
+        raise ValidationError({"url": "Refused by the service."})
+
+    monkeypatch.setattr(services, "connection_update", refuse)
+    response = admin_client.post(change_url(connection), form_data(connection, name="Renamed"))
+
+    assert calls == ["Renamed"]
+    assert response.status_code == 200
+    assert response.context["adminform"].form.errors == {"url": ["Refused by the service."]}
+    assert Connection.objects.get(pk=connection.pk).name != "Renamed"
