@@ -42,13 +42,12 @@ class Conflict(exceptions.APIException):
 
 def api_exception_handler(exc, context):
     """DRF's handler, plus: model and service validation (Django's ValidationError) as a 400
-    with field keys, a delete blocked by dependent objects as a 409, a secret no key decrypts as
-    a 409 naming the object, and a 429 that says why."""
-    if isinstance(exc, StateConflict):  # e.g. integrations.fields.UnreadableSecret
-        logger.error("%s", exc)
-        exc = Conflict(str(exc))
-    elif isinstance(exc, DjangoValidationError):
+    with field keys, a state change the object's state refuses (StateConflict, e.g. also a secret
+    no key decrypts) or a delete blocked by dependent objects as a 409, and a 429 that says why."""
+    if isinstance(exc, DjangoValidationError):
         exc = exceptions.ValidationError(validation_error_detail(exc))
+    elif isinstance(exc, StateConflict):
+        exc = Conflict(str(exc))
     elif isinstance(exc, ProtectedError):
         exc = Conflict(_protected_message(exc))
     elif type(exc) is exceptions.Throttled:  # the per-client budget's (others carry their own message)

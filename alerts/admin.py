@@ -14,7 +14,7 @@ from cohorts.admin_scope import ProjectScopedAdmin
 from cohorts.models import Cohort
 from deliveries.models import Sync
 from integrations.models import Connection
-from outbound.admin import DeliveryAttemptInline
+from outbound.admin import DeliveryAttemptInline, ServiceSavedAdmin
 
 from . import services
 from .models import Alert, AlertFiring
@@ -74,7 +74,7 @@ def _with_project(obj) -> str:
 
 
 @admin.register(Alert)
-class AlertAdmin(ProjectScopedAdmin, admin.ModelAdmin):
+class AlertAdmin(ProjectScopedAdmin, ServiceSavedAdmin):
     form = AlertAdminForm
     list_display = ["name", "project", "kind", "condition", "watches", "is_triggered", "last_value",
                     "webhook_count", "is_active"]

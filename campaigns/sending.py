@@ -58,8 +58,7 @@ def message_run(*, message_id: int, trigger: str = "schedule", run_id: int | Non
     """
     token = claim_take(subject=Message.objects.filter(pk=message_id, state=Message.State.ACTIVE))
     if token is None:
-        run_skip(model=MessageRun, run_id=run_id,
-                 reason="not run: the message is paused, was deleted or is already running")
+        run_skip(model=MessageRun, run_id=run_id, reason=message_not_run_reason(message_id=message_id))
         return None
     run = None
     try:
@@ -86,6 +85,16 @@ def message_run(*, message_id: int, trigger: str = "schedule", run_id: int | Non
             # Whatever this run reserved and did not send goes back for the next attempt.
             MessageSend.objects.filter(run_id=run.pk, status=MessageSend.Status.PENDING).delete()
         claim_release(subject=Message.objects.filter(pk=message_id), token=token)
+
+
+def message_not_run_reason(*, message_id: int) -> str:
+    """Why a message's run could not claim it: deleted, not active (which state), or another run holds it."""
+    state = Message.objects.filter(pk=message_id).values_list("state", flat=True).first()
+    if state is None:
+        return "not run: the message was deleted"
+    if state != Message.State.ACTIVE:
+        return f"not run: the message is {state}"
+    return "not run: another run of the message was in progress"
 
 
 def release_abandoned_sends(*, message: Message) -> int:

@@ -1,4 +1,5 @@
-"""Changes to user messages: create, update, pause and resume, queue runs, test sends."""
+"""Changes to user messages: create, update, state changes (run, pause, resume: each checks its
+own preconditions and raises StateConflict), test sends."""
 
 import logging
 import uuid
@@ -13,6 +14,7 @@ from django.utils import timezone
 from cohorts.models import Cohort, Profile
 from integrations.models import Connection
 from integrations.send_test import ConnectionTestResult
+from outbound.errors import StateConflict
 from outbound.links import absolute_url
 from outbound.sender import open_session, post_page
 
@@ -58,8 +60,10 @@ def message_update(*, message: Message, **fields) -> Message:
     for name, value in fields.items():
         setattr(message, name, value)
     message.full_clean()
+    message.refresh_from_db(fields=["state"])  # a run may have paused it meanwhile
     message.next_run_at = _first_run_at(message) if message.state == Message.State.ACTIVE else None
-    message.save()
+    # Only these columns: a run finishing meanwhile keeps its state and last error.
+    message.save(update_fields=[*fields, "next_run_at", "updated_at"])
     return message
 
 
@@ -71,19 +75,20 @@ def _first_run_at(message: Message):
 
 
 def message_pause(*, message: Message, reason: str = "", status: int | None = None, notify: bool = True) -> Message:
-    """Stop a message: an operator's choice, or a receiver's permanent refusal (`reason`, then
-    its creator is emailed unless `notify` is off)."""
+    """Stop an active message: an operator's choice, or a receiver's permanent refusal (`reason`,
+    then its creator is emailed unless `notify` is off). A paused message stays as it was."""
     updates = dict(state=Message.State.PAUSED, paused_at=timezone.now(), next_run_at=None)
     if reason:  # an operator's pause keeps the receiver's last error in view
         updates.update(last_error_message=reason, last_error_status=status)
-    Message.objects.filter(pk=message.pk).update(**updates)
+    paused = Message.objects.filter(pk=message.pk, state=Message.State.ACTIVE).update(**updates)
     message.refresh_from_db()
-    if reason and notify:
+    if paused and reason and notify:
         _notify_message_paused(message=message)
     return message
 
 
 def message_resume(*, message: Message) -> Message:
+    """Active again and rescheduled from now; resuming an active message changes nothing."""
     Message.objects.filter(pk=message.pk, state=Message.State.PAUSED).update(
         state=Message.State.ACTIVE, paused_at=None, next_run_at=_first_run_at(message),
     )
@@ -140,10 +145,21 @@ def messages_for_recomputed_cohort(*, cohort_id: int) -> list[int]:
     return message_ids
 
 
+def message_check_runnable(*, message: Message) -> None:
+    """Only an active message runs: a paused one waits for its resume."""
+    message.refresh_from_db(fields=["state"])
+    if message.state != Message.State.ACTIVE:
+        raise StateConflict("The message is paused; resume it first.", state=message.state)
+
+
 def message_request_run(*, message: Message, trigger: str = "manual") -> MessageRun:
-    """Queue a run now (admin, API, status pages); the run row exists at once."""
+    """Queue a run now (admin, API, status pages); the run row exists at once.
+
+    Only an active message runs (StateConflict otherwise).
+    """
     from .tasks import run_message
 
+    message_check_runnable(message=message)
     run = MessageRun.objects.create(message=message, status=MessageRun.Status.QUEUED, trigger=trigger)
     transaction.on_commit(lambda: run_message.delay(message.pk, trigger=trigger, run_id=run.pk))
     return run

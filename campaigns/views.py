@@ -7,7 +7,6 @@ A person sees, and may act on, the messages of the projects they are a member of
 
 import dataclasses
 
-from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
@@ -41,19 +40,15 @@ def _visible_message(request: HttpRequest, message_id: int) -> Message:
 
 message_run_now = subject_action(
     visible=_visible_message, page="campaigns:message_detail",
-    allowed=lambda message: message.state == Message.State.ACTIVE,
-    refused=(messages.error, "A paused message does not run: resume it first."),
     act=lambda message: services.message_request_run(message=message), done="Run #{result.pk} is queued.",
 )
 message_pause = subject_action(
     visible=_visible_message, page="campaigns:message_detail",
-    allowed=lambda message: message.state != Message.State.PAUSED,
-    refused=(messages.info, "The message is already paused."), act=lambda message: services.message_pause(message=message),
+    act=lambda message: services.message_pause(message=message),
     done="Paused: the message sends nothing until you resume it.",
 )
 message_resume = subject_action(
     visible=_visible_message, page="campaigns:message_detail",
-    allowed=lambda message: message.state == Message.State.PAUSED, refused=(messages.info, "The message is not paused."),
     act=lambda message: services.message_resume(message=message), done="Resumed: the message is active again.",
 )
 

@@ -5,7 +5,8 @@ count more than CappedCountPaginator.COUNT_CAP rows, and filter on fixed choices
 DISTINCT over the table to build a filter's options).
 """
 
-from django.contrib import admin, messages
+from django import forms
+from django.contrib import admin
 from django.urls import reverse
 from django.utils.html import format_html
 from django.utils.text import Truncator
@@ -35,16 +36,31 @@ class AttentionFilter(admin.SimpleListFilter):
         }.get(self.value(), queryset)
 
 
+class SyncAdminForm(forms.ModelForm):
+    class Meta:
+        model = Sync
+        fields = ["cohort", "connection", "mode", "interval_minutes", "properties", "notify_users"]
+        help_texts = {"properties": 'A JSON list of profile property names sent with each member, e.g. ["plan"].'}
+
+    def clean_properties(self) -> list:
+        return self.cleaned_data.get("properties") or []  # an emptied field: no properties
+
+
 @admin.register(Sync)
 class SyncAdmin(ProjectScopedAdmin, RunSubjectAdmin):
+    """Add and change go through sync_create / sync_update (a new sync is due at once); what
+    runs keep up to date (state, schedule, snapshot, claim, last error) is read-only here and
+    changes through the actions, which go through the state services."""
+
     project_paths = ("cohort__project",)
+    form = SyncAdminForm
     noun = "sync"
     runs_changelist = "admin:deliveries_syncrun_changelist"
     runs_filter = "sync__id__exact"
-    not_run_states = "paused or finished"
-    resumed_note = "; they run within a minute"
+    resumed_note = "; paused ones run within a minute"
     acts = {"run": lambda sync: services.sync_request_run(sync=sync), "resume": lambda sync: services.sync_resume(sync=sync),
-            "pause": lambda sync: services.sync_pause(sync=sync, message="paused by an operator", status=None, notify=False)}
+            "pause": lambda sync: services.sync_pause(sync=sync, message="paused by an operator", status=None, notify=False),
+            "full_refresh": lambda sync: services.sync_request_full_refresh(sync=sync)}
     list_display = ["id", "state_badge", "cohort", "connection", "mode", "error", "last_success", "next_run_at",
                     "runs_link"]
     list_display_links = ["id", "state_badge"]
@@ -53,10 +69,42 @@ class SyncAdmin(ProjectScopedAdmin, RunSubjectAdmin):
     search_fields = ["cohort__name", "connection__name"]
     # Paused first, then failing, then the rest, newest first within each (outbound.health).
     ordering = [ATTENTION.asc(), "-id"]
-    readonly_fields = ["snapshot_at", "snapshot_size", "claimed_until", "paused_at", "last_error_message",
-                       "last_error_status", "status_page"]
+    fieldsets = [
+        (None, {"fields": ["cohort", "connection", "mode", "interval_minutes", "properties", "notify_users"]}),
+    ]
+    status_fields = ["state", "status_page", "next_run_at", "force_full", "paused_at", "last_error_message",
+                     "last_error_status", "snapshot_at", "snapshot_size", "snapshot_generation", "claimed_until",
+                     "created_by", "created_at", "updated_at"]
+    readonly_fields = status_fields
     filter_horizontal = ["notify_users"]
     actions = ["run_now", "pause", "resume", "full_refresh"]
+
+    def get_fieldsets(self, request, obj=None):
+        return [*self.fieldsets, ("Status", {"fields": self.status_fields})] if obj else self.fieldsets
+
+    def get_readonly_fields(self, request, obj=None):
+        # sync_update keeps a sync's cohort and mode (see services.SYNC_EDITABLE_FIELDS).
+        return [*self.readonly_fields, "cohort", "mode"] if obj else self.readonly_fields
+
+    def save_model(self, request, obj, form, change):
+        data = form.cleaned_data
+        if change:
+            fields = {name: data[name] for name in services.SYNC_EDITABLE_FIELDS if name in data}
+            # A fresh copy: sync_update writes only what changed, compared with what is stored.
+            saved = services.sync_update(sync=Sync.objects.get(pk=obj.pk), **fields)
+        else:
+            saved = services.sync_create(
+                cohort=data["cohort"], connection=data["connection"], mode=data["mode"],
+                interval_minutes=data["interval_minutes"], properties=data["properties"],
+                notify_users=data.get("notify_users") or (), created_by=request.user,
+            )
+        # The admin goes on with `obj` (history entry, redirect): make it the saved sync.
+        vars(obj).update(vars(saved))
+
+    def save_related(self, request, form, formsets, change):
+        # The services set notify_users; only inline formsets are left to save.
+        for formset in formsets:
+            self.save_formset(request, form, formset, change=change)
 
     @admin.display(description="last success", ordering="snapshot_at")
     def last_success(self, obj):
@@ -71,10 +119,8 @@ class SyncAdmin(ProjectScopedAdmin, RunSubjectAdmin):
 
     @admin.action(description="Full refresh on the next run")
     def full_refresh(self, request, queryset):
-        syncs = list(queryset)
-        for sync in syncs:
-            services.sync_request_full_refresh(sync=sync)
-        messages.info(request, f"The next run of {len(syncs)} sync(s) sends the whole cohort.")
+        self._act(request, queryset, "full_refresh", done="The next run of {count} sync(s) sends the whole cohort.",
+                  refused="not refreshed")
 
 
 @admin.register(SyncRun)

@@ -6,7 +6,7 @@ from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
-from access.api import Conflict, acting_person
+from access.api import acting_person
 from access.schema import ErrorOutput
 from cohorts.api_common import MAX_ID, ChoiceField, ScopedPrimaryKeyRelatedField, ServiceCreate, client_projects
 from cohorts.models import Cohort
@@ -116,40 +116,30 @@ class SyncViewSet(ServiceCreate, mixins.ListModelMixin, mixins.RetrieveModelMixi
     @extend_schema(summary="Run now", request=None, responses={202: SyncRunOutput, 409: CONFLICT})
     @action(detail=True, methods=["post"])
     def run(self, request, pk=None):
-        """Queue a run now; answers 202 with the queued run (follow it at `runs/{id}/`)."""
-        sync = self.get_object()
-        if sync.state != Sync.State.ACTIVE:
-            # The engine only runs active syncs: say so now rather than queue a run it would skip.
-            raise Conflict(f"The sync is {sync.state}; " + (
-                "resume it first." if sync.state == Sync.State.PAUSED else "a one-time export runs once."))
-        run = sync_request_run(sync=sync, trigger="api")
+        """Queue a run now; answers 202 with the queued run (follow it at `runs/{id}/`). Only an
+        active sync runs: a paused or finished one is a 409."""
+        run = sync_request_run(sync=self.get_object(), trigger="api")
         location = reverse("api:run-detail", kwargs={"pk": run.pk})
         return Response(SyncRunOutput(run).data, status=status.HTTP_202_ACCEPTED, headers={"Location": location})
 
     @extend_schema(summary="Pause", request=None, responses={200: SyncOutput, 409: CONFLICT})
     @action(detail=True, methods=["post"])
     def pause(self, request, pk=None):
-        """No more runs until resumed. Pausing a paused sync changes nothing."""
-        sync = self.get_object()
-        if sync.state == Sync.State.FINISHED:
-            raise Conflict("The sync is finished: a one-time export has nothing left to pause.")
-        if sync.state == Sync.State.ACTIVE:
-            sync_pause(sync=sync, message=API_PAUSE_MESSAGE, status=None, notify=False)
+        """No more runs until resumed. Pausing a paused sync changes nothing; a finished one is a 409."""
+        sync = sync_pause(sync=self.get_object(), message=API_PAUSE_MESSAGE, status=None, notify=False)
         return Response(SyncOutput(sync).data)
 
     @extend_schema(summary="Resume", request=None, responses={200: SyncOutput, 409: CONFLICT})
     @action(detail=True, methods=["post"])
     def resume(self, request, pk=None):
-        """Active again and due at once. Resuming an active sync changes nothing."""
-        sync = self.get_object()
-        if sync.state == Sync.State.FINISHED:
-            raise Conflict("The sync is finished: a one-time export cannot be resumed.")
-        return Response(SyncOutput(sync_resume(sync=sync)).data)
+        """Active again and due at once. Resuming an active sync changes nothing; a finished one is a 409."""
+        return Response(SyncOutput(sync_resume(sync=self.get_object())).data)
 
-    @extend_schema(summary="Full refresh on the next run", request=None, responses=SyncOutput)
+    @extend_schema(summary="Full refresh on the next run", request=None, responses={200: SyncOutput, 409: CONFLICT})
     @action(detail=True, methods=["post"])
     def refresh(self, request, pk=None):
-        """The next run sends the whole cohort as `members` (the receiver replaces its copy)."""
+        """The next run sends the whole cohort as `members` (the receiver replaces its copy). A
+        finished sync is a 409."""
         return Response(SyncOutput(sync_request_full_refresh(sync=self.get_object())).data)
 
     @extend_schema(summary="Run history", request=None, responses=SyncRunOutput(many=True))

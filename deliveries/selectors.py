@@ -3,6 +3,7 @@ the alerts' in alerts.selectors)."""
 
 
 from django.db.models import F, Prefetch, Q, QuerySet
+from django.utils import timezone
 
 from cohorts.charts import RunChange, SizePoint
 from cohorts.selectors import cohort_size_history, narrowed, projects_for_user
@@ -32,6 +33,23 @@ def sync_run_with_attempts(*, runs: QuerySet) -> QuerySet:
     return runs.prefetch_related(
         Prefetch("attempts", queryset=DeliveryAttempt.objects.order_by("page_number", "attempt_number", "id"))
     )
+
+
+def sync_not_run_reason(*, sync_id: int, scheduled: bool = False) -> str:
+    """Why a run of the sync could not claim it just now: deleted, paused, finished, not due (a
+    `scheduled` run), or another run holds it (what a skipped queued run and `runsync` say)."""
+    sync = Sync.objects.filter(pk=sync_id).values("state", "claimed_until", "next_run_at").first()
+    if sync is None:
+        return "not run: the sync was deleted"
+    if sync["state"] == Sync.State.PAUSED:
+        return "not run: the sync is paused"
+    if sync["state"] == Sync.State.FINISHED:
+        return "not run: the sync is finished (a one-time export runs once)"
+    unclaimed = sync["claimed_until"] is None or sync["claimed_until"] < timezone.now()
+    if scheduled and unclaimed and (sync["next_run_at"] is None or sync["next_run_at"] > timezone.now()):
+        return "not run: the sync is not due yet"
+    # Claimed by a run still going (or that ended between the claim and this read).
+    return "not run: another run of the sync was in progress"
 
 
 # --- Status pages ---------------------------------------------------------------------

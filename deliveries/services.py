@@ -1,7 +1,9 @@
-"""Changes to syncs: create, claim and release, pause and resume, record outcomes."""
+"""Changes to syncs: create and update, claim and release, state changes (run, pause, resume,
+full refresh: each checks its own preconditions and raises StateConflict), record outcomes."""
 
 import logging
 import uuid
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 
 from django.conf import settings
@@ -17,6 +19,7 @@ from cohorts.models import Cohort
 from integrations.models import Connection
 from outbound import policy
 from outbound.claims import claim_release, claim_renew, claim_take
+from outbound.errors import StateConflict
 from outbound.links import absolute_url
 
 from .models import Notification, Sync, SyncRun
@@ -32,8 +35,12 @@ def sync_create(
     interval_minutes: int = 30,
     properties: list[str] | None = None,
     created_by=None,
+    notify_users: Iterable | None = None,
 ) -> Sync:
-    """A new sync is due at once: its first run sends the whole cohort as `members`."""
+    """A new sync is due at once: its first run sends the whole cohort as `members`.
+
+    Its creator and `notify_users` get the pause emails.
+    """
     sync = Sync(
         cohort=cohort,
         connection=connection,
@@ -47,6 +54,42 @@ def sync_create(
     sync.save()
     if created_by is not None:
         sync.notify_users.add(created_by)
+    if notify_users:
+        sync.notify_users.add(*notify_users)
+    return sync
+
+
+# What an operator may change on an existing sync. Its cohort and mode stay: the receiver holds
+# that cohort's members, and a finished one-time export does not become a dynamic sync.
+SYNC_EDITABLE_FIELDS = ("connection", "interval_minutes", "properties", "notify_users")
+
+
+def sync_update(*, sync: Sync, **fields) -> Sync:
+    """Change a sync's connection, interval, properties or notify list, and validate.
+
+    A new connection or property list makes the next run a full `members` load (the new
+    receiver holds nobody; a diff would not resend unchanged members with the new
+    properties). A shorter interval brings the next run forward. Only these columns are
+    written, so a run finishing meanwhile keeps its snapshot, claim and counters.
+    """
+    unknown = set(fields) - set(SYNC_EDITABLE_FIELDS)
+    if unknown:
+        raise TypeError(f"unknown sync fields: {sorted(unknown)}")
+    notify_users = fields.pop("notify_users", None)
+    changed = [name for name, value in fields.items() if getattr(sync, name) != value]
+    for name in changed:
+        setattr(sync, name, fields[name])
+    sync.full_clean()
+    if {"connection", "properties"} & set(changed):
+        sync.force_full = True
+        changed.append("force_full")
+    if "interval_minutes" in changed and sync.state == Sync.State.ACTIVE and sync.next_run_at is not None:
+        sync.next_run_at = min(sync.next_run_at, timezone.now() + timedelta(minutes=sync.interval_minutes))
+        changed.append("next_run_at")
+    if changed:
+        sync.save(update_fields=[*changed, "updated_at"])
+    if notify_users is not None:
+        sync.notify_users.set(notify_users)
     return sync
 
 
@@ -100,24 +143,44 @@ def sync_pause_message(*, message: str, status: int | None) -> str:
     return message
 
 
+# --- State changes: each checks its own preconditions (callers do not) ---------------------
+
+_NOT_RUNNABLE = {
+    Sync.State.PAUSED: "The sync is paused; resume it first.",
+    Sync.State.FINISHED: "The sync is finished; a one-time export runs once.",
+}
+
+
+def sync_check_runnable(*, sync: Sync) -> None:
+    """Only an active sync runs: a paused one waits for its resume, a finished one-time export is done."""
+    sync.refresh_from_db(fields=["state"])
+    if sync.state in _NOT_RUNNABLE:
+        raise StateConflict(_NOT_RUNNABLE[sync.state], state=sync.state)
+
+
 def sync_pause(
     *, sync: Sync, message: str, status: int | None, run: SyncRun | None = None, notify: bool = True
-) -> None:
-    """A permanent refusal: pause, keep the receiver's message, email who set it up."""
-    Sync.objects.filter(pk=sync.pk).update(
+) -> Sync:
+    """Pause an active sync (an operator, or a receiver's permanent refusal: then keep its
+    message and email who set it up). A paused sync stays as it was; a finished one refuses."""
+    paused = Sync.objects.filter(pk=sync.pk, state=Sync.State.ACTIVE).update(
         state=Sync.State.PAUSED, last_error_message=message, last_error_status=status,
         paused_at=timezone.now(), next_run_at=None,
     )
     sync.refresh_from_db()
-    if notify:
+    if sync.state == Sync.State.FINISHED:
+        raise StateConflict("The sync is finished; a one-time export has nothing left to pause.", state=sync.state)
+    if paused and notify:
         notify_sync_paused(sync=sync, run=run)
+    return sync
 
 
 def sync_resume(*, sync: Sync) -> Sync:
     """Back to active and due now; the last error stays visible in the run history.
 
-    A sync paused by a 404/410 resumes with a full load: the receiver has forgotten the
-    cohort, so a diff would be refused again (every resume path comes through here).
+    Resuming an active sync changes nothing; a finished one-time export refuses. A sync paused
+    by a 404/410 resumes with a full load: the receiver has forgotten the cohort, so a diff would
+    be refused again (every resume path comes through here).
     """
     forgotten = Q(last_error_status__in=policy.FORGOTTEN_COHORT_STATUSES)
     Sync.objects.filter(pk=sync.pk, state=Sync.State.PAUSED).update(
@@ -125,12 +188,17 @@ def sync_resume(*, sync: Sync) -> Sync:
         force_full=Case(When(forgotten, then=Value(True)), default=F("force_full")),
     )
     sync.refresh_from_db()
+    if sync.state == Sync.State.FINISHED:
+        raise StateConflict("The sync is finished; a one-time export cannot be resumed.", state=sync.state)
     return sync
 
 
 def sync_request_full_refresh(*, sync: Sync) -> Sync:
-    Sync.objects.filter(pk=sync.pk).update(force_full=True)
+    """The next run sends the whole cohort as `members` (a paused sync's next run is after its resume)."""
+    Sync.objects.filter(pk=sync.pk).exclude(state=Sync.State.FINISHED).update(force_full=True)
     sync.refresh_from_db()
+    if sync.state == Sync.State.FINISHED:
+        raise StateConflict("The sync is finished; a one-time export does not run again.", state=sync.state)
     return sync
 
 
@@ -200,9 +268,13 @@ def syncs_dispatch_due(*, now: datetime | None = None) -> list[int]:
 
 
 def sync_request_run(*, sync: Sync, full: bool = False, trigger: str = "manual") -> SyncRun:
-    """Queue a run now (admin, API, status pages): the run row exists at once, so callers get its id."""
+    """Queue a run now (admin, API, status pages): the run row exists at once, so callers get its id.
+
+    Only an active sync runs (StateConflict otherwise).
+    """
     from .tasks import run_sync
 
+    sync_check_runnable(sync=sync)
     run = SyncRun.objects.create(sync=sync, status=SyncRun.Status.QUEUED, trigger=trigger)
     transaction.on_commit(lambda: run_sync.delay(sync.pk, full=full, trigger=trigger, run_id=run.pk))
     return run

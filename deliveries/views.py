@@ -5,7 +5,6 @@ A person sees, and may act on, the syncs of the projects they are a member of
 join the page as a panel (outbound.pages).
 """
 
-from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
@@ -42,18 +41,14 @@ def _visible_sync(request: HttpRequest, sync_id: int) -> Sync:
 
 sync_resume = subject_action(
     visible=_visible_sync, page="deliveries:sync_detail",
-    allowed=lambda sync: sync.state == Sync.State.PAUSED, refused=(messages.info, "The sync is not paused."),
     act=lambda sync: services.sync_resume(sync=sync), done="Resumed: the sync is due now and runs within a minute.",
 )
 sync_run_now = subject_action(
     visible=_visible_sync, page="deliveries:sync_detail",
-    allowed=lambda sync: sync.state == Sync.State.ACTIVE,
-    refused=(messages.error, lambda sync: f"A {sync.get_state_display().lower()} sync does not run: resume it first."),
     act=lambda sync: services.sync_request_run(sync=sync), done="Run #{result.pk} is queued.",
 )
 sync_full_refresh = subject_action(
     visible=_visible_sync, page="deliveries:sync_detail",
-    allowed=lambda sync: True, refused=(messages.info, ""),
     act=lambda sync: services.sync_request_full_refresh(sync=sync),
     done="The next run sends the whole cohort (members).",
 )

@@ -6,7 +6,9 @@ from django.shortcuts import get_object_or_404
 from django.urls import path, reverse
 
 from cohorts.admin_scope import ProjectScopedAdmin
+from outbound.admin import ServiceSavedAdmin
 
+from . import services
 from .fields import UnreadableSecret
 from .models import MAX_PAGE_SIZE, Connection, ReceivedWebhook
 from .selectors import inboxes_of
@@ -105,7 +107,7 @@ class ConnectionAdminForm(forms.ModelForm):
 
 
 @admin.register(Connection)
-class ConnectionAdmin(ProjectScopedAdmin, admin.ModelAdmin):
+class ConnectionAdmin(ProjectScopedAdmin, ServiceSavedAdmin):
     form = ConnectionAdminForm
     list_display = ["name", "project", "url", "format", "has_password", "has_api_key", "signed", "updated_at"]
     list_filter = ["format", "project"]
@@ -121,8 +123,17 @@ class ConnectionAdmin(ProjectScopedAdmin, admin.ModelAdmin):
             return HttpResponseRedirect(reverse("admin:integrations_connection_changelist"))
 
     def save_model(self, request, obj, form, change):
-        super().save_model(request, obj, form, change)
-        if obj.dropped_secrets:
+        # Through the services, as the API does. A change was already set and checked by
+        # connection_apply_changes when the form was cleaned (so a moved URL drops the secrets not
+        # typed again, and the form shows any refusal): saving it finishes connection_update.
+        if change:
+            obj.save()
+        else:
+            fields = {name: form.cleaned_data[name] for name in form._meta.fields
+                      if name in form.cleaned_data and not name.startswith("clear_")}
+            # The admin goes on with `obj` (history entry, redirect): make it the saved connection.
+            vars(obj).update(vars(services.connection_create(**fields)))
+        if getattr(obj, "dropped_secrets", None):
             messages.warning(request, f"The URL now points to another scheme, host or port, so these stored secrets "
                                       f"were dropped: {', '.join(obj.dropped_secrets)}. Enter them again for the "
                                       "new destination.")

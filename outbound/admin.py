@@ -5,6 +5,7 @@ from django.contrib import admin, messages
 from django.contrib.contenttypes.admin import GenericTabularInline
 from django.contrib.contenttypes.models import ContentType
 from django.contrib.contenttypes.prefetch import GenericPrefetch
+from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
 from django.core.paginator import Paginator
 from django.db.models import Q
 from django.urls import reverse
@@ -13,7 +14,8 @@ from django.utils.html import format_html
 from django.utils.text import Truncator
 
 from . import policy
-from .health import ACTIVE, PAUSED, health_of
+from .errors import StateConflict
+from .health import health_of
 from .models import DeliveryAttempt
 from .sources import SOURCES, attempt_source_for
 
@@ -141,26 +143,70 @@ class DeliveryAttemptAdmin(admin.ModelAdmin):
         return False
 
 
-class RunSubjectAdmin(admin.ModelAdmin):
+class ServiceSavedAdmin(admin.ModelAdmin):
+    """An admin whose save_model goes through its app's service: a ValidationError the service
+    raises (a check the form did not run, or data that changed meanwhile) comes back as errors
+    on the form, like the form's own, instead of a server error.
+
+    The failed save rolls back with the change view's transaction; the view then runs again
+    with a form that carries the service's errors, so the operator's input is shown as typed.
+    """
+
+    def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
+        try:
+            return super().changeform_view(request, object_id, form_url, extra_context)
+        except ValidationError as refused:
+            if request.method != "POST" or hasattr(request, "_service_refusal"):
+                raise
+            request._service_refusal = refused
+            return super().changeform_view(request, object_id, form_url, extra_context)
+
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        form = super().get_form(request, obj, change=change, **kwargs)
+        refused = getattr(request, "_service_refusal", None)
+        if refused is None:
+            return form
+
+        class RefusedForm(form):
+            def _post_clean(self):
+                super()._post_clean()
+                by_field = refused.error_dict if hasattr(refused, "error_dict") else {NON_FIELD_ERRORS: refused}
+                for field, errors in by_field.items():  # a field the form does not show: the form's error
+                    self.add_error(field if field in self.fields else None, errors)
+
+        return RefusedForm
+
+
+class RunSubjectAdmin(ServiceSavedAdmin):
     """What the admin lists of syncs and messages share: health badge, the receiver's last
     refusal, a link to the runs, and the run / pause / resume actions.
 
     A subclass names its things (`noun`, `runs_changelist`, `runs_filter`) and says how to
-    act on one subject through its services (`acts`: "run", "pause", "resume").
+    act on one subject through its services (`acts`: "run", "pause", "resume", …). The
+    services check each subject's state; the ones they refuse are listed in a warning.
     """
 
     noun = "subject"
     runs_changelist = ""  # e.g. "admin:deliveries_syncrun_changelist"
     runs_filter = ""  # e.g. "sync__id__exact"
-    not_run_states = "paused"  # how the "not run" warning names what it skipped
     resumed_note = ""
     acts: dict = {}  # "run" / "pause" / "resume" → a function of one subject
 
-    def _act(self, queryset, state: str, act: str) -> int:
-        chosen = list(queryset.filter(state=state))
-        for obj in chosen:
-            self.acts[act](obj)
-        return len(chosen)
+    def _act(self, request, queryset, act: str, *, done: str, refused: str) -> None:
+        """Act on each chosen subject through its service; say how many (`done`, with {count})
+        and which ones their state refused (StateConflict), with why."""
+        count, conflicts = 0, []
+        for obj in queryset:
+            try:
+                self.acts[act](obj)
+            except StateConflict as exc:
+                conflicts.append(f"“{obj}”: {exc}")
+            else:
+                count += 1
+        messages.info(request, done.format(count=count))
+        if conflicts:
+            shown = "; ".join(conflicts[:5]) + (f"; and {len(conflicts) - 5} more" if len(conflicts) > 5 else "")
+            messages.warning(request, f"{len(conflicts)} {self.noun}(s) {refused}: {shown}")
 
     @admin.display(description="state", ordering="state")
     def state_badge(self, obj):
@@ -180,14 +226,13 @@ class RunSubjectAdmin(admin.ModelAdmin):
 
     @admin.action(description="Run now")
     def run_now(self, request, queryset):
-        messages.info(request, f"Queued {self._act(queryset, ACTIVE, 'run')} run(s).")
-        if skipped := queryset.exclude(state=ACTIVE).count():
-            messages.warning(request, f"{skipped} {self.not_run_states} {self.noun}(s) not run: resume them first.")
+        self._act(request, queryset, "run", done="Queued {count} run(s).", refused="not run")
 
     @admin.action(description="Pause")
     def pause(self, request, queryset):
-        messages.info(request, f"Paused {self._act(queryset, ACTIVE, 'pause')} {self.noun}(s).")
+        self._act(request, queryset, "pause", done=f"{{count}} {self.noun}(s) paused.", refused="not paused")
 
     @admin.action(description="Resume")
     def resume(self, request, queryset):
-        messages.info(request, f"Resumed {self._act(queryset, PAUSED, 'resume')} {self.noun}(s){self.resumed_note}.")
+        self._act(request, queryset, "resume", done=f"{{count}} {self.noun}(s) active{self.resumed_note}.",
+                  refused="not resumed")

@@ -19,6 +19,8 @@ from django.template.loader import render_to_string
 from django.utils.safestring import SafeString
 from django.views.decorators.http import require_POST
 
+from .errors import StateConflict
+
 RUNS_PER_PAGE = 20
 
 
@@ -50,11 +52,10 @@ def panels_render(*, page: str, request: HttpRequest, subject: models.Model) -> 
     ]
 
 
-def subject_action(*, visible: Callable, page: str, allowed: Callable, refused: tuple, act: Callable,
-                   done: str) -> Callable:
+def subject_action(*, visible: Callable, page: str, act: Callable, done: str) -> Callable:
     """A status page's button as a view (POST only, for people who may see the subject): act
-    and say so (`done`, formatted with the act's `result`), or say why not (`refused`: a
-    messages level and a text, or a function of the subject giving it); then back to `page`.
+    through a service and say so (`done`, formatted with the service's `result`), or say why the
+    subject's state refused (StateConflict); then back to `page`.
 
     `visible(request, id)` gives the subject or a 404; the URL's one argument is its id.
     """
@@ -63,11 +64,12 @@ def subject_action(*, visible: Callable, page: str, allowed: Callable, refused: 
     @login_required
     def view(request: HttpRequest, **url_kwargs) -> HttpResponse:
         subject = visible(request, *url_kwargs.values())
-        if allowed(subject):
-            messages.success(request, done.format(result=act(subject)))
+        try:
+            result = act(subject)
+        except StateConflict as exc:
+            messages.error(request, str(exc))
         else:
-            level, text = refused
-            level(request, text(subject) if callable(text) else text)
+            messages.success(request, done.format(result=result))
         return redirect(page, **url_kwargs)
 
     return view

@@ -14,9 +14,9 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from access.api import acting_person
-from cohorts.api_common import ProjectScopedInput, client_projects
 from access.authentication import ApiKeyAuthentication
 from cohorts.api import ItemErrorOutput
+from cohorts.api_common import ProjectScopedInput, client_projects
 from cohorts.ingestion import BatchResult
 
 from . import mixpanel, segment

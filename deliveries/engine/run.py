@@ -7,7 +7,7 @@ from django.utils import timezone
 from outbound.claims import ClaimLost
 from outbound.runs import run_claim_lost, run_fail, run_skip, run_start
 
-from .. import services
+from .. import selectors, services
 from ..models import SnapshotMember, StagedMember, Sync, SyncRun
 from .commit import finish_run
 from .plan import plan_run
@@ -27,7 +27,8 @@ def sync_run(
     """
     token = services.sync_claim(sync_id=sync_id, require_due=(trigger == "schedule"))
     if token is None:
-        run_skip(model=SyncRun, run_id=run_id, reason="not run: the sync was paused, finished or already running")
+        run_skip(model=SyncRun, run_id=run_id, reason=selectors.sync_not_run_reason(
+            sync_id=sync_id, scheduled=trigger == "schedule"))
         return None
     run = None
     try:

@@ -200,6 +200,9 @@ def test_a_finished_sync_cannot_be_paused_or_resumed(api, cohort, connection):
     sync = SyncFactory(cohort=cohort, connection=connection, mode=Sync.Mode.ONE_TIME, state=Sync.State.FINISHED)
     assert api.post(f"{URL}{sync.pk}/pause/").status_code == 409
     assert api.post(f"{URL}{sync.pk}/resume/").status_code == 409
+    response = api.post(f"{URL}{sync.pk}/refresh/")
+    assert (response.status_code, response.json()) == (
+        409, {"detail": "The sync is finished; a one-time export does not run again."})
 
 
 def test_refresh_makes_the_next_run_a_full_members_load(api, receiver, make_sync):

@@ -368,7 +368,7 @@ def test_a_claimed_message_skips_a_queued_run_until_its_lease_expires(make_messa
 
     assert message_run(message_id=message.pk, run_id=queued.pk) is None
     queued.refresh_from_db()
-    assert queued.status == MessageRun.Status.SKIPPED and "already running" in queued.error_message
+    assert queued.status == MessageRun.Status.SKIPPED and "another run of the message was in progress" in queued.error_message
     assert receiver.requests == []
 
     long_ago = timezone.now() - timedelta(seconds=settings.COHORTSYNC_CLAIM_LEASE_SECONDS + 1)

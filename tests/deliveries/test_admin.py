@@ -6,14 +6,16 @@ import time
 
 import pytest
 from django.contrib.contenttypes.models import ContentType
+from django.core.exceptions import ValidationError
 from django.db import connection as db
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from django_celery_beat.models import PeriodicTask
 
+from deliveries import services
 from deliveries.models import Notification, Sync, SyncRun
 from outbound.models import DeliveryAttempt
-from tests.factories import DeliveryAttemptFactory, SyncFactory, SyncRunFactory, UserFactory
+from tests.factories import ConnectionFactory, DeliveryAttemptFactory, SyncFactory, SyncRunFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -176,3 +178,103 @@ def test_the_old_attempts_address_leads_to_the_core_attempts_list(admin_client):
 
     assert response.status_code == 302
     assert response["Location"] == "/admin/outbound/deliveryattempt/?outcome=problems"
+
+
+# --- Add and change go through the services; internal fields are read-only ---------------------
+
+
+def sync_form(sync_or_cohort, connection, **fields) -> dict:
+    data = {"cohort": sync_or_cohort.pk, "connection": connection.pk, "mode": "dynamic", "interval_minutes": 30,
+            "properties": '["plan"]'}
+    data.update(fields)
+    return data
+
+
+def test_adding_a_sync_goes_through_sync_create_and_it_is_due_at_once(admin_client):
+    other = SyncFactory()  # gives a cohort and a connection of one project
+    cohort, connection = other.cohort, other.connection
+    root = admin_client.session["_auth_user_id"]
+
+    # Internal fields posted by hand are not form fields: they are ignored.
+    response = admin_client.post("/admin/deliveries/sync/add/", sync_form(
+        cohort, connection, state="paused", next_run_at_0="2001-01-01", snapshot_generation=99, force_full="on"))
+
+    assert response.status_code == 302, response.context["adminform"].errors
+    sync = Sync.objects.exclude(pk=other.pk).get()
+    assert sync.state == Sync.State.ACTIVE and sync.snapshot_generation == 0 and not sync.force_full
+    assert sync.next_run_at is not None and sync.next_run_at <= timezone.now()
+    assert sync.properties == ["plan"]
+    assert str(sync.created_by_id) == root
+    assert list(sync.notify_users.values_list("pk", flat=True)) == [int(root)]
+
+
+def test_the_change_page_shows_internal_fields_read_only(admin_client):
+    sync = SyncFactory()
+
+    response = admin_client.get(f"/admin/deliveries/sync/{sync.pk}/change/")
+
+    form = response.context["adminform"].form
+    assert set(form.fields) == {"connection", "interval_minutes", "properties", "notify_users"}
+    html = response.content.decode()
+    for label in ("Snapshot generation", "Next run at", "Claimed until", "Force full"):
+        assert label in html
+
+
+def test_changing_the_connection_goes_through_sync_update(admin_client):
+    sync = SyncFactory()
+    Sync.objects.filter(pk=sync.pk).update(snapshot_generation=7)
+    moved = ConnectionFactory(project=sync.cohort.project)
+
+    response = admin_client.post(f"/admin/deliveries/sync/{sync.pk}/change/",
+                                 sync_form(sync.cohort, moved, properties="[]"))
+
+    assert response.status_code == 302
+    sync.refresh_from_db()
+    assert (sync.connection_id, sync.force_full, sync.snapshot_generation) == (moved.pk, True, 7)
+
+
+def test_a_connection_of_another_project_is_a_form_error(admin_client):
+    sync = SyncFactory()
+
+    response = admin_client.post("/admin/deliveries/sync/add/", sync_form(sync.cohort, ConnectionFactory()))
+
+    assert response.status_code == 200
+    assert "The connection belongs to another project than the cohort." in response.content.decode()
+    assert Sync.objects.count() == 1
+
+
+def test_actions_warn_about_the_syncs_whose_state_refuses_and_say_why(admin_client):
+    active = SyncFactory()
+    finished = SyncFactory(mode=Sync.Mode.ONE_TIME, state=Sync.State.FINISHED, cohort__name="Old export")
+
+    response = admin_client.post("/admin/deliveries/sync/", {"action": "run_now",
+                                                             "_selected_action": [active.pk, finished.pk]},
+                                 follow=True)
+
+    shown = [(m.level_tag, m.message) for m in response.context["messages"]]
+    assert ("info", "Queued 1 run(s).") in shown
+    ((level, text),) = [m for m in shown if m[0] == "warning"]
+    assert text.startswith("1 sync(s) not run: “Old export → ")
+    assert text.endswith("The sync is finished; a one-time export runs once.")
+
+    response = admin_client.post("/admin/deliveries/sync/", {"action": "full_refresh",
+                                                             "_selected_action": [finished.pk]}, follow=True)
+    assert any("not refreshed" in m.message for m in response.context["messages"])
+
+
+def test_a_refusal_the_service_raises_on_save_is_a_form_error(admin_client, monkeypatch):
+    other = SyncFactory()
+
+    def refuse(**fields):
+        # What the form did not check: a field it shows, and one it does not.
+        raise ValidationError({"interval_minutes": "Refused by the service.", "next_run_at": "Not now."})
+
+    monkeypatch.setattr(services, "sync_create", refuse)
+    response = admin_client.post("/admin/deliveries/sync/add/", sync_form(other.cohort, other.connection,
+                                                                           interval_minutes=45))
+
+    assert response.status_code == 200
+    form = response.context["adminform"].form
+    assert form.errors == {"interval_minutes": ["Refused by the service."], "__all__": ["Not now."]}
+    assert form["interval_minutes"].value() == "45"  # what was typed stays
+    assert Sync.objects.count() == 1

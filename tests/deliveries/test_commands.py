@@ -272,14 +272,14 @@ def test_runsync_refused_by_the_receiver_pauses_the_sync(demo_sync, receiver, ma
 def test_runsync_of_a_finished_export_is_an_error(demo_sync):
     Sync.objects.filter(pk=demo_sync.pk).update(mode=Sync.Mode.ONE_TIME, state=Sync.State.FINISHED)
 
-    with pytest.raises(CommandError, match="one-time export that has finished"):
+    with pytest.raises(CommandError, match=r"^Sync \d+: The sync is finished; a one-time export runs once\.$"):
         call("runsync", str(demo_sync.pk))
 
 
 def test_runsync_of_a_sync_claimed_by_a_worker_is_an_error(demo_sync, receiver):
     Sync.objects.filter(pk=demo_sync.pk).update(claimed_until=timezone.now() + timedelta(minutes=5))
 
-    with pytest.raises(CommandError, match="being run by another worker"):
+    with pytest.raises(CommandError, match="not run: another run of the sync was in progress; try again later"):
         call("runsync", str(demo_sync.pk))
 
     assert receiver.requests == []

@@ -169,3 +169,19 @@ def test_a_root_cause_link_opens_the_history_page_that_holds_the_run(member_clie
     assert f'id="run-{oldest.pk}"' in response.content.decode()
     assert "<details open>" in response.content.decode()  # its attempts are unfolded
     assert member_client.get(sync_url(sync) + "?run=oops").context["runs"].number == 1
+
+
+@pytest.mark.parametrize("button, text", [
+    ("run", "The sync is finished; a one-time export runs once."),
+    ("resume", "The sync is finished; a one-time export cannot be resumed."),
+    ("refresh", "The sync is finished; a one-time export does not run again."),
+])
+def test_a_button_the_syncs_state_refuses_says_why_from_the_service(member_client, project, button, text):
+    sync = sync_in(project, mode=Sync.Mode.ONE_TIME, state=Sync.State.FINISHED, next_run_at=None)
+
+    response = member_client.post(sync_url(sync, button), follow=True)
+
+    assert [(m.level_tag, m.message) for m in response.context["messages"]] == [("error", text)]
+    sync.refresh_from_db()
+    assert (sync.state, sync.force_full) == (Sync.State.FINISHED, False)
+    assert not SyncRun.objects.filter(sync=sync).exists()

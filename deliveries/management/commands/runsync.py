@@ -1,8 +1,9 @@
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
-from deliveries import engine, services
+from deliveries import engine, selectors, services
 from deliveries.models import MemberOp, Sync, SyncRun
+from outbound.errors import StateConflict
 from outbound.models import DeliveryAttempt
 
 
@@ -18,21 +19,23 @@ class Command(BaseCommand):
         sync = Sync.objects.select_related("cohort", "connection").filter(pk=sync_id).first()
         if sync is None:
             raise CommandError(f"There is no sync {sync_id}.")
-        if sync.state == Sync.State.PAUSED:
-            if not resume:
-                raise CommandError(
-                    f"Sync {sync_id} is paused ({sync.last_error_message or 'no message'}). "
-                    "Fix the receiver, then run again with --resume."
-                )
-            services.sync_resume(sync=sync)
-            self.stdout.write(f"Resumed sync {sync_id}.")
-        elif sync.state == Sync.State.FINISHED:
-            raise CommandError(f"Sync {sync_id} is a one-time export that has finished; create a new export.")
+        try:
+            if resume:
+                before = sync.state
+                services.sync_resume(sync=sync)
+                if sync.state != before:
+                    self.stdout.write(f"Resumed sync {sync_id}.")
+            services.sync_check_runnable(sync=sync)
+        except StateConflict as exc:
+            if exc.state == Sync.State.PAUSED:  # the CLI's way out: say why, and the flag that resumes
+                raise CommandError(f"Sync {sync_id} is paused ({sync.last_error_message or 'no message'}). "
+                                   "Fix the receiver, then run again with --resume.") from exc
+            raise CommandError(f"Sync {sync_id}: {exc}") from exc
 
         with tqdm(desc=f"sync {sync_id}", unit=" members", disable=None) as bar:
             run = engine.sync_run(sync_id=sync_id, full=full, trigger="cli", progress=bar.update)
         if run is None:
-            raise CommandError(f"Sync {sync_id} is being run by another worker right now; try again later.")
+            raise CommandError(f"Sync {sync_id} {selectors.sync_not_run_reason(sync_id=sync_id)}; try again later.")
         self._report(run)
         if run.status != SyncRun.Status.SUCCEEDED:
             raise CommandError(f"Run {run.session_id} {run.status}: {run.error_message}")
