@@ -309,12 +309,12 @@ class IngestKeyOutput(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-# The answer to a create, for the schema (`create` adds the key to IngestKeyOutput's data).
 class IngestKeyCreatedOutput(IngestKeyOutput):
     key = serializers.CharField(help_text="The key itself: shown only in this answer (only its hash is kept).")
 
-    class Meta(IngestKeyOutput.Meta):  # the inherited read_only_fields cover the model's fields
+    class Meta(IngestKeyOutput.Meta):
         fields = [*IngestKeyOutput.Meta.fields, "key"]
+        read_only_fields = fields
 
 
 class IngestKeyInput(ProjectScopedInput):
