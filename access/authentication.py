@@ -7,10 +7,8 @@ from rest_framework import authentication, exceptions
 
 from .models import ApiKey
 from .selectors import api_key_for_secret
-from .services import api_key_mark_used
+from .services import MAX_KEY_LENGTH, hashed_key_mark_used
 from .throttling import InvalidApiKeyThrottle
-
-MAX_KEY_LENGTH = 200  # a real key is 46 characters; anything far longer is not one
 
 
 class TooManyInvalidKeys(exceptions.Throttled):
@@ -21,17 +19,20 @@ class TooManyInvalidKeys(exceptions.Throttled):
                                f"(at most {settings.COHORTSYNC_INVALID_API_KEY_RATE}).")
 
 
-@dataclass(frozen=True)
-class ApiKeyClient:
-    """`request.user` for a key-authenticated request: the key's project, not a person."""
+class KeyClient:
+    """`request.user` for a request made with a key (a HashedKey): the key's project, not a person."""
 
-    api_key: ApiKey
     is_authenticated = True
     is_anonymous = False
     is_active = True
     is_staff = False
     is_superuser = False
     pk = None
+
+
+@dataclass(frozen=True)
+class ApiKeyClient(KeyClient):
+    api_key: ApiKey
 
     def __str__(self) -> str:
         return f"API key {self.api_key.prefix}… of project {self.api_key.project_id}"
@@ -61,7 +62,7 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
             raise exceptions.AuthenticationFailed("Invalid API key.")
         if api_key.is_revoked:
             raise exceptions.AuthenticationFailed(f"This API key ({api_key.prefix}…) was revoked.")
-        api_key_mark_used(api_key=api_key)
+        hashed_key_mark_used(hashed_key=api_key)
         return ApiKeyClient(api_key), api_key
 
     def authenticate_header(self, request) -> str:

@@ -3,12 +3,12 @@
 import hmac
 
 from .models import ApiKey
-from .services import PREFIX_LENGTH, api_key_hash
+from .services import PREFIX_LENGTH, secret_hash
 
 
 def api_key_for_secret(*, key: str) -> ApiKey | None:
     """The key (revoked or not) whose secret this is, or None."""
-    digest = api_key_hash(key)
+    digest = secret_hash(key)
     for candidate in ApiKey.objects.filter(prefix=key[:PREFIX_LENGTH]).select_related("project"):
         if hmac.compare_digest(candidate.key_hash, digest):
             return candidate

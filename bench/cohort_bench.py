@@ -29,7 +29,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from ingest_rate import EVENT_NAMES, bench_database, event_items, profile_items  # noqa: E402
+from _common import django_on_fresh_database  # noqa: E402
+from ingest_rate import EVENT_NAMES, event_items, profile_items  # noqa: E402
 
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/cohortsync_cohort_bench"
 
@@ -58,7 +59,7 @@ def main() -> None:
                         help="how many of the events go through events_track (the rest are COPYed)")
     options = parser.parse_args()
 
-    bench_database(DEFAULT_DATABASE_URL)
+    django_on_fresh_database(DEFAULT_DATABASE_URL)
     from django.db import connection
 
     from cohorts.ingestion import MAX_BATCH, events_track, profiles_upsert

@@ -18,47 +18,18 @@ beforehand (so the time is validation + merge + write):
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from _common import django_on_fresh_database  # noqa: E402
+
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/cohortsync_ingest_bench"
 PLANS = ["free", "pro", "team"]
 EVENT_NAMES = ["page_view", "signup", "purchase", "login"]
-
-
-def recreate_database(url: str) -> None:
-    import psycopg
-
-    parts = urlsplit(url)
-    name = parts.path.lstrip("/")
-    if "bench" not in name:
-        sys.exit(f"refusing to drop {name!r}: the benchmark database's name must contain 'bench'")
-    admin_url = urlunsplit(parts._replace(path="/postgres"))
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{name}"')
-
-
-def bench_database(default_url: str) -> str:
-    """A fresh benchmark database (DATABASE_URL, else `default_url`), Django set up on it and
-    migrated; returns its URL."""
-    url = os.environ.setdefault("DATABASE_URL", default_url)
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
-    recreate_database(url)
-
-    import django
-
-    django.setup()
-    from django.core.management import call_command
-
-    call_command("migrate", verbosity=0)
-    return url
 
 
 def profile_items(start: int, count: int) -> list[dict]:
@@ -121,7 +92,7 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=200_000)
     options = parser.parse_args()
 
-    url = bench_database(DEFAULT_DATABASE_URL)
+    url = django_on_fresh_database(DEFAULT_DATABASE_URL)
     from cohorts.ingestion import MAX_BATCH, events_track, profiles_upsert
     from cohorts.models import Project
 

@@ -36,7 +36,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from ingest_rate import recreate_database  # noqa: E402 - the other ingestion benchmark's helper
+from _common import django_on_fresh_database  # noqa: E402
 
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/cohortsync_sdk_bench"
 PEOPLE = 20_000
@@ -130,17 +130,9 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=1, help="connections at once, and the worker's threads")
     options = parser.parse_args()
 
-    url = os.environ.setdefault("DATABASE_URL", DEFAULT_DATABASE_URL)
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
-    recreate_database(url)
-
-    import django
-
-    django.setup()
-    from django.core.management import call_command
+    url = django_on_fresh_database(DEFAULT_DATABASE_URL)
     from django.db import connection
 
-    call_command("migrate", verbosity=0)
     from access.services import api_key_create
     from cohorts.models import Event, Project
     from sdk_ingest.models import IngestKey

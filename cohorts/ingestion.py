@@ -17,6 +17,7 @@ import orjson
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import connection as db, transaction
+from django.db.models import QuerySet
 from django.utils import timezone
 
 from .models import IDENTITY_FIELDS, Event, Profile, Project
@@ -358,17 +359,22 @@ def events_prune(*, older_than_days: int | None = None) -> int:
     default), a chunk a statement; returns how many were deleted."""
     days = settings.COHORTSYNC_EVENT_RETENTION_DAYS if older_than_days is None else older_than_days
     cutoff = timezone.now() - timedelta(days=days)
-    deleted = 0
-    while True:
-        # One short statement a chunk (each its own transaction) rather than one huge DELETE.
-        chunk = Event.objects.filter(time__lt=cutoff).values("pk")[:PRUNE_CHUNK]
-        count, _ = Event.objects.filter(pk__in=chunk).delete()
-        deleted += count
-        if count < PRUNE_CHUNK:
-            break
+    deleted = rows_delete_in_chunks(rows=Event.objects.filter(time__lt=cutoff), chunk_size=PRUNE_CHUNK)
     if deleted:
         logger.info("pruned %d events older than %s", deleted, cutoff.isoformat())
     return deleted
+
+
+def rows_delete_in_chunks(*, rows: QuerySet, chunk_size: int) -> int:
+    """Delete these rows, one short statement (each its own transaction) a chunk rather than one
+    huge DELETE that holds its locks for long; returns how many were deleted."""
+    deleted = 0
+    while True:
+        chunk = rows.values("pk")[:chunk_size]
+        count, _ = rows.model._default_manager.filter(pk__in=chunk).delete()
+        deleted += count
+        if count < chunk_size:
+            return deleted
 
 
 # --- Validation shared by profiles and events -------------------------------------------------

@@ -1,57 +1,22 @@
-from django.contrib import admin, messages
-from django.template.response import TemplateResponse
+from django.contrib import admin
+
+from access.admin import HashedKeyAdmin
+from cohorts.admin_scope import ProjectScopedAdmin
 
 from .models import IngestKey
-from .services import ingest_key_create, ingest_key_revoke
+from .services import ingest_key_create
 
 
 @admin.register(IngestKey)
-class IngestKeyAdmin(admin.ModelAdmin):
-    """Adding a key shows it once, on the page that answers the save; only its hash is kept."""
-
+class IngestKeyAdmin(ProjectScopedAdmin, HashedKeyAdmin):
     list_display = ["name", "project", "kind", "prefix", "is_active", "created_by", "created_at", "last_used_at",
                     "revoked_at"]
     list_filter = ["project", "kind", ("revoked_at", admin.EmptyFieldListFilter)]
-    list_select_related = ["project", "created_by"]
-    search_fields = ["name", "prefix"]
-    readonly_fields = ["prefix", "created_by", "created_at", "last_used_at", "revoked_at"]
-    actions = ["revoke"]
+    creation_fields = ["project", "kind", "name"]
+    created_template = "admin/sdk_ingest/ingestkey/created.html"
 
-    def get_fields(self, request, obj=None):
-        if obj is None:
-            return ["project", "kind", "name"]
-        return ["project", "kind", "name", *self.readonly_fields]
+    def key_create(self, request, obj: IngestKey) -> tuple[IngestKey, str]:
+        return ingest_key_create(project=obj.project, kind=obj.kind, name=obj.name, created_by=request.user)
 
-    def get_readonly_fields(self, request, obj=None):
-        return self.readonly_fields if obj is None else ["project", "kind", *self.readonly_fields]
-
-    @admin.display(boolean=True, description="active")
-    def is_active(self, obj: IngestKey) -> bool:
-        return not obj.is_revoked
-
-    def save_model(self, request, obj, form, change):
-        if change:
-            super().save_model(request, obj, form, change)
-            return
-        created, key = ingest_key_create(project=obj.project, kind=obj.kind, name=obj.name, created_by=request.user)
-        # The admin goes on with `obj` (change log, redirect): make it the key just created.
-        obj.pk = created.pk
-        obj.refresh_from_db()
-        obj._state.adding = False
-        request._ingest_key_plaintext = key  # for response_add only; never stored
-
-    def response_add(self, request, obj, post_url_continue=None):
-        key = getattr(request, "_ingest_key_plaintext", None)
-        if key is None:
-            return super().response_add(request, obj, post_url_continue)
-        context = {**self.admin_site.each_context(request), "opts": self.opts, "ingest_key": obj, "key": key,
-                   "title": f"{obj.get_kind_display()} created"}
-        return TemplateResponse(request, "admin/sdk_ingest/ingestkey/created.html", context)
-
-    @admin.action(description="Revoke the selected keys (requests with them are refused at once)")
-    def revoke(self, request, queryset):
-        revoked = 0
-        for ingest_key in queryset.filter(revoked_at__isnull=True):
-            ingest_key_revoke(ingest_key=ingest_key)
-            revoked += 1
-        messages.success(request, f"Revoked {revoked} key(s).")
+    def key_label(self, obj: IngestKey) -> str:
+        return obj.get_kind_display()

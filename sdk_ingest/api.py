@@ -15,6 +15,7 @@ from rest_framework.views import APIView
 
 from access.api import acting_person
 from access.authentication import ApiKeyAuthentication
+from access.services import hashed_key_mark_used, hashed_key_revoke
 from cohorts.api import ItemErrorOutput
 from cohorts.api_common import ProjectScopedInput, client_projects
 from cohorts.ingestion import BatchResult
@@ -24,7 +25,7 @@ from .authentication import MixpanelSecretAuthentication, SegmentWriteKeyAuthent
 from .models import IngestKey
 from .payloads import PayloadInvalid, form_fields, json_value, mixpanel_data_field, ndjson_values, request_body
 from .selectors import ingest_key_for_secret, ingest_key_list
-from .services import ingest_key_create, ingest_key_mark_used, ingest_key_revoke
+from .services import ingest_key_create
 
 
 def _json(body: dict, status: int = 200) -> HttpResponse:
@@ -208,7 +209,7 @@ class _MixpanelTokenView(_MixpanelView):
             if isinstance(token, str) else None
         if ingest_key is None:
             return _status_answer(verbose, "Invalid or revoked project token.", status=401)
-        ingest_key_mark_used(ingest_key=ingest_key)
+        hashed_key_mark_used(hashed_key=ingest_key)
         result = self.ingest(project=ingest_key.project, records=records, token=token)
         if not result.errors:
             return _status_answer(verbose, None)
@@ -348,4 +349,4 @@ class IngestKeyViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewset
                    responses=IngestKeyOutput)
     @action(detail=True, methods=["post"])
     def revoke(self, request, pk=None):
-        return Response(IngestKeyOutput(ingest_key_revoke(ingest_key=self.get_object())).data)
+        return Response(IngestKeyOutput(hashed_key_revoke(hashed_key=self.get_object())).data)

@@ -8,26 +8,17 @@ from dataclasses import dataclass
 
 from rest_framework import authentication, exceptions
 
-from access.authentication import ApiKeyClient
+from access.authentication import ApiKeyClient, KeyClient
 from access.selectors import api_key_for_secret
-from access.services import api_key_mark_used
+from access.services import MAX_KEY_LENGTH, hashed_key_mark_used
 
 from .models import IngestKey
-from .selectors import MAX_KEY_LENGTH, ingest_key_for_secret
-from .services import ingest_key_mark_used
+from .selectors import ingest_key_for_secret
 
 
 @dataclass(frozen=True)
-class IngestKeyClient:
-    """`request.user` for a request made with an ingestion key: the key's project, not a person."""
-
+class IngestKeyClient(KeyClient):
     ingest_key: IngestKey
-    is_authenticated = True
-    is_anonymous = False
-    is_active = True
-    is_staff = False
-    is_superuser = False
-    pk = None
 
     def __str__(self) -> str:
         return f"{self.ingest_key.get_kind_display()} {self.ingest_key.prefix}… of project {self.ingest_key.project_id}"
@@ -51,7 +42,7 @@ def _ingest_key_login(key: str, kind: str, what: str):
     ingest_key = ingest_key_for_secret(key=key, kinds=(kind,))
     if ingest_key is None:
         raise exceptions.AuthenticationFailed(f"Invalid or revoked {what}.")
-    ingest_key_mark_used(ingest_key=ingest_key)
+    hashed_key_mark_used(hashed_key=ingest_key)
     return IngestKeyClient(ingest_key), ingest_key
 
 
@@ -85,7 +76,7 @@ class MixpanelSecretAuthentication(authentication.BaseAuthentication):
         project_id = request.query_params.get("project_id")
         if project_id not in (None, "", str(api_key.project_id)):
             raise exceptions.AuthenticationFailed(f"This key is not one of project {project_id[:20]}.")
-        api_key_mark_used(api_key=api_key)
+        hashed_key_mark_used(hashed_key=api_key)
         return ApiKeyClient(api_key), api_key
 
     def authenticate_header(self, request) -> str:

@@ -1,10 +1,10 @@
-from django.conf import settings
 from django.db import models
 
+from access.models import HashedKey
 from cohorts.models import Project
 
 
-class IngestKey(models.Model):
+class IngestKey(HashedKey):
     """A project's credential for the Segment- and Mixpanel-compatible endpoints. Only a hash of
     the secret is stored; the key is shown once."""
 
@@ -16,28 +16,14 @@ class IngestKey(models.Model):
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="ingest_keys")
     kind = models.CharField(max_length=20, choices=Kind.choices)
     name = models.CharField(max_length=200, help_text="What sends with this key, e.g. “web app”.")
-    # The key's first characters: shown in lists to tell keys apart.
-    prefix = models.CharField(max_length=16, editable=False)
-    # SHA-256 of the whole key, hex: a client sends the key itself (a Mixpanel token even in the
-    # body), so a request finds its key by this hash, through the unique index.
-    key_hash = models.CharField(max_length=64, unique=True, editable=False)
-    created_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
-    )
-    created_at = models.DateTimeField(auto_now_add=True)
-    last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
-    revoked_at = models.DateTimeField(null=True, blank=True, editable=False)
 
-    class Meta:
+    class Meta(HashedKey.Meta):
+        # A client sends the key itself (a Mixpanel token even in the body): a request finds its
+        # key by the key's hash, through the unique index on key_hash.
         verbose_name = "SDK ingestion key"
-        ordering = ["-created_at", "-id"]
 
     def __str__(self) -> str:
         return f"{self.name} ({self.get_kind_display()}, {self.prefix}…)"
-
-    @property
-    def is_revoked(self) -> bool:
-        return self.revoked_at is not None
 
 
 class ReceivedInsertId(models.Model):

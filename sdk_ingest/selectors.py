@@ -2,12 +2,10 @@
 
 from django.db.models import QuerySet
 
-from access.services import api_key_hash
+from access.services import MAX_KEY_LENGTH, secret_hash
 from cohorts.models import Project
 
 from .models import IngestKey
-
-MAX_KEY_LENGTH = 200  # our keys are under 50 characters; anything far longer is not one
 
 
 def ingest_key_for_secret(*, key: str, kinds: tuple[str, ...]) -> IngestKey | None:
@@ -16,7 +14,7 @@ def ingest_key_for_secret(*, key: str, kinds: tuple[str, ...]) -> IngestKey | No
         return None
     # Found by the hash of what the client sent (unique index): nothing compares the secret itself.
     return (IngestKey.objects.select_related("project")
-            .filter(key_hash=api_key_hash(key), kind__in=kinds, revoked_at__isnull=True).first())
+            .filter(key_hash=secret_hash(key), kind__in=kinds, revoked_at__isnull=True).first())
 
 
 def ingest_key_list(*, projects: QuerySet[Project]) -> QuerySet[IngestKey]:

@@ -2,17 +2,15 @@
 idempotent (Mixpanel `$insert_id`, Segment `messageId`)."""
 
 import logging
-import secrets
 from collections.abc import Sequence
 from datetime import timedelta
 
 from django.conf import settings
 from django.db import connection as db, transaction
-from django.db.models import Q
 from django.utils import timezone
 
-from access.services import LAST_USED_RESOLUTION, api_key_hash
-from cohorts.ingestion import BatchResult, ItemError, events_track
+from access.services import hashed_key_create
+from cohorts.ingestion import PRUNE_CHUNK, BatchResult, ItemError, events_track, rows_delete_in_chunks
 from cohorts.models import Project
 
 from .models import IngestKey, ReceivedInsertId
@@ -27,7 +25,6 @@ KEY_MARKERS = {
 }
 PREFIX_LENGTH = 12
 MAX_INSERT_ID_LENGTH = ReceivedInsertId._meta.get_field("insert_id").max_length
-PRUNE_CHUNK = 10_000
 _SQLITE_CLAIM_CHUNK = 300  # rows a statement: 3 parameters each, under SQLite's variable limit
 
 
@@ -45,29 +42,10 @@ def insert_id_problem(value) -> str | None:
 def ingest_key_create(*, project: Project, kind: str, name: str, created_by=None) -> tuple[IngestKey, str]:
     """Issue a write key, project token or project secret; returns the stored key and the
     plaintext, which is never stored."""
-    key = KEY_MARKERS[IngestKey.Kind(kind)] + secrets.token_urlsafe(24)
-    ingest_key = IngestKey(project=project, kind=kind, name=name, prefix=key[:PREFIX_LENGTH],
-                           key_hash=api_key_hash(key), created_by=created_by)
-    ingest_key.full_clean()
-    ingest_key.save()
+    marker = KEY_MARKERS[IngestKey.Kind(kind)]
+    ingest_key = IngestKey(project=project, kind=kind, name=name, created_by=created_by)
+    key = hashed_key_create(hashed_key=ingest_key, marker=marker, token_bytes=24, prefix_length=PREFIX_LENGTH)
     return ingest_key, key
-
-
-def ingest_key_revoke(*, ingest_key: IngestKey) -> IngestKey:
-    """Revoke at once: the next request with this key is refused. Revoking twice keeps the first time."""
-    IngestKey.objects.filter(pk=ingest_key.pk, revoked_at__isnull=True).update(revoked_at=timezone.now())
-    ingest_key.refresh_from_db()
-    return ingest_key
-
-
-def ingest_key_mark_used(*, ingest_key: IngestKey) -> None:
-    now = timezone.now()
-    if ingest_key.last_used_at is not None and now - ingest_key.last_used_at < LAST_USED_RESOLUTION:
-        return
-    IngestKey.objects.filter(pk=ingest_key.pk).filter(
-        Q(last_used_at__isnull=True) | Q(last_used_at__lt=now - LAST_USED_RESOLUTION)
-    ).update(last_used_at=now)
-    ingest_key.last_used_at = now
 
 
 def events_track_once(*, project: Project, items: Sequence[dict], insert_ids: Sequence[str | None]) -> BatchResult:
@@ -128,13 +106,8 @@ def insert_ids_prune() -> int:
     """Forget event ids received before the retention window (COHORTSYNC_EVENT_RETENTION_DAYS):
     an event that old is refused anyway. Returns how many were deleted."""
     cutoff = timezone.now() - timedelta(days=settings.COHORTSYNC_EVENT_RETENTION_DAYS)
-    deleted = 0
-    while True:
-        chunk = ReceivedInsertId.objects.filter(received_at__lt=cutoff).values("pk")[:PRUNE_CHUNK]
-        count, _ = ReceivedInsertId.objects.filter(pk__in=chunk).delete()
-        deleted += count
-        if count < PRUNE_CHUNK:
-            break
+    deleted = rows_delete_in_chunks(rows=ReceivedInsertId.objects.filter(received_at__lt=cutoff),
+                                    chunk_size=PRUNE_CHUNK)
     if deleted:
         logger.info("pruned %d event ids received before %s", deleted, cutoff.isoformat())
     return deleted

@@ -11,7 +11,7 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from access.models import ApiKey
-from access.services import api_key_create, api_key_revoke
+from access.services import api_key_create, hashed_key_revoke
 from tests.api.conftest import key_client
 from tests.factories import CohortFactory, ConnectionFactory, ProjectFactory, UserFactory
 
@@ -84,15 +84,15 @@ def test_invalid_keys_are_throttled_per_address(api, settings):
 
 def test_a_revoked_key_is_refused_at_once(api):
     assert api.get(CONNECTIONS).status_code == 200
-    api_key_revoke(api_key=api.api_key)
+    hashed_key_revoke(hashed_key=api.api_key)
     response = api.get(CONNECTIONS)
     assert response.status_code == 401
     assert response.json()["detail"] == f"This API key ({api.api_key.prefix}…) was revoked."
 
 
 def test_revoking_twice_keeps_the_first_time(api):
-    first = api_key_revoke(api_key=api.api_key).revoked_at
-    assert api_key_revoke(api_key=api.api_key).revoked_at == first
+    first = hashed_key_revoke(hashed_key=api.api_key).revoked_at
+    assert hashed_key_revoke(hashed_key=api.api_key).revoked_at == first
 
 
 def test_other_schemes_are_not_taken_for_keys(db):

@@ -1,5 +1,5 @@
 """Staff who are not superusers see, change and choose only their projects' objects in the admin
-(access/admin_scope.py, applied to every ModelAdmin)."""
+(cohorts/admin_scope.py, applied to every ModelAdmin)."""
 
 import pytest
 from django.contrib.auth.models import Permission
@@ -95,3 +95,15 @@ def test_superusers_see_everything(client, ours, theirs):
     ConnectionFactory(project=theirs, name="their-hook")
 
     assert "their-hook" in client.get("/admin/integrations/connection/").content.decode()
+
+
+def test_ingestion_keys_are_listed_only_for_the_staffs_projects(staff_client, ours, theirs):
+    from sdk_ingest.services import ingest_key_create
+
+    ingest_key_create(project=ours, kind="segment_write_key", name="our-write-key")
+    theirs_key, _ = ingest_key_create(project=theirs, kind="segment_write_key", name="their-write-key")
+
+    html = staff_client.get("/admin/sdk_ingest/ingestkey/").content.decode()
+
+    assert "our-write-key" in html and "their-write-key" not in html
+    assert staff_client.get(f"/admin/sdk_ingest/ingestkey/{theirs_key.pk}/change/").status_code in (302, 404)

@@ -10,9 +10,10 @@ from urllib.parse import urlencode
 import pytest
 from django.test import Client
 
+from access.services import hashed_key_revoke
 from cohorts.models import Event, Profile
 from sdk_ingest.models import IngestKey, ReceivedInsertId
-from sdk_ingest.services import ingest_key_create, ingest_key_revoke, insert_ids_prune
+from sdk_ingest.services import ingest_key_create, insert_ids_prune
 from tests.api.conftest import key_client
 
 NOW = lambda: datetime.now(tz=UTC)  # noqa: E731
@@ -105,7 +106,7 @@ def test_segment_gzip_body_and_its_bomb(client, ingest_project, write_key):
 
 def test_segment_credentials(client, ingest_project, write_key):
     revoked, revoked_key = ingest_key_create(project=ingest_project, kind=IngestKey.Kind.SEGMENT_WRITE_KEY, name="x")
-    ingest_key_revoke(ingest_key=revoked)
+    hashed_key_revoke(hashed_key=revoked)
     token = ingest_key_create(project=ingest_project, kind=IngestKey.Kind.MIXPANEL_TOKEN, name="x")[1]
     for key in (revoked_key, token, "nope"):
         answer = _segment(client, "/v1/identify", {"userId": "ada"}, key)
