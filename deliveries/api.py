@@ -13,6 +13,7 @@ from integrations.models import Connection
 from outbound import policy
 from outbound.api import DeliveryAttemptOutput
 
+from .engine.preview import sync_preview
 from .models import Sync, SyncRun
 from .selectors import sync_list, sync_run_list, sync_run_with_attempts
 from .services import sync_create, sync_pause, sync_request_full_refresh, sync_request_run, sync_resume
@@ -82,6 +83,27 @@ class SyncRunDetailOutput(SyncRunOutput):
         read_only_fields = fields
 
 
+class FirstPageOutput(serializers.Serializer):
+    action = serializers.CharField()
+    url = serializers.CharField()
+    headers = serializers.DictField(child=serializers.CharField(),
+                                    help_text="As the first try would send them; secret values masked.")
+    body = serializers.CharField(help_text="The page's body exactly as it would be sent.")
+    members = serializers.IntegerField()
+
+
+class RunPreviewOutput(serializers.Serializer):
+    kind = ChoiceField(choices=SyncRun.Kind.choices)
+    reason = serializers.CharField(help_text="Why this kind: first run, full refresh, snapshot expired, diff.")
+    members_count = serializers.IntegerField()
+    adds_count = serializers.IntegerField()
+    removes_count = serializers.IntegerField()
+    total_pages = serializers.IntegerField()
+    pages = serializers.DictField(child=serializers.IntegerField(), help_text="Pages per action.")
+    first_page = FirstPageOutput(allow_null=True)
+    error = serializers.CharField(help_text="Set when the payload template cannot render (the run would pause).")
+
+
 # --- Views ------------------------------------------------------------------------------
 
 
@@ -127,6 +149,12 @@ class SyncViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Destr
         run = sync_request_run(sync=sync, trigger="api")
         location = reverse("api:run-detail", kwargs={"pk": run.pk})
         return Response(SyncRunOutput(run).data, status=status.HTTP_202_ACCEPTED, headers={"Location": location})
+
+    @extend_schema(summary="Preview the next run (dry run)", request=None, responses=RunPreviewOutput)
+    @action(detail=True, methods=["post"])
+    def preview(self, request, pk=None):
+        """What the next run would send: kind, counts, pages and the first page. Sends nothing, changes nothing."""
+        return Response(RunPreviewOutput(sync_preview(sync=self.get_object())).data)
 
     @extend_schema(summary="Pause", request=None, responses={200: SyncOutput, 409: CONFLICT})
     @action(detail=True, methods=["post"])

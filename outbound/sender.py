@@ -201,3 +201,17 @@ def parse_retry_after(value: str | None) -> float | None:
     if when.tzinfo is None:
         when = when.replace(tzinfo=timezone.utc)
     return max(0.0, (when - datetime.now(timezone.utc)).total_seconds())
+
+
+MASKED = "••••••••"
+
+
+def masked_request_headers(destination: Destination, body: bytes, page_id: str) -> dict[str, str]:
+    """The headers one try of this request would carry, with every secret value masked (a dry run shows them).
+
+    Custom header values are write-only secrets like the credentials; the signature is masked too.
+    """
+    request = page_request(destination, body, page_id, datetime.now(timezone.utc)).prepare()
+    secret_names = {"authorization", "x-api-key", "webhook-signature", *(name.lower() for name, _ in destination.headers)}
+    headers = {"User-Agent": USER_AGENT, **request.headers}
+    return {name: MASKED if name.lower() in secret_names else value for name, value in headers.items()}

@@ -12,6 +12,7 @@ urlpatterns = [
     path("syncs/<int:sync_id>/resume/", views.sync_resume, name="sync-resume"),
     path("syncs/<int:sync_id>/run/", views.sync_run_now, name="sync-run"),
     path("syncs/<int:sync_id>/refresh/", views.sync_full_refresh, name="sync-refresh"),
+    path("syncs/<int:sync_id>/preview/", views.sync_preview_next_run, name="sync-preview"),
     path("messages/<int:message_id>/", views.message_detail, name="message"),
     path("messages/<int:message_id>/run/", views.message_run_now, name="message-run"),
     path("messages/<int:message_id>/pause/", views.message_pause, name="message-pause"),

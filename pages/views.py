@@ -24,6 +24,7 @@ from campaigns.models import Message
 from cohorts import selectors as cohort_selectors
 from cohorts.charts import size_chart
 from deliveries import selectors, services
+from deliveries.engine.preview import sync_preview
 from deliveries.models import Sync
 
 RUNS_PER_PAGE = 20
@@ -85,6 +86,14 @@ def sync_full_refresh(request: HttpRequest, sync_id: int) -> HttpResponse:
     services.sync_request_full_refresh(sync=sync)
     messages.success(request, "The next run sends the whole cohort (members).")
     return redirect("deliveries:sync", sync_id=sync.pk)
+
+
+@require_POST
+@login_required
+def sync_preview_next_run(request: HttpRequest, sync_id: int) -> HttpResponse:
+    """A dry run: POST because it stages the cohort (work, though nothing changes)."""
+    sync = _visible_sync(request, sync_id)
+    return render(request, "deliveries/sync_preview.html", {"sync": sync, "preview": sync_preview(sync=sync)})
 
 
 def _visible_sync(request: HttpRequest, sync_id: int) -> Sync:

@@ -35,12 +35,7 @@ def _send_pages(*, run, sync, page_plans, token, progress, render, destination, 
         for plan in page_plans:
             for rows in stream_pages(run=run, plan=plan, properties=properties):
                 page_count += 1
-                context = payloads.PageContext(
-                    action=ACTIONS[plan.op], project_id=str(sync.cohort.project_id), cohort_id=str(sync.cohort_id),
-                    cohort_name=sync.cohort.name, cohort_description=sync.cohort.description,
-                    session_id=str(run.session_id), page_id=payloads.page_id(run.session_id, page_count),
-                    page_count=page_count, total_pages=run.total_pages, computed_time=int(run.started_at.timestamp()),
-                )
+                context = page_context(run=run, sync=sync, plan=plan, page_count=page_count)
                 try:
                     body = render(context, rows, properties)
                 except PayloadTemplateError as exc:
@@ -56,6 +51,16 @@ def _send_pages(*, run, sync, page_plans, token, progress, render, destination, 
                 if progress:
                     progress(len(rows))
     return Verdict(Outcome.SUCCESS, notes)
+
+
+def page_context(*, run: SyncRun, sync: Sync, plan: PagePlan, page_count: int) -> payloads.PageContext:
+    """What a page says about itself besides its members (shared with engine.preview)."""
+    return payloads.PageContext(
+        action=ACTIONS[plan.op], project_id=str(sync.cohort.project_id), cohort_id=str(sync.cohort_id),
+        cohort_name=sync.cohort.name, cohort_description=sync.cohort.description,
+        session_id=str(run.session_id), page_id=payloads.page_id(run.session_id, page_count),
+        page_count=page_count, total_pages=run.total_pages, computed_time=int(run.started_at.timestamp()),
+    )
 
 
 def send_page(*, session, destination: Destination, run: SyncRun, body: bytes, action: str, page_number: int,
