@@ -14,7 +14,7 @@ from access.api import MAX_ID, ChoiceField, Conflict, ScopedPrimaryKeyRelatedFie
 from access.schema import ErrorOutput
 from cohorts.models import Cohort
 from integrations.models import Connection
-from outbound.api import DeliveryAttemptOutput
+from outbound.api import AUTO_PAUSE_OUTPUT_FIELDS, AutoPauseInput, DeliveryAttemptOutput
 from outbound.models import DeliveryAttempt
 
 from . import policy
@@ -58,11 +58,12 @@ class MessageOutput(serializers.ModelSerializer):
         model = Message
         fields = ["id", "name", "cohort", "connection", "schedule", "cadence", "interval", "time_of_day", "timezone",
                   "days_of_week", "day_of_month", "limit_count", "limit_days", "properties", "state",
-                  "last_error_message", "last_error_status", "paused_at", "next_run_at", "created_at", "updated_at"]
+                  "last_error_message", "last_error_status", "paused_at", "next_run_at", "created_at", "updated_at",
+                  *AUTO_PAUSE_OUTPUT_FIELDS]
         read_only_fields = fields
 
 
-class MessageUpdateInput(serializers.Serializer):
+class MessageUpdateInput(AutoPauseInput):
     name = serializers.CharField(max_length=200, required=False)
     connection = ScopedPrimaryKeyRelatedField(
         queryset=Connection.objects.all(), required=False,

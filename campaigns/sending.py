@@ -312,19 +312,19 @@ def _send_batch(*, session, destination: Destination, run: MessageRun, batch_num
 
 
 def finish_message_run(*, run: MessageRun, message: Message, verdict: Verdict) -> None:
-    from .services import message_pause  # services queue runs of this module's function
+    # services queue runs of this module's function
+    from .services import message_pause, message_record_failure, message_record_success
 
     now = timezone.now()
     if verdict.outcome is Outcome.SUCCESS:
         status = MessageRun.Status.SUCCEEDED
-        Message.objects.filter(pk=message.pk).update(last_error_message="", last_error_status=None)
+        message_record_success(message=message)
     elif verdict.outcome is Outcome.PAUSE:
         status = MessageRun.Status.PAUSED
         message_pause(message=message, reason=verdict.message, status=verdict.code)
     else:
-        status = MessageRun.Status.FAILED
-        Message.objects.filter(pk=message.pk).update(last_error_message=verdict.message,
-                                                     last_error_status=verdict.code)
+        auto_paused = message_record_failure(message=message, reason=verdict.message, status=verdict.code)
+        status = MessageRun.Status.PAUSED if auto_paused else MessageRun.Status.FAILED
     MessageRun.objects.filter(pk=run.pk).update(status=status, finished_at=now, error_message=verdict.message,
                                                 http_status=verdict.code if verdict.outcome is not Outcome.SUCCESS
                                                 else None)

@@ -54,7 +54,7 @@ class SyncAdmin(ProjectScopedAdmin, RunSubjectAdmin):
     # Paused first, then failing, then the rest, newest first within each (outbound.health).
     ordering = [ATTENTION.asc(), "-id"]
     readonly_fields = ["snapshot_at", "snapshot_size", "claimed_until", "paused_at", "last_error_message",
-                       "last_error_status", "status_page"]
+                       "last_error_status", "status_page", "consecutive_failed_runs", "failing_since"]
     filter_horizontal = ["notify_users"]
     actions = ["run_now", "pause", "resume", "full_refresh"]
 

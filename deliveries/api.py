@@ -11,12 +11,19 @@ from access.schema import ErrorOutput
 from cohorts.models import Cohort
 from integrations.models import Connection
 from outbound import policy
-from outbound.api import DeliveryAttemptOutput
+from outbound.api import AUTO_PAUSE_OUTPUT_FIELDS, AutoPauseInput, DeliveryAttemptOutput
 
 from .engine.preview import sync_preview
 from .models import Sync, SyncRun
 from .selectors import sync_list, sync_run_list, sync_run_with_attempts
-from .services import sync_create, sync_pause, sync_request_full_refresh, sync_request_run, sync_resume
+from .services import (
+    sync_create,
+    sync_pause,
+    sync_request_full_refresh,
+    sync_request_run,
+    sync_resume,
+    sync_set_auto_pause,
+)
 
 API_PAUSE_MESSAGE = "paused through the API"
 CONFLICT = OpenApiResponse(ErrorOutput, "The sync is not in a state that allows this.")
@@ -38,11 +45,11 @@ class SyncOutput(serializers.ModelSerializer):
         model = Sync
         fields = ["id", "cohort", "connection", "mode", "interval_minutes", "properties", "state",
                   "last_error_message", "last_error_status", "paused_at", "snapshot_at", "snapshot_size",
-                  "next_run_at", "force_full", "created_at", "updated_at"]
+                  "next_run_at", "force_full", "created_at", "updated_at", *AUTO_PAUSE_OUTPUT_FIELDS]
         read_only_fields = fields
 
 
-class SyncInput(serializers.Serializer):
+class SyncInput(AutoPauseInput):
     cohort = ScopedPrimaryKeyRelatedField(queryset=Cohort.objects.all())
     connection = ScopedPrimaryKeyRelatedField(queryset=Connection.objects.all(),
                                               help_text="A connection of the cohort's project.")
@@ -136,6 +143,14 @@ class SyncViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Destr
         data.is_valid(raise_exception=True)
         sync = sync_create(**data.validated_data, created_by=acting_person(request))
         return Response(SyncOutput(sync).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(summary="Change a sync's auto-pause limits", request=AutoPauseInput, responses=SyncOutput)
+    def partial_update(self, request, pk=None):
+        """Only the auto-pause overrides change; null falls back to the settings' defaults."""
+        sync = self.get_object()
+        data = AutoPauseInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        return Response(SyncOutput(sync_set_auto_pause(sync=sync, **data.validated_data)).data)
 
     @extend_schema(summary="Run now", request=None, responses={202: SyncRunOutput, 409: CONFLICT})
     @action(detail=True, methods=["post"])

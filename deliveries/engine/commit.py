@@ -36,7 +36,7 @@ def finish_run(*, run: SyncRun, sync: Sync, verdict: Verdict, token) -> None:
             status=SyncRun.Status.FAILED, finished_at=now, error_message=verdict.message, http_status=verdict.code
         )
         run.status = SyncRun.Status.FAILED
-        services.sync_record_failure(sync=sync, message=verdict.message, status=verdict.code)
+        services.sync_record_failure(sync=sync, message=verdict.message, status=verdict.code, run=run)
     run.finished_at = now
     run.error_message = verdict.message
     sync_run_finished.send(sender=SyncRun, sync_id=sync.pk, run_id=run.pk, status=run.status)
