@@ -21,6 +21,7 @@ from django.utils import timezone
 from cohorts.models import IDENTITY_FIELDS, Profile
 from cohorts.selectors import cohort_membership
 from outbound.ids import request_id
+from outbound.limits import ReceiverBusy, run_slot
 from outbound.policy import Outcome, Verdict
 from outbound.records import AttemptRecords
 from outbound.runs import run_fail, run_skip, run_start
@@ -278,7 +279,7 @@ def deliver_batches(*, run: MessageRun, message: Message) -> Verdict:
     batch_number = consecutive_failures = 0
     last_failure: Verdict | None = None
     try:
-        with open_session() as session:
+        with run_slot(destination.limits), open_session() as session:  # the connection's concurrent-run limit
             for recipients in stream_batches(run=run):
                 batch_number += 1
                 verdict = _send_batch(session=session, destination=destination, run=run, batch_number=batch_number,
@@ -293,6 +294,8 @@ def deliver_batches(*, run: MessageRun, message: Message) -> Verdict:
                 last_failure = verdict
                 if verdict.outcome is Outcome.PAUSE or consecutive_failures >= policy.MAX_CONSECUTIVE_FAILED_BATCHES:
                     break
+    except ReceiverBusy as exc:
+        last_failure = Verdict(Outcome.TRANSIENT, str(exc))
     finally:
         records.flush()  # also when a batch raised: what was sent stays marked sent
     return last_failure or Verdict(Outcome.SUCCESS)

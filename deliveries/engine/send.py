@@ -2,6 +2,7 @@
 
 from integrations import payloads
 from integrations.templating import PayloadTemplateError
+from outbound.limits import ReceiverBusy, run_slot
 from outbound.policy import Outcome, Verdict
 from outbound.sender import Destination, open_session, post_with_retries
 
@@ -22,8 +23,11 @@ def deliver_run(*, run: SyncRun, sync: Sync, page_plans: list[PagePlan], token, 
     properties = tuple(sync.properties or ())
     records = RunRecords(run)
     try:
-        return _send_pages(run=run, sync=sync, page_plans=page_plans, token=token, progress=progress,
-                           render=render, destination=destination, properties=properties, records=records)
+        with run_slot(destination.limits):  # the connection's concurrent-run limit (outbound.limits)
+            return _send_pages(run=run, sync=sync, page_plans=page_plans, token=token, progress=progress,
+                               render=render, destination=destination, properties=properties, records=records)
+    except ReceiverBusy as exc:
+        return Verdict(Outcome.TRANSIENT, str(exc))
     finally:
         records.flush()  # also when a page raised: what was tried stays on record
 
