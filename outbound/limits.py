@@ -202,10 +202,15 @@ def wait_for_turn(limits: ReceiverLimits) -> float:
         return 0.0
     _renew_held_slot(limits.connection_id)
     rate = limits.max_requests_per_second
-    wait = store().reserve(limits.connection_id, 1.0 / rate if rate else 0.0)
-    if wait > 0:
+    backend = store()
+    waited = 0.0
+    wait = backend.reserve(limits.connection_id, 1.0 / rate if rate else 0.0)
+    while wait > 0:
         time.sleep(wait)
-    return wait
+        waited += wait
+        # A Retry-After may have come in while this try slept for its turn: look again (a read).
+        wait = backend.reserve(limits.connection_id, 0.0)
+    return waited
 
 
 def hold_off(limits: ReceiverLimits, retry_after: float) -> None:
