@@ -279,7 +279,7 @@ def deliver_batches(*, run: MessageRun, message: Message) -> Verdict:
     batch_number = consecutive_failures = 0
     last_failure: Verdict | None = None
     try:
-        with run_slot(destination.limits), open_session() as session:  # the connection's concurrent-run limit
+        with run_slot(destination.receiver_limits), open_session() as session:  # the connection's concurrent-run limit
             for recipients in stream_batches(run=run):
                 batch_number += 1
                 verdict = _send_batch(session=session, destination=destination, run=run, batch_number=batch_number,

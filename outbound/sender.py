@@ -58,7 +58,7 @@ class Destination:
         )
 
     @property
-    def limits(self) -> limits.ReceiverLimits:
+    def receiver_limits(self) -> limits.ReceiverLimits:
         return limits.ReceiverLimits(self.connection_id, self.max_requests_per_second, self.max_concurrent_runs)
 
 
@@ -156,10 +156,10 @@ def post_with_retries(
         attempt += 1
         if before_try is not None:
             before_try(attempt)
-        limits.wait_for_turn(destination.limits)  # the connection's rate and any receiver's Retry-After
+        limits.wait_for_turn(destination.receiver_limits)  # the connection's rate and any receiver's Retry-After
         result = post_page(session, destination, body, page_id)
         if result.retry_after is not None and result.verdict.outcome is Outcome.TRANSIENT:
-            limits.hold_off(destination.limits, result.retry_after)  # every sender on the connection waits
+            limits.hold_off(destination.receiver_limits, result.retry_after)  # every sender on the connection waits
         if record is not None:
             record(attempt, result)
         page_attempted.send(sender=Destination, connection_id=destination.connection_id, attempt=attempt,

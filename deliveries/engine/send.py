@@ -23,7 +23,7 @@ def deliver_run(*, run: SyncRun, sync: Sync, page_plans: list[PagePlan], token, 
     properties = tuple(sync.properties or ())
     records = RunRecords(run)
     try:
-        with run_slot(destination.limits):  # the connection's concurrent-run limit (outbound.limits)
+        with run_slot(destination.receiver_limits):  # the connection's concurrent-run limit (outbound.limits)
             return _send_pages(run=run, sync=sync, page_plans=page_plans, token=token, progress=progress,
                                render=render, destination=destination, properties=properties, records=records)
     except ReceiverBusy as exc:

@@ -37,13 +37,18 @@ def without_ids(body: str) -> dict:
     return page
 
 
-def test_a_first_run_preview_shows_the_members_and_the_first_page_exactly_as_sent(receiver, make_sync):
+def test_a_first_run_preview_shows_the_members_and_the_first_page_exactly_as_sent(
+    receiver, make_sync, django_capture_on_commit_callbacks,
+):
     sync = make_sync(members=["a", "b", "c"])
     sync.connection.page_size = 2
     sync.connection.save()
     before = state_of(sync)
 
-    preview = sync_preview(sync=sync)
+    with django_capture_on_commit_callbacks() as callbacks:
+        preview = sync_preview(sync=sync)
+
+    assert callbacks == []  # the cohort size it staged told no follower (messages, alerts)
 
     assert (preview.kind, preview.reason) == (SyncRun.Kind.FULL, "first run")
     assert (preview.members_count, preview.adds_count, preview.removes_count) == (3, 0, 0)
