@@ -191,7 +191,9 @@ def alerts_evaluate_sync(*, sync_id: int, run_id: int | None = None) -> list[Ale
     `sync_paused` holds while the sync is paused. `sync_failing` holds while its newest N
     finished runs all failed (N = threshold; queued, running and skipped runs are ignored).
     A run that paused the sync counts as not failed: the pause has its own alert kind, and
-    a paused sync runs no more until someone resumes it. `run_id` is the run that finished;
+    a paused sync runs no more until someone resumes it. So does the run that auto-paused it
+    (outbound.autopause): it reads "Paused the sync", and `sync_paused` reports the reason.
+    `run_id` is the run that finished;
     the root cause is read from the runs themselves (a late task sees the same picture).
     """
     alerts = list(_active_alerts().filter(sync_id=sync_id, kind__in=SYNC_KINDS))

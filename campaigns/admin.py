@@ -81,6 +81,7 @@ class MessageAdmin(ProjectScopedAdmin, RunSubjectAdmin):
     # Enter in a field submits the form's first button: with the Save row on top, that is Save, not "Send test".
     save_on_top = True
     readonly_fields = ["state", "paused_at", "last_error_message", "last_error_status", "next_run_at", "created_by",
+                       "consecutive_failed_runs", "failing_since",
                        "send_test_button"]
 
     fieldsets = [
@@ -92,8 +93,11 @@ class MessageAdmin(ProjectScopedAdmin, RunSubjectAdmin):
         ("Recurring limit", {"fields": ["limit_count", "limit_days"],
                              "description": "Recurring messages only: each user gets at most this many messages in "
                                             "any window of this many days."}),
+        ("Auto-pause", {"fields": ["auto_pause_failed_runs", "auto_pause_hours"],
+                        "description": "Empty: the defaults in settings; 0: that rule is off."}),
     ]
     status_fieldset = ("Status", {"fields": ["state", "paused_at", "last_error_message", "last_error_status",
+                                             "consecutive_failed_runs", "failing_since",
                                              "next_run_at", "created_by", "send_test_button"]})
 
     def get_fieldsets(self, request, obj=None):

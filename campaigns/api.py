@@ -22,7 +22,13 @@ from cohorts.api_common import (
 )
 from cohorts.models import Cohort
 from integrations.models import Connection
-from outbound.api import AttemptHistoryViewSet, DeliveryAttemptOutput, TestSendOutput
+from outbound.api import (
+    AUTO_PAUSE_OUTPUT_FIELDS,
+    AttemptHistoryViewSet,
+    AutoPauseInput,
+    DeliveryAttemptOutput,
+    TestSendOutput,
+)
 
 from . import policy
 from .models import Message, MessageRun
@@ -65,11 +71,12 @@ class MessageOutput(serializers.ModelSerializer):
         model = Message
         fields = ["id", "name", "cohort", "connection", "schedule", "cadence", "interval", "time_of_day", "timezone",
                   "days_of_week", "day_of_month", "limit_count", "limit_days", "properties", "state",
-                  "last_error_message", "last_error_status", "paused_at", "next_run_at", "created_at", "updated_at"]
+                  "last_error_message", "last_error_status", "paused_at", "next_run_at", "created_at", "updated_at",
+                  *AUTO_PAUSE_OUTPUT_FIELDS]
         read_only_fields = fields
 
 
-class MessageUpdateInput(serializers.Serializer):
+class MessageUpdateInput(AutoPauseInput):
     name = serializers.CharField(max_length=200, required=False)
     connection = ScopedPrimaryKeyRelatedField(
         queryset=Connection.objects.all(), required=False,

@@ -22,6 +22,7 @@ from cohorts.models import IDENTITY_FIELDS, Profile
 from cohorts.selectors import cohort_membership
 from outbound.claims import ClaimLost, claim_release, claim_renew, claim_take
 from outbound.ids import request_id
+from outbound.limits import ReceiverBusy, run_slot
 from outbound.policy import Outcome, Verdict
 from outbound.records import AttemptRecords
 from outbound.runs import run_claim_lost, run_fail, run_finish, run_skip, run_start
@@ -304,7 +305,7 @@ def deliver_batches(*, run: MessageRun, message: Message, token: uuid.UUID) -> V
     batch_number = consecutive_failures = 0
     last_failure: Verdict | None = None
     try:
-        with open_session() as session:
+        with run_slot(destination.receiver_limits), open_session() as session:  # the connection's concurrent-run limit
             for recipients in stream_batches(run=run):
                 batch_number += 1
                 verdict = _send_batch(session=session, destination=destination, run=run, batch_number=batch_number,
@@ -319,6 +320,8 @@ def deliver_batches(*, run: MessageRun, message: Message, token: uuid.UUID) -> V
                 last_failure = verdict
                 if verdict.outcome is Outcome.PAUSE or consecutive_failures >= policy.MAX_CONSECUTIVE_FAILED_BATCHES:
                     break
+    except ReceiverBusy as exc:
+        last_failure = Verdict(Outcome.TRANSIENT, str(exc))
     finally:
         records.flush()  # also when a batch raised: what was sent stays marked sent
     return last_failure or Verdict(Outcome.SUCCESS)
@@ -338,13 +341,17 @@ def _send_batch(*, session, destination: Destination, run: MessageRun, batch_num
 
 
 def finish_message_run(*, run: MessageRun, message: Message, verdict: Verdict) -> None:
-    from .services import message_pause  # services queue runs of this module's function
+    # services queue runs of this module's function
+    from .services import message_pause, message_record_failure, message_record_success
 
-    def record_error(text: str, status: int | None) -> None:
-        Message.objects.filter(pk=message.pk).update(last_error_message=text, last_error_status=status)
+    def failed() -> None:
+        if message_record_failure(message=message, reason=verdict.message, status=verdict.code):
+            # One failure too many paused the message: its run reads "Paused", as a refusal's does.
+            MessageRun.objects.filter(pk=run.pk).update(status=MessageRun.Status.PAUSED)
+            run.status = MessageRun.Status.PAUSED
 
     run_finish(
-        run=run, verdict=verdict, succeeded=lambda: record_error("", None),
+        run=run, verdict=verdict, succeeded=lambda: message_record_success(message=message),
         paused=lambda: message_pause(message=message, reason=verdict.message, status=verdict.code),
-        failed=lambda: record_error(verdict.message, verdict.code),
+        failed=failed,
     )

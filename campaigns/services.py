@@ -14,6 +14,7 @@ from django.utils import timezone
 from cohorts.models import Cohort, Profile
 from integrations.models import Connection
 from integrations.send_test import ConnectionTestResult
+from outbound.autopause import STREAK_RESET, auto_pause_reason, failure_streak_updates
 from outbound.errors import StateConflict
 from outbound.links import absolute_url
 from outbound.sender import open_session, post_page
@@ -27,7 +28,7 @@ logger = logging.getLogger(__name__)
 
 EDITABLE_FIELDS = (
     "name", "schedule", "cadence", "interval", "time_of_day", "timezone", "days_of_week", "day_of_month",
-    "limit_count", "limit_days", "properties", "connection",
+    "limit_count", "limit_days", "properties", "connection", "auto_pause_failed_runs", "auto_pause_hours",
 )
 
 
@@ -90,10 +91,27 @@ def message_pause(*, message: Message, reason: str = "", status: int | None = No
 def message_resume(*, message: Message) -> Message:
     """Active again and rescheduled from now; resuming an active message changes nothing."""
     Message.objects.filter(pk=message.pk, state=Message.State.PAUSED).update(
-        state=Message.State.ACTIVE, paused_at=None, next_run_at=_first_run_at(message),
+        state=Message.State.ACTIVE, paused_at=None, next_run_at=_first_run_at(message), **STREAK_RESET,
     )
     message.refresh_from_db()
     return message
+
+
+def message_record_success(*, message: Message) -> None:
+    Message.objects.filter(pk=message.pk).update(last_error_message="", last_error_status=None, **STREAK_RESET)
+
+
+def message_record_failure(*, message: Message, reason: str, status: int | None) -> bool:
+    """A run that did not reach everyone; returns whether it paused the message (outbound.autopause)."""
+    Message.objects.filter(pk=message.pk).update(
+        last_error_message=reason, last_error_status=status, **failure_streak_updates(now=timezone.now()))
+    streak = Message.objects.only("consecutive_failed_runs", "failing_since", "auto_pause_failed_runs",
+                                  "auto_pause_hours").get(pk=message.pk)
+    pause_reason = auto_pause_reason(subject=streak, last_error=reason)
+    if pause_reason:
+        Message.objects.filter(pk=message.pk).update(auto_paused=True)
+        message_pause(message=message, reason=pause_reason, status=status)
+    return bool(pause_reason)
 
 
 def _notify_message_paused(*, message: Message) -> None:
@@ -101,7 +119,8 @@ def _notify_message_paused(*, message: Message) -> None:
     if not recipient:
         return
     url = absolute_url(reverse("campaigns:message_detail", kwargs={"message_id": message.pk}))
-    text = (f"Cohortsync paused the message “{message.name}” because the receiver refused it:\n\n"
+    why = "its runs kept failing" if message.auto_paused else "the receiver refused it"
+    text = (f"Cohortsync paused the message “{message.name}” because {why}:\n\n"
             f"  {message.last_error_status or ''} {message.last_error_message}\n\n"
             f"Fix the receiver or the connection, then resume the message: {url}\n")
     try:

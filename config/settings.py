@@ -244,6 +244,16 @@ COHORTSYNC_CONNECT_TIMEOUT = env.float("COHORTSYNC_CONNECT_TIMEOUT", default=5.0
 COHORTSYNC_READ_TIMEOUT = env.float("COHORTSYNC_READ_TIMEOUT", default=30.0)
 COHORTSYNC_CLAIM_LEASE_SECONDS = env.int("COHORTSYNC_CLAIM_LEASE_SECONDS", default=600)
 COHORTSYNC_SNAPSHOT_MAX_AGE_HOURS = env.float("COHORTSYNC_SNAPSHOT_MAX_AGE_HOURS", default=72)
+# Auto-pause (outbound.autopause): a sync or user message whose runs failed this many times in a row,
+# or failed for this many hours without a success, pauses and emails its people (0 turns a rule off).
+COHORTSYNC_AUTO_PAUSE_FAILED_RUNS = env.int("COHORTSYNC_AUTO_PAUSE_FAILED_RUNS", default=10)
+COHORTSYNC_AUTO_PAUSE_HOURS = env.float("COHORTSYNC_AUTO_PAUSE_HOURS", default=72)
+# Per-receiver limits (outbound.limits): their shared state lives in this Redis (default: the broker's, when the
+# broker is Redis), else in the database. A run waits this long for a free concurrent-run slot.
+COHORTSYNC_LIMITS_REDIS_URL = env.str(
+    "COHORTSYNC_LIMITS_REDIS_URL",
+    default=CELERY_BROKER_URL if CELERY_BROKER_URL.startswith(("redis://", "rediss://")) else "")
+COHORTSYNC_RUN_SLOT_WAIT_SECONDS = env.float("COHORTSYNC_RUN_SLOT_WAIT_SECONDS", default=300)
 COHORTSYNC_BASE_URL = env.str("COHORTSYNC_BASE_URL", default="http://127.0.0.1:8000")
 # Events older than this are refused on the way in and pruned daily (cohorts.prune_events).
 COHORTSYNC_EVENT_RETENTION_DAYS = env.int("COHORTSYNC_EVENT_RETENTION_DAYS", default=90)

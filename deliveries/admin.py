@@ -39,7 +39,8 @@ class AttentionFilter(admin.SimpleListFilter):
 class SyncAdminForm(forms.ModelForm):
     class Meta:
         model = Sync
-        fields = ["cohort", "connection", "mode", "interval_minutes", "properties", "notify_users"]
+        fields = ["cohort", "connection", "mode", "interval_minutes", "properties", "notify_users",
+                  "auto_pause_failed_runs", "auto_pause_hours"]
         help_texts = {"properties": 'A JSON list of profile property names sent with each member, e.g. ["plan"].'}
 
     def clean_properties(self) -> list:
@@ -71,10 +72,11 @@ class SyncAdmin(ProjectScopedAdmin, RunSubjectAdmin):
     ordering = [ATTENTION.asc(), "-id"]
     fieldsets = [
         (None, {"fields": ["cohort", "connection", "mode", "interval_minutes", "properties", "notify_users"]}),
+        ("Auto-pause (empty: the settings' defaults; 0: off)", {"fields": ["auto_pause_failed_runs", "auto_pause_hours"]}),
     ]
     status_fields = ["state", "status_page", "next_run_at", "force_full", "paused_at", "last_error_message",
-                     "last_error_status", "snapshot_at", "snapshot_size", "snapshot_generation", "claimed_until",
-                     "created_by", "created_at", "updated_at"]
+                     "last_error_status", "consecutive_failed_runs", "failing_since", "snapshot_at", "snapshot_size",
+                     "snapshot_generation", "claimed_until", "created_by", "created_at", "updated_at"]
     readonly_fields = status_fields
     filter_horizontal = ["notify_users"]
     actions = ["run_now", "pause", "resume", "full_refresh"]
@@ -98,6 +100,10 @@ class SyncAdmin(ProjectScopedAdmin, RunSubjectAdmin):
                 interval_minutes=data["interval_minutes"], properties=data["properties"],
                 notify_users=data.get("notify_users") or (), created_by=request.user,
             )
+            limits = {name: data[name] for name in ("auto_pause_failed_runs", "auto_pause_hours")
+                      if data.get(name) is not None}
+            if limits:
+                saved = services.sync_set_auto_pause(sync=saved, **limits)
         # The admin goes on with `obj` (history entry, redirect): make it the saved sync.
         vars(obj).update(vars(saved))
 

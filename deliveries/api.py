@@ -12,11 +12,19 @@ from cohorts.api_common import MAX_ID, ChoiceField, ScopedPrimaryKeyRelatedField
 from cohorts.models import Cohort
 from integrations.models import Connection
 from outbound import policy
-from outbound.api import DeliveryAttemptOutput
+from outbound.api import AUTO_PAUSE_OUTPUT_FIELDS, AutoPauseInput, DeliveryAttemptOutput
 
+from .engine.preview import sync_preview
 from .models import Sync, SyncRun
 from .selectors import sync_list, sync_run_list, sync_run_with_attempts
-from .services import sync_create, sync_pause, sync_request_full_refresh, sync_request_run, sync_resume
+from .services import (
+    sync_create,
+    sync_pause,
+    sync_request_full_refresh,
+    sync_request_run,
+    sync_resume,
+    sync_set_auto_pause,
+)
 
 API_PAUSE_MESSAGE = "paused through the API"
 CONFLICT = OpenApiResponse(ErrorOutput, "The sync is not in a state that allows this.")
@@ -38,11 +46,11 @@ class SyncOutput(serializers.ModelSerializer):
         model = Sync
         fields = ["id", "cohort", "connection", "mode", "interval_minutes", "properties", "state",
                   "last_error_message", "last_error_status", "paused_at", "snapshot_at", "snapshot_size",
-                  "next_run_at", "force_full", "created_at", "updated_at"]
+                  "next_run_at", "force_full", "created_at", "updated_at", *AUTO_PAUSE_OUTPUT_FIELDS]
         read_only_fields = fields
 
 
-class SyncInput(serializers.Serializer):
+class SyncInput(AutoPauseInput):
     cohort = ScopedPrimaryKeyRelatedField(queryset=Cohort.objects.all())
     connection = ScopedPrimaryKeyRelatedField(queryset=Connection.objects.all(),
                                               help_text="A connection of the cohort's project.")
@@ -83,6 +91,27 @@ class SyncRunDetailOutput(SyncRunOutput):
         read_only_fields = fields
 
 
+class FirstPageOutput(serializers.Serializer):
+    action = serializers.CharField()
+    url = serializers.CharField()
+    headers = serializers.DictField(child=serializers.CharField(),
+                                    help_text="As the first try would send them; secret values masked.")
+    body = serializers.CharField(help_text="The page's body exactly as it would be sent.")
+    members = serializers.IntegerField()
+
+
+class RunPreviewOutput(serializers.Serializer):
+    kind = ChoiceField(choices=SyncRun.Kind.choices)
+    reason = serializers.CharField(help_text="Why this kind: first run, full refresh, snapshot expired, diff.")
+    members_count = serializers.IntegerField()
+    adds_count = serializers.IntegerField()
+    removes_count = serializers.IntegerField()
+    total_pages = serializers.IntegerField()
+    pages = serializers.DictField(child=serializers.IntegerField(), help_text="Pages per action.")
+    first_page = FirstPageOutput(allow_null=True)
+    error = serializers.CharField(help_text="Set when the payload template cannot render (the run would pause).")
+
+
 # --- Views ------------------------------------------------------------------------------
 
 
@@ -113,6 +142,14 @@ class SyncViewSet(ServiceCreate, mixins.ListModelMixin, mixins.RetrieveModelMixi
         return sync_list(projects=projects, state=filters.get("state"), cohort_id=filters.get("cohort"),
                          connection_id=filters.get("connection"))
 
+    @extend_schema(summary="Change a sync's auto-pause limits", request=AutoPauseInput, responses=SyncOutput)
+    def partial_update(self, request, pk=None):
+        """Only the auto-pause overrides change; null falls back to the settings' defaults."""
+        sync = self.get_object()
+        data = AutoPauseInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        return Response(SyncOutput(sync_set_auto_pause(sync=sync, **data.validated_data)).data)
+
     @extend_schema(summary="Run now", request=None, responses={202: SyncRunOutput, 409: CONFLICT})
     @action(detail=True, methods=["post"])
     def run(self, request, pk=None):
@@ -121,6 +158,12 @@ class SyncViewSet(ServiceCreate, mixins.ListModelMixin, mixins.RetrieveModelMixi
         run = sync_request_run(sync=self.get_object(), trigger="api")
         location = reverse("api:run-detail", kwargs={"pk": run.pk})
         return Response(SyncRunOutput(run).data, status=status.HTTP_202_ACCEPTED, headers={"Location": location})
+
+    @extend_schema(summary="Preview the next run (dry run)", request=None, responses=RunPreviewOutput)
+    @action(detail=True, methods=["post"])
+    def preview(self, request, pk=None):
+        """What the next run would send: kind, counts, pages and the first page. Sends nothing, changes nothing."""
+        return Response(RunPreviewOutput(sync_preview(sync=self.get_object())).data)
 
     @extend_schema(summary="Pause", request=None, responses={200: SyncOutput, 409: CONFLICT})
     @action(detail=True, methods=["post"])

@@ -18,6 +18,7 @@ from django.utils import timezone
 from cohorts.models import Cohort
 from integrations.models import Connection
 from outbound import policy
+from outbound.autopause import STREAK_RESET, auto_pause_reason, failure_streak_updates
 from outbound.claims import claim_release, claim_renew, claim_take
 from outbound.errors import StateConflict
 from outbound.links import absolute_url
@@ -36,6 +37,8 @@ def sync_create(
     properties: list[str] | None = None,
     created_by=None,
     notify_users: Iterable | None = None,
+    auto_pause_failed_runs: int | None = None,
+    auto_pause_hours: int | None = None,
 ) -> Sync:
     """A new sync is due at once: its first run sends the whole cohort as `members`.
 
@@ -49,6 +52,8 @@ def sync_create(
         properties=properties or [],
         created_by=created_by,
         next_run_at=timezone.now(),
+        auto_pause_failed_runs=auto_pause_failed_runs,
+        auto_pause_hours=auto_pause_hours,
     )
     sync.full_clean()
     sync.save()
@@ -61,7 +66,8 @@ def sync_create(
 
 # What an operator may change on an existing sync. Its cohort and mode stay: the receiver holds
 # that cohort's members, and a finished one-time export does not become a dynamic sync.
-SYNC_EDITABLE_FIELDS = ("connection", "interval_minutes", "properties", "notify_users")
+SYNC_EDITABLE_FIELDS = ("connection", "interval_minutes", "properties", "notify_users", "auto_pause_failed_runs",
+                        "auto_pause_hours")
 
 
 def sync_update(*, sync: Sync, **fields) -> Sync:
@@ -124,16 +130,31 @@ def sync_release(*, sync_id: int, token: uuid.UUID) -> None:
 def sync_record_success(*, sync: Sync, snapshot_at: datetime, snapshot_size: int) -> None:
     updates = dict(
         snapshot_at=snapshot_at, snapshot_size=snapshot_size, force_full=False,
-        last_error_message="", last_error_status=None,
+        last_error_message="", last_error_status=None, **STREAK_RESET,
     )
     if sync.mode == Sync.Mode.ONE_TIME:
         updates["state"] = Sync.State.FINISHED
     Sync.objects.filter(pk=sync.pk).update(**updates)
 
 
-def sync_record_failure(*, sync: Sync, message: str, status: int | None) -> None:
-    """A failed run leaves the snapshot as it was; the next scheduled run starts over."""
-    Sync.objects.filter(pk=sync.pk).update(last_error_message=message, last_error_status=status)
+def sync_record_failure(*, sync: Sync, message: str, status: int | None, run: SyncRun | None = None) -> None:
+    """A failed run leaves the snapshot as it was; the next scheduled run starts over.
+
+    One failure too many (outbound.autopause) pauses the sync and emails its people; the run
+    that did it then reads "Paused the sync", as a refusal's run does.
+    """
+    Sync.objects.filter(pk=sync.pk).update(
+        last_error_message=message, last_error_status=status, **failure_streak_updates(now=timezone.now()))
+    streak = Sync.objects.only("consecutive_failed_runs", "failing_since", "auto_pause_failed_runs",
+                               "auto_pause_hours").get(pk=sync.pk)
+    reason = auto_pause_reason(subject=streak, last_error=message)
+    if not reason:
+        return
+    if run is not None:
+        SyncRun.objects.filter(pk=run.pk).update(status=SyncRun.Status.PAUSED)
+        run.status = SyncRun.Status.PAUSED
+    Sync.objects.filter(pk=sync.pk).update(auto_paused=True)
+    sync_pause(sync=sync, message=reason, status=status, run=run)
 
 
 def sync_pause_message(*, message: str, status: int | None) -> str:
@@ -184,12 +205,25 @@ def sync_resume(*, sync: Sync) -> Sync:
     """
     forgotten = Q(last_error_status__in=policy.FORGOTTEN_COHORT_STATUSES)
     Sync.objects.filter(pk=sync.pk, state=Sync.State.PAUSED).update(
-        state=Sync.State.ACTIVE, paused_at=None, next_run_at=timezone.now(),
+        state=Sync.State.ACTIVE, paused_at=None, next_run_at=timezone.now(), **STREAK_RESET,
         force_full=Case(When(forgotten, then=Value(True)), default=F("force_full")),
     )
     sync.refresh_from_db()
     if sync.state == Sync.State.FINISHED:
         raise StateConflict("The sync is finished; a one-time export cannot be resumed.", state=sync.state)
+    return sync
+
+
+def sync_set_auto_pause(*, sync: Sync, **limits: int | None) -> Sync:
+    """Set the sync's own auto-pause limits (`auto_pause_failed_runs`, `auto_pause_hours`; None: the defaults)."""
+    unknown = set(limits) - {"auto_pause_failed_runs", "auto_pause_hours"}
+    if unknown:
+        raise TypeError(f"not auto-pause limits: {sorted(unknown)}")
+    for name, value in limits.items():
+        setattr(sync, name, value)
+    sync.full_clean()
+    Sync.objects.filter(pk=sync.pk).update(**limits)
+    sync.refresh_from_db()
     return sync
 
 

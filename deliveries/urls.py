@@ -10,4 +10,5 @@ urlpatterns = [
     path("syncs/<int:sync_id>/resume/", views.sync_resume, name="sync_resume"),
     path("syncs/<int:sync_id>/run/", views.sync_run_now, name="sync_run"),
     path("syncs/<int:sync_id>/refresh/", views.sync_full_refresh, name="sync_refresh"),
+    path("syncs/<int:sync_id>/preview/", views.sync_preview_next_run, name="sync_preview"),
 ]

@@ -9,11 +9,13 @@ from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, render
+from django.views.decorators.http import require_POST
 
 from cohorts.charts import size_chart
 from outbound.pages import RUNS_PER_PAGE, int_or_none, panels_render, subject_action
 
 from . import selectors, services
+from .engine.preview import sync_preview
 from .models import Sync
 
 
@@ -57,3 +59,11 @@ sync_full_refresh = subject_action(
 def cohort_syncs_panel(*, user, subject) -> dict:
     """The cohort page's panel: the syncs of the cohort this person sees."""
     return {"syncs": selectors.sync_list_for_user(user=user).filter(cohort=subject)}
+
+
+@require_POST
+@login_required
+def sync_preview_next_run(request: HttpRequest, sync_id: int) -> HttpResponse:
+    """A dry run: POST because it stages the cohort (work, though nothing changes)."""
+    sync = _visible_sync(request, sync_id)
+    return render(request, "deliveries/sync_preview.html", {"sync": sync, "preview": sync_preview(sync=sync)})

@@ -63,7 +63,8 @@ class ConnectionAdminForm(forms.ModelForm):
 
     class Meta:
         model = Connection
-        fields = ["project", "name", "url", "format", "body_template", "content_type", "page_size", "auth_username",
+        fields = ["project", "name", "url", "format", "body_template", "content_type", "page_size",
+                  "max_requests_per_second", "max_concurrent_runs", "auth_username",
                   "auth_password", "clear_auth_password", "api_key", "clear_api_key", "headers"]
 
     def __init__(self, *args, **kwargs):

@@ -8,6 +8,7 @@ from rest_framework.response import Response
 from access.schema import ErrorOutput
 from cohorts.api_common import ChoiceField, ProjectScopedInput, ServiceCreate, ServiceUpdate, client_projects
 from outbound.api import TestSendOutput
+from outbound.limits import MAX_CONCURRENT_RUNS, MAX_REQUESTS_PER_SECOND, MIN_REQUESTS_PER_SECOND
 
 from .models import MAX_PAGE_SIZE, Connection
 from .selectors import connection_list
@@ -47,7 +48,7 @@ class ConnectionOutput(serializers.ModelSerializer):
     class Meta:
         model = Connection
         fields = ["id", "project", "name", "url", "format", "body_template", "content_type", "page_size",
-                  "auth_username", "has_password", "has_api_key", "headers", "has_signing_secret",
+                  "max_requests_per_second", "max_concurrent_runs", "auth_username", "has_password", "has_api_key", "headers", "has_signing_secret",
                   "previous_signing_secret_expires_at", "created_at", "updated_at"]
         read_only_fields = fields
 
@@ -77,6 +78,12 @@ class ConnectionUpdateInput(serializers.Serializer):
     content_type = serializers.CharField(max_length=100, required=False)
     page_size = serializers.IntegerField(min_value=1, max_value=MAX_PAGE_SIZE, required=False,
                                          help_text=f"Members per request, 1 to {MAX_PAGE_SIZE} (default).")
+    max_requests_per_second = serializers.FloatField(
+        min_value=MIN_REQUESTS_PER_SECOND, max_value=MAX_REQUESTS_PER_SECOND, allow_null=True, required=False,
+        help_text="At most this many requests per second to this receiver, across every worker; null: no limit.")
+    max_concurrent_runs = serializers.IntegerField(
+        min_value=1, max_value=MAX_CONCURRENT_RUNS, allow_null=True, required=False,
+        help_text="At most this many sync or message runs sending to it at once; null: no limit.")
     auth_username = serializers.CharField(max_length=200, required=False, allow_blank=True)
     auth_password = _secret_field("Basic Auth password")
     api_key = _secret_field("API key sent as x-api-key")

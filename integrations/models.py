@@ -4,6 +4,7 @@ from django.db import models
 from django.utils import timezone
 
 from cohorts.models import Project
+from outbound.limits import MAX_CONCURRENT_RUNS, MAX_REQUESTS_PER_SECOND, MIN_REQUESTS_PER_SECOND
 from outbound.policy import PAGE_SIZE
 
 from .fields import EncryptedHeadersField, EncryptedTextField, stored_value
@@ -38,6 +39,15 @@ class Connection(models.Model):
         default=MAX_PAGE_SIZE, validators=[MinValueValidator(1), MaxValueValidator(MAX_PAGE_SIZE)],
         help_text=f"Members per request, 1 to {MAX_PAGE_SIZE}.",
     )
+    # Per-receiver limits (outbound.limits), shared by every sync, message and alert on this connection,
+    # honoured across every worker process and machine. Empty: no limit.
+    max_requests_per_second = models.FloatField(
+        null=True, blank=True, validators=[MinValueValidator(MIN_REQUESTS_PER_SECOND),
+                                           MaxValueValidator(MAX_REQUESTS_PER_SECOND)],
+        help_text="At most this many requests per second to this receiver, across all workers (e.g. 0.5 or 20).")
+    max_concurrent_runs = models.PositiveSmallIntegerField(
+        null=True, blank=True, validators=[MinValueValidator(1), MaxValueValidator(MAX_CONCURRENT_RUNS)],
+        help_text="At most this many sync or message runs sending to this receiver at once.")
     # Standard Webhooks signing: shown once when generated; the previous secret keeps
     # signing beside the new one until the rotation's overlap ends.
     signing_secret = EncryptedTextField(blank=True, default="")
@@ -51,6 +61,15 @@ class Connection(models.Model):
             models.CheckConstraint(
                 condition=models.Q(page_size__gte=1) & models.Q(page_size__lte=MAX_PAGE_SIZE),
                 name="connection_page_size_bounds",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(max_requests_per_second__isnull=True)
+                | models.Q(max_requests_per_second__gte=MIN_REQUESTS_PER_SECOND),
+                name="connection_request_rate_positive",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(max_concurrent_runs__isnull=True) | models.Q(max_concurrent_runs__gte=1),
+                name="connection_concurrent_runs_positive",
             ),
         ]
 

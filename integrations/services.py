@@ -27,6 +27,8 @@ def connection_create(
     body_template: str = "",
     content_type: str = "application/json",
     page_size: int = MAX_PAGE_SIZE,
+    max_requests_per_second: float | None = None,
+    max_concurrent_runs: int | None = None,
 ) -> Connection:
     connection = Connection(
         project=project,
@@ -40,6 +42,8 @@ def connection_create(
         body_template=body_template,
         content_type=content_type,
         page_size=page_size,
+        max_requests_per_second=max_requests_per_second,
+        max_concurrent_runs=max_concurrent_runs,
     )
     connection.full_clean()
     connection.save()

@@ -35,3 +35,26 @@ class DeliveryAttempt(models.Model):
             models.Index(fields=["-id"], condition=~models.Q(outcome="success"), name="attempt_problems"),
         ]
         ordering = ["source_kind_id", "source_id", "page_number", "attempt_number"]
+
+
+class ReceiverPace(models.Model):
+    """The database store of outbound.limits (when no Redis is configured): one row per connection.
+
+    `next_request_at` is the earliest time the next request may go (its rate), `not_before` the
+    time a receiver's Retry-After asked every sender to wait for. No FK: the core knows no app above.
+    """
+
+    connection_id = models.PositiveBigIntegerField(primary_key=True)
+    next_request_at = models.DateTimeField(null=True, blank=True)
+    not_before = models.DateTimeField(null=True, blank=True)
+
+
+class ReceiverRunSlot(models.Model):
+    """One run holding one of a connection's concurrent-run slots, until `expires_at` (renewed while it sends)."""
+
+    connection_id = models.PositiveBigIntegerField()
+    token = models.UUIDField(unique=True)
+    expires_at = models.DateTimeField()
+
+    class Meta:
+        indexes = [models.Index(fields=["connection_id", "expires_at"], name="run_slot_connection")]

@@ -18,7 +18,7 @@ from django.conf import settings
 from requests_hardened import Config, HTTPSession
 from requests_hardened.ip_filter import InvalidIPAddress
 
-from . import policy
+from . import limits, policy
 from .policy import Outcome, Verdict
 from .secrets import redact_secrets, sent_secrets
 from .signals import page_attempted
@@ -43,7 +43,9 @@ class Destination:
     headers: tuple[tuple[str, str], ...] = ()
     content_type: str = "application/json"
     signing_secrets: tuple[str, ...] = ()
-    connection_id: int | None = None  # labels metrics; never sent
+    connection_id: int | None = None  # labels metrics, keys the receiver's limits; never sent
+    max_requests_per_second: float | None = None  # outbound.limits
+    max_concurrent_runs: int | None = None
 
     @classmethod
     def from_connection(cls, connection) -> "Destination":
@@ -56,7 +58,13 @@ class Destination:
             content_type=connection.content_type or "application/json",
             signing_secrets=connection.active_signing_secrets,
             connection_id=connection.pk,
+            max_requests_per_second=connection.max_requests_per_second,
+            max_concurrent_runs=connection.max_concurrent_runs,
         )
+
+    @property
+    def receiver_limits(self) -> limits.ReceiverLimits:
+        return limits.ReceiverLimits(self.connection_id, self.max_requests_per_second, self.max_concurrent_runs)
 
 
 @dataclass(frozen=True)
@@ -154,7 +162,10 @@ def post_with_retries(
         attempt += 1
         if before_try is not None:
             before_try(attempt)
+        limits.wait_for_turn(destination.receiver_limits)  # the connection's rate and any receiver's Retry-After
         result = post_page(session, destination, body, page_id)
+        if result.retry_after is not None and result.verdict.outcome is Outcome.TRANSIENT:
+            limits.hold_off(destination.receiver_limits, result.retry_after)  # every sender on the connection waits
         if record is not None:
             record(attempt, result)
         page_attempted.send(sender=Destination, connection_id=destination.connection_id, attempt=attempt,
@@ -207,3 +218,17 @@ def parse_retry_after(value: str | None) -> float | None:
     if when.tzinfo is None:
         when = when.replace(tzinfo=timezone.utc)
     return max(0.0, (when - datetime.now(timezone.utc)).total_seconds())
+
+
+MASKED = "••••••••"
+
+
+def masked_request_headers(destination: Destination, body: bytes, page_id: str) -> dict[str, str]:
+    """The headers one try of this request would carry, with every secret value masked (a dry run shows them).
+
+    Custom header values are write-only secrets like the credentials; the signature is masked too.
+    """
+    request = page_request(destination, body, page_id, datetime.now(timezone.utc)).prepare()
+    secret_names = {"authorization", "x-api-key", "webhook-signature", *(name.lower() for name, _ in destination.headers)}
+    headers = {"User-Agent": USER_AGENT, **request.headers}
+    return {name: MASKED if name.lower() in secret_names else value for name, value in headers.items()}

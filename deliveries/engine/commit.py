@@ -29,7 +29,7 @@ def finish_run(*, run: SyncRun, sync: Sync, verdict: Verdict, token) -> None:
     run_finish(
         run=run, verdict=verdict, succeeded=succeeded,
         paused=lambda: services.sync_pause(sync=sync, message=verdict.message, status=verdict.code, run=run),
-        failed=lambda: services.sync_record_failure(sync=sync, message=verdict.message, status=verdict.code),
+        failed=lambda: services.sync_record_failure(sync=sync, message=verdict.message, status=verdict.code, run=run),
     )
     sync_run_finished.send(sender=SyncRun, sync_id=sync.pk, run_id=run.pk, status=run.status)
 

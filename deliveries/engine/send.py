@@ -3,6 +3,7 @@
 from integrations import payloads
 from integrations.templating import PayloadTemplateError
 from outbound.claims import ClaimLost
+from outbound.limits import ReceiverBusy, run_slot
 from outbound.policy import Outcome, Verdict
 from outbound.sender import Destination, open_session, post_with_retries
 
@@ -23,8 +24,11 @@ def deliver_run(*, run: SyncRun, sync: Sync, page_plans: list[PagePlan], token, 
     properties = tuple(sync.properties or ())
     records = RunRecords(run)
     try:
-        return _send_pages(run=run, sync=sync, page_plans=page_plans, token=token, progress=progress,
-                           render=render, destination=destination, properties=properties, records=records)
+        with run_slot(destination.receiver_limits):  # the connection's concurrent-run limit (outbound.limits)
+            return _send_pages(run=run, sync=sync, page_plans=page_plans, token=token, progress=progress,
+                               render=render, destination=destination, properties=properties, records=records)
+    except ReceiverBusy as exc:
+        return Verdict(Outcome.TRANSIENT, str(exc))
     finally:
         records.flush()  # also when a page raised: what was tried stays on record
 
@@ -40,13 +44,8 @@ def _send_pages(*, run, sync, page_plans, token, progress, render, destination, 
                 for rows in stream_pages(run=run, plan=plan, properties=properties):
                     page_count += 1
                     session_page += 1
-                    context = payloads.PageContext(
-                        action=ACTIONS[plan.op], project_id=str(sync.cohort.project_id),
-                        cohort_id=str(sync.cohort_id), cohort_name=sync.cohort.name,
-                        cohort_description=sync.cohort.description, session_id=str(session_id),
-                        page_id=payloads.page_id(run.session_id, page_count), page_count=session_page,
-                        total_pages=session_pages, computed_time=int(run.started_at.timestamp()),
-                    )
+                    context = page_context(run=run, sync=sync, plan=plan, page_count=page_count, session_id=session_id,
+                                           session_page=session_page, session_pages=session_pages)
                     try:
                         body = render(context, rows, properties)
                     except PayloadTemplateError as exc:
@@ -62,6 +61,18 @@ def _send_pages(*, run, sync, page_plans, token, progress, render, destination, 
                     if progress:
                         progress(len(rows))
     return Verdict(Outcome.SUCCESS, notes)
+
+
+def page_context(*, run: SyncRun, sync: Sync, plan: PagePlan, page_count: int, session_id,
+                 session_page: int, session_pages: int) -> payloads.PageContext:
+    """What a page says about itself besides its members (shared with engine.preview): its
+    webhook id is numbered across the run, its `page_info` within its session."""
+    return payloads.PageContext(
+        action=ACTIONS[plan.op], project_id=str(sync.cohort.project_id), cohort_id=str(sync.cohort_id),
+        cohort_name=sync.cohort.name, cohort_description=sync.cohort.description,
+        session_id=str(session_id), page_id=payloads.page_id(run.session_id, page_count),
+        page_count=session_page, total_pages=session_pages, computed_time=int(run.started_at.timestamp()),
+    )
 
 
 def send_page(*, session, destination: Destination, run: SyncRun, body: bytes, action: str, page_number: int,

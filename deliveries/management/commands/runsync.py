@@ -2,6 +2,7 @@ from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
 from deliveries import engine, selectors, services
+from deliveries.engine.preview import RunPreview, sync_preview
 from deliveries.models import MemberOp, Sync, SyncRun
 from outbound.errors import StateConflict
 from outbound.models import DeliveryAttempt
@@ -14,11 +15,18 @@ class Command(BaseCommand):
         parser.add_argument("sync_id", type=int)
         parser.add_argument("--full", action="store_true", help="send the whole cohort as `members`")
         parser.add_argument("--resume", action="store_true", help="resume a paused sync, then run it")
+        parser.add_argument("--dry-run", action="store_true",
+                            help="show what the next run would send (counts, pages, the first page); send nothing")
 
-    def handle(self, *args, sync_id: int, full: bool, resume: bool, **options):
+    def handle(self, *args, sync_id: int, full: bool, resume: bool, dry_run: bool = False, **options):
         sync = Sync.objects.select_related("cohort", "connection").filter(pk=sync_id).first()
         if sync is None:
             raise CommandError(f"There is no sync {sync_id}.")
+        if dry_run:
+            if resume:
+                raise CommandError("--dry-run changes nothing: it cannot be combined with --resume.")
+            self._report_preview(sync, sync_preview(sync=sync, full=full))
+            return
         try:
             if resume:
                 before = sync.state
@@ -62,3 +70,22 @@ class Command(BaseCommand):
         counts = {MemberOp.MEMBER: run.members_count, MemberOp.ADD: run.adds_count, MemberOp.REMOVE: run.removes_count}
         parts = [f"{delivered[op]} of {counts[op]} {engine.ACTIONS[op]}" for op in delivered]
         self.stdout.write(f"Delivered {', '.join(parts)} ({pages}) before the run stopped.")
+
+    def _report_preview(self, sync: Sync, preview: RunPreview) -> None:
+        self.stdout.write(f"Dry run of sync {sync.pk} ({sync.get_state_display().lower()}): nothing was sent.")
+        self.stdout.write(f"Next run: {preview.kind} ({preview.reason})")
+        if preview.kind == SyncRun.Kind.FULL:
+            self.stdout.write(f"  {preview.members_count} members")
+        else:
+            self.stdout.write(f"  {preview.adds_count} adds, {preview.removes_count} removes")
+        pages = ", ".join(f"{count} {action}" for action, count in preview.pages.items())
+        self.stdout.write(f"  {preview.total_pages} pages ({pages})")
+        if preview.error:
+            self.stdout.write(f"  The run would pause: {preview.error}")
+        page = preview.first_page
+        if page is not None:
+            self.stdout.write(f"First page ({page.action}, {page.members} members): POST {page.url}")
+            for name, value in page.headers.items():
+                self.stdout.write(f"  {name}: {value}")
+            self.stdout.write("")
+            self.stdout.write(page.body)
