@@ -172,7 +172,7 @@ def test_retries_carry_the_same_page_id_and_a_fresh_valid_signature(make_sync, r
     assert len({request.headers["webhook-id"] for request in requests}) == 1
     assert len({request.body for request in requests}) == 1
     timestamps = [int(request.headers["webhook-timestamp"]) for request in requests]
-    assert timestamps[1] - timestamps[0] == timestamps[2] - timestamps[1] == 7
+    assert timestamps[0] < timestamps[1] < timestamps[2]  # each try is signed afresh, at its own time
     assert len({request.headers["webhook-signature"] for request in requests}) == 3
     for request in requests:
         verify(secret, request)
