@@ -7,7 +7,7 @@ webhooks through the sync sender's one retry loop (outbound.sender), and optiona
 import dataclasses
 import logging
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -198,7 +198,7 @@ def alerts_evaluate_sync(*, sync_id: int, run_id: int | None = None) -> list[Ale
     )
 
 
-def _record_evaluations(alerts: list[Alert], observe) -> list[AlertFiring]:
+def _record_evaluations(alerts: list[Alert], observe: Callable[[Alert], Observation]) -> list[AlertFiring]:
     """Record each alert's observation (one `now` for all); the firings that opened."""
     now = timezone.now()
     firings = []
