@@ -7,7 +7,7 @@ webhooks through the sync sender's one retry loop (outbound.sender), and optiona
 import dataclasses
 import logging
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -172,17 +172,10 @@ def alerts_evaluate_cohort(*, cohort_id: int, cohort_size_id: int | None = None)
     sizes = list(CohortSize.objects.filter(cohort_id=cohort_id).order_by("-computed_at", "-id")[:2])
     if cohort_size_id is not None and sizes and sizes[0].pk != cohort_size_id:
         return []
-    now = timezone.now()
-    firings = []
-    for alert in alerts:
-        if alert.kind == Alert.Kind.COHORT_SIZE:
-            observation = _observe_size(alert, sizes)
-        else:
-            observation = _observe_size_change(alert, sizes)
-        firing = _record_evaluation(alert=alert, observation=observation, now=now)
-        if firing is not None:
-            firings.append(firing)
-    return firings
+    return _record_evaluations(
+        alerts,
+        lambda alert: (_observe_size if alert.kind == Alert.Kind.COHORT_SIZE else _observe_size_change)(alert, sizes),
+    )
 
 
 def alerts_evaluate_sync(*, sync_id: int, run_id: int | None = None) -> list[AlertFiring]:
@@ -202,14 +195,17 @@ def alerts_evaluate_sync(*, sync_id: int, run_id: int | None = None) -> list[Ale
     sync = Sync.objects.select_related("cohort", "connection").filter(pk=sync_id).first()
     if sync is None:
         return []
+    return _record_evaluations(
+        alerts, lambda alert: (_observe_paused if alert.kind == Alert.Kind.SYNC_PAUSED else _observe_failing)(alert, sync)
+    )
+
+
+def _record_evaluations(alerts: list[Alert], observe: Callable[[Alert], Observation]) -> list[AlertFiring]:
+    """Record each alert's observation (one `now` for all); the firings that opened."""
     now = timezone.now()
     firings = []
     for alert in alerts:
-        if alert.kind == Alert.Kind.SYNC_PAUSED:
-            observation = _observe_paused(alert, sync)
-        else:
-            observation = _observe_failing(alert, sync)
-        firing = _record_evaluation(alert=alert, observation=observation, now=now)
+        firing = _record_evaluation(alert=alert, observation=observe(alert), now=now)
         if firing is not None:
             firings.append(firing)
     return firings

@@ -522,34 +522,6 @@ def child_floor(url: str, pages: int, properties: tuple[str, ...]) -> dict:
     return {"wall_s": wall, "pages": pages, "mean_body_bytes": sum(sizes) / len(sizes)}
 
 
-def floor_members(rows, properties: tuple[str, ...]) -> list[dict]:
-    """integrations.payloads.mixpanel_member's output, built without a row object per member
-    (the floor is what this machine can do, not what the engine does; child_e2e checks
-    that both give the same members)."""
-    import orjson
-
-    loads = orjson.loads
-    members = []
-    for distinct_id, email, first_name, last_name, phone_number, properties_json in rows:
-        member = {"mixpanel_distinct_id": distinct_id}
-        if email:
-            member["email"] = email
-        if first_name:
-            member["first_name"] = first_name
-        if last_name:
-            member["last_name"] = last_name
-        if phone_number:
-            member["phone_number"] = phone_number
-        if properties and properties_json:
-            custom = loads(properties_json)
-            if type(custom) is dict:
-                for name in properties:
-                    if name in custom and name not in member:
-                        member[name] = custom[name]
-        members.append(member)
-    return members
-
-
 def child_e2e(url: str, cohort_id: int, properties: tuple[str, ...]) -> dict:
     """The hand-written end-to-end path: server-side cursor → orjson pages → POST."""
     django_setup()
@@ -577,10 +549,8 @@ def child_e2e(url: str, cohort_id: int, properties: tuple[str, ...]) -> dict:
             )
             while rows := cursor.fetchmany(PAGE_SIZE):
                 pages += 1
-                members = floor_members(rows, properties)
-                if pages == 1:
-                    engine_members = [payloads.mixpanel_member(payloads.MemberRow(*row), properties) for row in rows]
-                    assert members == engine_members, "the e2e floor must build the engine's members"
+                # The engine's own member builder, fed the cursor's tuples directly.
+                members = payloads.mixpanel_members(rows, properties)
                 body = payloads.mixpanel_body(action="members", parameters=parameters, total_pages=total_pages,
                                               page_count=pages, members=members)
                 response = session.post(url, data=body, timeout=(5, 30), headers={

@@ -16,6 +16,7 @@ from .api_common import (
     ServiceCreate,
     ServiceUpdate,
     client_projects,
+    read_only_meta,
 )
 from .models import Cohort, Profile
 from .selectors import cohort_list, cohort_member_count, cohort_member_profiles, cohort_preview, profile_list
@@ -32,28 +33,21 @@ DEFINITION_HELP = "Rule cohorts only: AND/OR groups of conditions (docs/cohort-r
 class ProfileOutput(serializers.ModelSerializer):
     properties = serializers.DictField(read_only=True)
 
-    class Meta:
-        model = Profile
-        fields = ["distinct_id", "email", "first_name", "last_name", "phone_number", "properties", "created_at",
-                  "updated_at"]
-        read_only_fields = fields
+    Meta = read_only_meta(Profile, ["distinct_id", "email", "first_name", "last_name", "phone_number", "properties",
+                                    "created_at", "updated_at"])
 
 
 class CohortOutput(serializers.ModelSerializer):
     definition = serializers.JSONField(read_only=True, help_text=DEFINITION_HELP)
 
-    class Meta:
-        model = Cohort
-        fields = ["id", "project", "name", "description", "kind", "definition", "created_at", "updated_at"]
-        read_only_fields = fields
+    Meta = read_only_meta(Cohort, ["id", "project", "name", "description", "kind", "definition", "created_at",
+                                   "updated_at"])
 
 
 class CohortDetailOutput(CohortOutput):
     member_count = serializers.SerializerMethodField(help_text="Members now (computed when read).")
 
-    class Meta(CohortOutput.Meta):
-        fields = [*CohortOutput.Meta.fields, "member_count"]
-        read_only_fields = fields
+    Meta = read_only_meta(Cohort, [*CohortOutput.Meta.fields, "member_count"])
 
     def get_member_count(self, cohort: Cohort) -> int:
         return cohort_member_count(cohort=cohort)

@@ -17,6 +17,11 @@ from .selectors import projects_of_member
 MAX_ID = 2**63 - 1
 
 
+def read_only_meta(model: type, fields: list[str]) -> type:
+    """The Meta of an output serializer: `model`'s `fields`, all of them read-only."""
+    return type("Meta", (), {"model": model, "fields": fields, "read_only_fields": fields})
+
+
 def client_projects(request) -> QuerySet[Project]:
     """A key acts for exactly its project (access.authentication puts the key, which has a
     `project_id`, in `request.auth`); a logged-in user for the projects they are a member of."""

@@ -127,7 +127,11 @@ def _profile_change(item: Any) -> tuple[str, _ProfileChange]:
 def _identity_value(value: Any, name: str) -> str:
     if not isinstance(value, str):
         raise _ItemInvalid(name, f"must be a string, not {_json_type(value)}")
-    limit = IDENTITY_MAX_LENGTHS[name]
+    return _bounded_text(value, name, IDENTITY_MAX_LENGTHS[name])
+
+
+def _bounded_text(value: str, name: str, limit: int) -> str:
+    """A string no longer than `limit`, without NUL, lone surrogates or control characters."""
     if len(value) > limit:
         raise _ItemInvalid(name, f"must be at most {limit} characters")
     if "\x00" in value:
@@ -438,14 +442,7 @@ def _required_name(item: dict, name: str) -> str:
         raise _ItemInvalid(name, f"must be a string, not {_json_type(value)}")
     if not value.strip():
         raise _ItemInvalid(name, "must not be blank")
-    if len(value) > MAX_NAME_LENGTH:
-        raise _ItemInvalid(name, f"must be at most {MAX_NAME_LENGTH} characters")
-    if "\x00" in value:
-        raise _ItemInvalid(name, "must not contain NUL characters")
-    problem = _text_problem(value, control=False)
-    if problem:
-        raise _ItemInvalid(name, problem)
-    return value
+    return _bounded_text(value, name, MAX_NAME_LENGTH)
 
 
 def _properties(value: Any, name: str) -> bytes:

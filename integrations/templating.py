@@ -60,26 +60,22 @@ FORBIDDEN_NODES = (nodes.Macro, nodes.CallBlock, nodes.Include, nodes.Import, no
 FORBIDDEN_NAMES = {"Assign": "set", "AssignBlock": "set", "With": "with", "FilterBlock": "filter",
                    "CallBlock": "call", "FromImport": "from"}
 
-# The three example templates of Amplitude's cohort webhook docs, in our template language.
-PRESETS = {
-    "amplitude_user_ids": """{
+# The fields both of Amplitude's cohort-level example bodies open with.
+_AMPLITUDE_COHORT_FIELDS = """{
   "cohort_name": {{ input.cohort_name | json }},
   "cohort_id": {{ input.cohort_id | json }},
   "in_cohort": {{ input.in_cohort | json }},
   "computed_time": {{ input.computed_time | json }},
   "message_id": {{ input.message_id | json }},
-  "users": [{% for user in input.users %}
+"""
+# The three example templates of Amplitude's cohort webhook docs, in our template language.
+PRESETS = {
+    "amplitude_user_ids": _AMPLITUDE_COHORT_FIELDS + """  "users": [{% for user in input.users %}
     {"user_id": {{ user.user_id | json }}}{% if not loop.last %},{% endif %}{% endfor %}
   ]
 }
 """,
-    "amplitude_user_properties": """{
-  "cohort_name": {{ input.cohort_name | json }},
-  "cohort_id": {{ input.cohort_id | json }},
-  "in_cohort": {{ input.in_cohort | json }},
-  "computed_time": {{ input.computed_time | json }},
-  "message_id": {{ input.message_id | json }},
-  "users": [{% for user in input.users %}
+    "amplitude_user_properties": _AMPLITUDE_COHORT_FIELDS + """  "users": [{% for user in input.users %}
     {
       "user_id": {{ user.user_id | json }},
       "user_properties": {{ '{' }}{% for key, value in user.user_properties | dictsort %}

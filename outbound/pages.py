@@ -16,6 +16,7 @@ from django.db import models
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect
 from django.template.loader import render_to_string
+from django.urls import URLPattern, path
 from django.utils.safestring import SafeString
 from django.views.decorators.http import require_POST
 
@@ -77,3 +78,12 @@ def subject_action(*, visible: Callable, page: str, act: Callable, done: str) ->
 
 def int_or_none(value: str | None) -> int | None:
     return int(value) if value and value.isdigit() else None
+
+
+def subject_urls(subject: str, detail: Callable, **actions: Callable) -> list[URLPattern]:
+    """A status page's URLs: `<subject>s/<id>/` (named `<subject>_detail`) and each action at
+    `<subject>s/<id>/<action>/` (named `<subject>_<action>`); the views take `<subject>_id`."""
+    prefix = f"{subject}s/<int:{subject}_id>/"
+    return [path(prefix, detail, name=f"{subject}_detail")] + [
+        path(f"{prefix}{action}/", view, name=f"{subject}_{action}") for action, view in actions.items()
+    ]

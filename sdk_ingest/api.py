@@ -17,7 +17,7 @@ from access.api import acting_person
 from access.authentication import ApiKeyAuthentication
 from access.services import hashed_key_mark_used, hashed_key_revoke
 from cohorts.api import ItemErrorOutput
-from cohorts.api_common import ProjectScopedInput, client_projects
+from cohorts.api_common import ProjectScopedInput, client_projects, read_only_meta
 from cohorts.ingestion import BatchResult
 
 from . import mixpanel, segment
@@ -228,26 +228,24 @@ def _status_answer(verbose: bool, error: str | None, *, status: int = 200, faile
     return _json(body, status=status)
 
 
+def _records_schema(summary: str):
+    """The OpenAPI description of a token endpoint's POST (the base view serves them all)."""
+    return extend_schema_view(post=extend_schema(summary=summary, request=_RECORDS_REQUEST, parameters=[VERBOSE],
+                                                 responses=_STATUS_RESPONSES, tags=["mixpanel"], auth=[]))
+
+
+@_records_schema("Mixpanel: track events (at most 5 days old)")
 class MixpanelTrackView(_MixpanelTokenView):
     token = staticmethod(mixpanel.event_token)
-
-    @extend_schema(summary="Mixpanel: track events (at most 5 days old)", request=_RECORDS_REQUEST,
-                   parameters=[VERBOSE], responses=_STATUS_RESPONSES, tags=["mixpanel"], auth=[])
-    def post(self, request):
-        return super().post(request)
 
     def ingest(self, *, project, records, token):
         return mixpanel.mixpanel_events_ingest(project=project, events=records, token=token,
                                                max_age=mixpanel.TRACK_MAX_AGE)
 
 
+@_records_schema("Mixpanel: profile updates ($set, $set_once, $unset, $delete)")
 class MixpanelEngageView(_MixpanelTokenView):
     token = staticmethod(mixpanel.update_token)
-
-    @extend_schema(summary="Mixpanel: profile updates ($set, $set_once, $unset, $delete)", request=_RECORDS_REQUEST,
-                   parameters=[VERBOSE], responses=_STATUS_RESPONSES, tags=["mixpanel"], auth=[])
-    def post(self, request):
-        return super().post(request)
 
     def ingest(self, *, project, records, token):
         return mixpanel.mixpanel_engage_ingest(project=project, updates=records, token=token)
@@ -304,18 +302,14 @@ def _insert_id(record) -> str | None:
 
 
 class IngestKeyOutput(serializers.ModelSerializer):
-    class Meta:
-        model = IngestKey
-        fields = ["id", "project", "kind", "name", "prefix", "created_at", "last_used_at", "revoked_at"]
-        read_only_fields = fields
+    Meta = read_only_meta(IngestKey, ["id", "project", "kind", "name", "prefix", "created_at", "last_used_at",
+                                      "revoked_at"])
 
 
 class IngestKeyCreatedOutput(IngestKeyOutput):
     key = serializers.CharField(help_text="The key itself: shown only in this answer (only its hash is kept).")
 
-    class Meta(IngestKeyOutput.Meta):
-        fields = [*IngestKeyOutput.Meta.fields, "key"]
-        read_only_fields = fields
+    Meta = read_only_meta(IngestKey, [*IngestKeyOutput.Meta.fields, "key"])
 
 
 class IngestKeyInput(ProjectScopedInput):

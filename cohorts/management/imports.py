@@ -232,11 +232,10 @@ def _without_line_end(line: str) -> str:
 class ImportCommand(BaseCommand):
     """An import command: FILE and --project in, a progress bar, rejected rows and a summary out."""
 
-    def csv_item(self, row: dict[str, str]) -> dict:
-        raise NotImplementedError
-
-    def send(self, *, project: Project, items: list[dict]) -> BatchResult:
-        raise NotImplementedError
+    # Set by each command (as staticmethods): how a CSV row becomes an item, and the ingestion
+    # service its batches go to (keyword-only `project` and `items`).
+    csv_item: Callable[[dict[str, str]], dict]
+    ingest: Callable[..., BatchResult]
 
     def add_arguments(self, parser):
         parser.add_argument("file", type=Path, help="a .csv file with a header row, or .jsonl/.ndjson")
@@ -266,7 +265,7 @@ class ImportCommand(BaseCommand):
                 path=file,
                 file_format=file_format,
                 csv_item=self.csv_item,
-                send=lambda items: self.send(project=target, items=items),
+                send=lambda items: self.ingest(project=target, items=items),
                 on_rejections=show,
                 on_progress=progress.update,
             )
