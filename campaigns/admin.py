@@ -7,15 +7,19 @@ CappedCountPaginator.COUNT_CAP rows, and filter on fixed choices.
 import zoneinfo
 
 from django import forms
-from django.contrib import admin, messages
-from django.http import HttpResponseNotAllowed, HttpResponseRedirect
-from django.shortcuts import get_object_or_404
-from django.urls import path, reverse
+from django.contrib import admin
+from django.urls import reverse
 from django.utils.html import format_html
 from django.utils.text import Truncator
 
 from cohorts.admin_scope import ProjectScopedAdmin
-from outbound.admin import CappedCountPaginator, DeliveryAttemptInline, RunSubjectAdmin
+from outbound.admin import (
+    DeliveryAttemptInline,
+    LargeListAdmin,
+    RunSubjectAdmin,
+    SendTestButtonAdmin,
+    send_test_message,
+)
 
 from . import services
 from .models import Message, MessageRun, MessageSend
@@ -61,7 +65,7 @@ class MessageAdminForm(forms.ModelForm):
 
 
 @admin.register(Message)
-class MessageAdmin(ProjectScopedAdmin, RunSubjectAdmin):
+class MessageAdmin(ProjectScopedAdmin, SendTestButtonAdmin, RunSubjectAdmin):
     project_paths = ("cohort__project",)
     noun = "message"
     runs_changelist = "admin:campaigns_messagerun_changelist"
@@ -136,32 +140,14 @@ class MessageAdmin(ProjectScopedAdmin, RunSubjectAdmin):
             '<div class="help">POSTs 5 random profiles of the project to the saved connection and shows the '
             "answer. Nobody is marked as sent.</div>", url)
 
-    def get_urls(self):
-        send_test = self.admin_site.admin_view(self.send_test_view)
-        return [path("<int:message_id>/send-test/", send_test, name="campaigns_message_send_test"),
-                *super().get_urls()]
-
-    def send_test_view(self, request, message_id: int):
-        """The change page's "Send test" button (a POST: it sends a request out)."""
-        if request.method != "POST":
-            return HttpResponseNotAllowed(["POST"])
-        message = get_object_or_404(self.get_queryset(request).select_related("cohort", "connection"), pk=message_id)
-        if not self.has_change_permission(request, message):
-            return HttpResponseRedirect(reverse("admin:index"))
+    def send_test_report(self, request, message) -> None:
         result = services.message_send_test(message=message)
-        status = f"HTTP {result.http_status}" if result.http_status else "no HTTP answer"
         sent = ", ".join(result.distinct_ids) or "no profiles (the project has none)"
-        text = f"Test send of “{message.name}”: {result.outcome}, {status} in {result.latency_ms} ms. Sent: {sent}."
-        if result.message:
-            text += f" {result.message}."
-        if result.response_excerpt:
-            text += f" The receiver answered: {result.response_excerpt}"
-        messages.add_message(request, messages.SUCCESS if result.outcome == "success" else messages.ERROR, text)
-        return HttpResponseRedirect(reverse("admin:campaigns_message_change", args=[message.pk]))
+        send_test_message(request, title=f"Test send of “{message.name}”", result=result, sent=f" Sent: {sent}.")
 
 
 @admin.register(MessageRun)
-class MessageRunAdmin(ProjectScopedAdmin, admin.ModelAdmin):
+class MessageRunAdmin(ProjectScopedAdmin, LargeListAdmin):
     """Every run of every message, newest first, with its batch attempts. Read-only."""
 
     project_paths = ("message__cohort__project",)
@@ -171,11 +157,7 @@ class MessageRunAdmin(ProjectScopedAdmin, admin.ModelAdmin):
     list_select_related = ["message"]
     ordering = ["-started_at", "-id"]
     sortable_by = ["started_at"]
-    paginator = CappedCountPaginator
-    show_full_result_count = False
-    show_facets = admin.ShowFacets.NEVER
     inlines = [DeliveryAttemptInline]
-    readonly_fields = [f.name for f in MessageRun._meta.fields]
 
     @admin.display(description="users sent")
     def users(self, obj):
@@ -199,7 +181,7 @@ class MessageRunAdmin(ProjectScopedAdmin, admin.ModelAdmin):
 
 
 @admin.register(MessageSend)
-class MessageSendAdmin(ProjectScopedAdmin, admin.ModelAdmin):
+class MessageSendAdmin(ProjectScopedAdmin, LargeListAdmin):
     """Who got which message, when: the per-user records behind "at most once". Read-only."""
 
     project_paths = ("message__cohort__project",)
@@ -207,12 +189,6 @@ class MessageSendAdmin(ProjectScopedAdmin, admin.ModelAdmin):
                     "sent_at"]
     list_filter = ["status", "message"]
     list_select_related = ["message", "profile", "run"]
-    ordering = ["-id"]
-    sortable_by = []
-    paginator = CappedCountPaginator
-    show_full_result_count = False
-    show_facets = admin.ShowFacets.NEVER
-    readonly_fields = [f.name for f in MessageSend._meta.fields]
 
     @admin.display(description="distinct id")
     def profile_id_text(self, obj):

@@ -8,19 +8,17 @@ import zoneinfo
 from django.conf import settings
 from django.contrib.contenttypes.fields import GenericRelation
 from django.core.exceptions import ValidationError
-from django.core.validators import MaxValueValidator
 from django.db import models
 
 from cohorts.models import Cohort, Profile
 from integrations.models import Connection
-from outbound.autopause import MAX_AUTO_PAUSE_FAILED_RUNS, MAX_AUTO_PAUSE_HOURS
 from outbound.health import HealthQuerySet
-from outbound.models import DeliveryAttempt
+from outbound.models import DeliveryAttempt, RunSubjectState
 
 from . import policy
 
 
-class Message(models.Model):
+class Message(RunSubjectState):
     class Schedule(models.TextChoices):
         ASAP = "asap", "ASAP (as soon as a user matches; once per user)"
         SCHEDULED = "scheduled", "Scheduled (at set times; once per user, ever)"
@@ -53,19 +51,6 @@ class Message(models.Model):
     # Profile properties to send; empty sends all of them (as the legacy webhook did).
     properties = models.JSONField("profile properties to send", default=list, blank=True)
     state = models.CharField(max_length=20, choices=State.choices, default=State.ACTIVE)
-    last_error_message = models.TextField(blank=True, default="")
-    last_error_status = models.PositiveSmallIntegerField(null=True, blank=True)
-    paused_at = models.DateTimeField(null=True, blank=True)
-    # Auto-pause (outbound.autopause): the current streak of failed runs, reset by a success or a resume,
-    # and this subject's own limits (empty: the settings' defaults; 0: that rule off).
-    consecutive_failed_runs = models.PositiveIntegerField(default=0, editable=False)
-    failing_since = models.DateTimeField(null=True, blank=True, editable=False)
-    auto_paused = models.BooleanField(default=False, editable=False)
-    auto_pause_failed_runs = models.PositiveIntegerField(
-        null=True, blank=True, validators=[MaxValueValidator(MAX_AUTO_PAUSE_FAILED_RUNS)], help_text="Pause after this many failed runs in a row (empty: the default; 0: never).")
-    auto_pause_hours = models.PositiveIntegerField(
-        null=True, blank=True, validators=[MaxValueValidator(MAX_AUTO_PAUSE_HOURS)], help_text="Pause after this many hours of failures without a success "
-                                         "(empty: the default; 0: never).")
     next_run_at = models.DateTimeField(null=True, blank=True)
     # A run holds the message by lease (outbound.claims), as a sync run holds its sync.
     claimed_until = models.DateTimeField(null=True, blank=True)

@@ -12,7 +12,7 @@ from django.utils.html import format_html
 from django.utils.text import Truncator
 
 from cohorts.admin_scope import ProjectScopedAdmin
-from outbound.admin import CappedCountPaginator, DeliveryAttemptInline, RunSubjectAdmin
+from outbound.admin import DeliveryAttemptInline, LargeListAdmin, RunSubjectAdmin
 from outbound.health import ATTENTION
 
 from . import services
@@ -130,7 +130,7 @@ class SyncAdmin(ProjectScopedAdmin, RunSubjectAdmin):
 
 
 @admin.register(SyncRun)
-class SyncRunAdmin(ProjectScopedAdmin, admin.ModelAdmin):
+class SyncRunAdmin(ProjectScopedAdmin, LargeListAdmin):
     project_paths = ("sync__cohort__project",)
     list_display = ["started_at", "sync", "kind", "status", "pages", "sent", "error"]
     list_display_links = ["started_at"]
@@ -138,11 +138,7 @@ class SyncRunAdmin(ProjectScopedAdmin, admin.ModelAdmin):
     list_select_related = ["sync__cohort", "sync__connection"]
     ordering = ["-started_at", "-id"]  # the run_recent and run_status_recent indexes
     sortable_by = ["started_at"]  # sorting 100,000 runs by an unindexed column would scan them all
-    paginator = CappedCountPaginator
-    show_full_result_count = False
-    show_facets = admin.ShowFacets.NEVER  # a count per filter option is a scan per option
     inlines = [DeliveryAttemptInline]
-    readonly_fields = [f.name for f in SyncRun._meta.fields]
 
     @admin.display(description="pages")
     def pages(self, obj):

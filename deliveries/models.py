@@ -3,18 +3,16 @@ import uuid
 from django.conf import settings
 from django.contrib.contenttypes.fields import GenericRelation
 from django.core.exceptions import ValidationError
-from django.core.validators import MaxValueValidator
 from django.db import models
 
 from cohorts.models import Cohort, Profile
 from integrations.models import Connection
 from outbound import policy
-from outbound.autopause import MAX_AUTO_PAUSE_FAILED_RUNS, MAX_AUTO_PAUSE_HOURS
 from outbound.health import HealthQuerySet
-from outbound.models import DeliveryAttempt
+from outbound.models import DeliveryAttempt, RunSubjectState
 
 
-class Sync(models.Model):
+class Sync(RunSubjectState):
     """A cohort kept in sync with a connection, one-time or on an interval."""
 
     class Mode(models.TextChoices):
@@ -32,20 +30,6 @@ class Sync(models.Model):
     interval_minutes = models.PositiveIntegerField(default=policy.DEFAULT_INTERVAL_MINUTES)
     properties = models.JSONField("profile properties to export", default=list, blank=True)
     state = models.CharField(max_length=20, choices=State.choices, default=State.ACTIVE)
-    # What the receiver told us when it last refused a run (shown in the UI and the pause email).
-    last_error_message = models.TextField(blank=True, default="")
-    last_error_status = models.PositiveSmallIntegerField(null=True, blank=True)
-    paused_at = models.DateTimeField(null=True, blank=True)
-    # Auto-pause (outbound.autopause): the current streak of failed runs, reset by a success or a resume,
-    # and this subject's own limits (empty: the settings' defaults; 0: that rule off).
-    consecutive_failed_runs = models.PositiveIntegerField(default=0, editable=False)
-    failing_since = models.DateTimeField(null=True, blank=True, editable=False)
-    auto_paused = models.BooleanField(default=False, editable=False)
-    auto_pause_failed_runs = models.PositiveIntegerField(
-        null=True, blank=True, validators=[MaxValueValidator(MAX_AUTO_PAUSE_FAILED_RUNS)], help_text="Pause after this many failed runs in a row (empty: the default; 0: never).")
-    auto_pause_hours = models.PositiveIntegerField(
-        null=True, blank=True, validators=[MaxValueValidator(MAX_AUTO_PAUSE_HOURS)], help_text="Pause after this many hours of failures without a success "
-                                         "(empty: the default; 0: never).")
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )

@@ -1,12 +1,11 @@
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
-from django.http import HttpResponseNotAllowed, HttpResponseRedirect
-from django.shortcuts import get_object_or_404
-from django.urls import path, reverse
+from django.http import HttpResponseRedirect
+from django.urls import reverse
 
 from cohorts.admin_scope import ProjectScopedAdmin
-from outbound.admin import ServiceSavedAdmin
+from outbound.admin import SendTestButtonAdmin, ServiceSavedAdmin, send_test_message
 
 from . import services
 from .fields import UnreadableSecret
@@ -108,7 +107,7 @@ class ConnectionAdminForm(forms.ModelForm):
 
 
 @admin.register(Connection)
-class ConnectionAdmin(ProjectScopedAdmin, ServiceSavedAdmin):
+class ConnectionAdmin(ProjectScopedAdmin, SendTestButtonAdmin, ServiceSavedAdmin):
     form = ConnectionAdminForm
     list_display = ["name", "project", "url", "format", "has_password", "has_api_key", "signed", "updated_at"]
     list_filter = ["format", "project"]
@@ -158,39 +157,18 @@ class ConnectionAdmin(ProjectScopedAdmin, ServiceSavedAdmin):
         return bool(obj.signing_secret)
     change_form_template = "admin/integrations/connection/change_form.html"
 
-    def get_urls(self):
-        send_test = self.admin_site.admin_view(self.send_test_view)
-        return [path("<int:connection_id>/send-test/", send_test, name="integrations_connection_send_test"),
-                *super().get_urls()]
-
-    def send_test_view(self, request, connection_id: int):
-        """The change page's "Send a test page" button (a POST: it sends a request out)."""
-        if request.method != "POST":
-            return HttpResponseNotAllowed(["POST"])
-        connection = get_object_or_404(self.get_queryset(request), pk=connection_id)
-        if not self.has_change_permission(request, connection):
-            return HttpResponseRedirect(reverse("admin:index"))
-        self._send_test(request, connection)
-        return HttpResponseRedirect(reverse("admin:integrations_connection_change", args=[connection.pk]))
-
     @admin.action(description="Send a test page (an empty add_members)")
     def send_test(self, request, queryset):
         for connection in queryset:
-            self._send_test(request, connection)
+            self.send_test_report(request, connection)
 
-    def _send_test(self, request, connection: Connection) -> None:
+    def send_test_report(self, request, connection: Connection) -> None:
         try:
             result = connection_send_test(connection=connection)
         except UnreadableSecret as error:
             messages.error(request, str(error))
             return
-        status = f"HTTP {result.http_status}" if result.http_status else "no HTTP answer"
-        text = f"Test page to “{connection.name}”: {result.outcome}, {status} in {result.latency_ms} ms."
-        if result.message:
-            text += f" {result.message}."
-        if result.response_excerpt:
-            text += f" The receiver answered: {result.response_excerpt}"
-        messages.add_message(request, messages.SUCCESS if result.outcome == "success" else messages.ERROR, text)
+        send_test_message(request, title=f"Test page to “{connection.name}”", result=result)
 
     @admin.display(boolean=True, description="password set")
     def has_password(self, obj):

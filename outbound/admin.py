@@ -8,7 +8,9 @@ from django.contrib.contenttypes.prefetch import GenericPrefetch
 from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
 from django.core.paginator import Paginator
 from django.db.models import Q
-from django.urls import reverse
+from django.http import HttpResponseNotAllowed, HttpResponseRedirect
+from django.shortcuts import get_object_or_404
+from django.urls import path, reverse
 from django.utils.functional import cached_property
 from django.utils.html import format_html
 from django.utils.text import Truncator
@@ -32,6 +34,57 @@ class CappedCountPaginator(Paginator):
     @cached_property
     def count(self) -> int:
         return self.object_list[: self.COUNT_CAP].count()
+
+
+class LargeListAdmin(admin.ModelAdmin):
+    """A read-only list that grows to hundreds of thousands of rows (runs, attempts, send
+    records): newest first by an indexed order, counts capped, no count per filter option (a
+    scan per option), no sorting by unindexed columns."""
+
+    ordering = ["-id"]
+    sortable_by: list[str] = []
+    paginator = CappedCountPaginator
+    show_full_result_count = False
+    show_facets = admin.ShowFacets.NEVER
+
+    def get_readonly_fields(self, request, obj=None):
+        return [field.name for field in self.model._meta.fields]
+
+
+class SendTestButtonAdmin(admin.ModelAdmin):
+    """A change page's test-send button: a POST to `<id>/send-test/` (URL name
+    `<app>_<model>_send_test`) that sends through the admin's `send_test_report(request, obj)`,
+    then back to the change page. POST only: it sends a request out."""
+
+    def get_urls(self):
+        opts = self.model._meta
+        view = self.admin_site.admin_view(self.send_test_view)
+        return [path("<int:object_id>/send-test/", view, name=f"{opts.app_label}_{opts.model_name}_send_test"),
+                *super().get_urls()]
+
+    def send_test_view(self, request, object_id: int):
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        obj = get_object_or_404(self.get_queryset(request), pk=object_id)
+        if not self.has_change_permission(request, obj):
+            return HttpResponseRedirect(reverse("admin:index"))
+        self.send_test_report(request, obj)
+        opts = self.model._meta
+        return HttpResponseRedirect(reverse(f"admin:{opts.app_label}_{opts.model_name}_change", args=[obj.pk]))
+
+    def send_test_report(self, request, obj) -> None:
+        raise NotImplementedError
+
+
+def send_test_message(request, *, title: str, result, sent: str = "") -> None:
+    """A test send's answer as an admin message: success or error as the retry policy took it."""
+    status = f"HTTP {result.http_status}" if result.http_status else "no HTTP answer"
+    text = f"{title}: {result.outcome}, {status} in {result.latency_ms} ms.{sent}"
+    if result.message:
+        text += f" {result.message}."
+    if result.response_excerpt:
+        text += f" The receiver answered: {result.response_excerpt}"
+    messages.add_message(request, messages.SUCCESS if result.outcome == "success" else messages.ERROR, text)
 
 
 class DeliveryAttemptInline(GenericTabularInline):
@@ -92,18 +145,12 @@ def attempts_of_member_projects(user) -> Q:
 
 
 @admin.register(DeliveryAttempt)
-class DeliveryAttemptAdmin(admin.ModelAdmin):
+class DeliveryAttemptAdmin(LargeListAdmin):
     """Every POST try across sync runs, message runs and alert firings, newest first: where an
     operator finds trouble. Read-only."""
 
     list_display = ["created_at", "source_link", "page", "outcome", "http_status", "latency", "short_error"]
     list_filter = [OutcomeFilter, SourceFilter]
-    ordering = ["-id"]
-    sortable_by = []
-    paginator = CappedCountPaginator
-    show_full_result_count = False
-    show_facets = admin.ShowFacets.NEVER
-    readonly_fields = [f.name for f in DeliveryAttempt._meta.fields]
 
     def get_queryset(self, request):
         # A page's sources come in one query per kind, with what their labels need.

@@ -1,6 +1,9 @@
 from django.contrib.contenttypes.fields import GenericForeignKey
 from django.contrib.contenttypes.models import ContentType
+from django.core.validators import MaxValueValidator
 from django.db import models
+
+from .autopause import MAX_AUTO_PAUSE_FAILED_RUNS, MAX_AUTO_PAUSE_HOURS
 
 
 class DeliveryAttempt(models.Model):
@@ -58,3 +61,27 @@ class ReceiverRunSlot(models.Model):
 
     class Meta:
         indexes = [models.Index(fields=["connection_id", "expires_at"], name="run_slot_connection")]
+
+
+class RunSubjectState(models.Model):
+    """What a run's subject (a sync, a user message) keeps of how its runs went: the receiver's
+    last refusal (shown on the pages and in the pause email), when it was paused, and its
+    failure streak with its own auto-pause limits (outbound.autopause)."""
+
+    last_error_message = models.TextField(blank=True, default="")
+    last_error_status = models.PositiveSmallIntegerField(null=True, blank=True)
+    paused_at = models.DateTimeField(null=True, blank=True)
+    # The current streak of failed runs, reset by a success or a resume, and this subject's own
+    # limits (empty: the settings' defaults; 0: that rule off).
+    consecutive_failed_runs = models.PositiveIntegerField(default=0, editable=False)
+    failing_since = models.DateTimeField(null=True, blank=True, editable=False)
+    auto_paused = models.BooleanField(default=False, editable=False)
+    auto_pause_failed_runs = models.PositiveIntegerField(
+        null=True, blank=True, validators=[MaxValueValidator(MAX_AUTO_PAUSE_FAILED_RUNS)],
+        help_text="Pause after this many failed runs in a row (empty: the default; 0: never).")
+    auto_pause_hours = models.PositiveIntegerField(
+        null=True, blank=True, validators=[MaxValueValidator(MAX_AUTO_PAUSE_HOURS)],
+        help_text="Pause after this many hours of failures without a success (empty: the default; 0: never).")
+
+    class Meta:
+        abstract = True
