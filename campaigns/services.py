@@ -113,17 +113,26 @@ def messages_dispatch_due(*, now=None) -> list[int]:
     Moving `next_run_at` on with a conditional UPDATE is the claim: two dispatchers
     cannot both start the same occurrence.
     """
-    from .tasks import run_message
-
     now = now or timezone.now()
     started = []
-    due = Message.objects.filter(state=Message.State.ACTIVE, next_run_at__lte=now).order_by("next_run_at")[:10_000]
+    due = Message.objects.filter(state=Message.State.ACTIVE, next_run_at__lte=now).order_by("next_run_at")[
+        : settings.COHORTSYNC_DISPATCH_BATCH
+    ]
     for message in due:
         following = message_next_run_at(message, after=max(now, message.next_run_at))
         if Message.objects.filter(pk=message.pk, next_run_at=message.next_run_at).update(next_run_at=following):
             started.append(message.pk)
-            transaction.on_commit(lambda message_id=message.pk: run_message.delay(message_id))
+    if started:
+        transaction.on_commit(lambda: _enqueue_message_runs(message_ids=started))
     return started
+
+
+def _enqueue_message_runs(*, message_ids: list[int]) -> None:
+    from .tasks import run_message
+
+    with run_message.app.producer_or_acquire() as producer, producer.batch():  # pipelined, as for syncs
+        for message_id in message_ids:
+            run_message.apply_async((message_id,), producer=producer)
 
 
 def messages_for_recomputed_cohort(*, cohort_id: int) -> list[int]:

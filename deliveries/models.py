@@ -42,6 +42,9 @@ class Sync(models.Model):
     # A run holds the sync by lease; a killed worker's claim simply expires.
     claimed_until = models.DateTimeField(null=True, blank=True)
     claim_token = models.UUIDField(null=True, blank=True, editable=False)
+    # The dispatcher enqueued a run task that has not claimed the sync yet: later ticks leave
+    # the sync alone until then (the task expires at the same time, so at most one is live).
+    dispatched_until = models.DateTimeField(null=True, blank=True, editable=False)
     # The snapshot: when the delivered state was last advanced (the last successful run).
     snapshot_at = models.DateTimeField(null=True, blank=True)
     snapshot_size = models.PositiveIntegerField(default=0)
