@@ -15,6 +15,7 @@ from rest_framework.settings import api_settings
 from rest_framework.views import exception_handler
 
 from cohorts.models import Project
+from deliveries.dispatch import BrokerUnavailable
 
 from .authentication import ApiKeyClient
 from .models import ApiKey
@@ -43,6 +44,12 @@ class Conflict(exceptions.APIException):
     default_code = "conflict"
 
 
+class ServiceUnavailable(exceptions.APIException):
+    status_code = 503
+    default_detail = "A service this request needs is unavailable; try again shortly."
+    default_code = "service_unavailable"
+
+
 # --- Errors ---------------------------------------------------------------------------
 
 
@@ -53,6 +60,8 @@ def api_exception_handler(exc, context):
         exc = exceptions.ValidationError(validation_error_detail(exc))
     elif isinstance(exc, ProtectedError):
         exc = Conflict(_protected_message(exc))
+    elif isinstance(exc, BrokerUnavailable):
+        exc = ServiceUnavailable(f"The run was not queued: {exc}.")
     elif isinstance(exc, exceptions.Throttled) and not isinstance(exc, _ClientThrottled):
         exc = _ClientThrottled(context["request"], exc.wait)
     return exception_handler(exc, context)

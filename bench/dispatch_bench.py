@@ -111,7 +111,7 @@ def main(argv=None) -> None:
     from django.utils import timezone
 
     from config import celery_app
-    from deliveries import services, tasks
+    from deliveries import dispatch, tasks
     from deliveries.models import Sync, SyncRun
     from tests.support.faults import purge_queues, queued_tasks
     from tests.support.receiver import LoopbackReceiver
@@ -136,10 +136,10 @@ def main(argv=None) -> None:
             purge_queues()
             Sync.objects.update(dispatched_until=None)
             started, cpu = time.perf_counter(), time.process_time()
-            services.syncs_dispatch_due()
+            dispatch.syncs_dispatch_due()
             in_process = time.perf_counter() - started, time.process_time() - cpu
             now = timezone.now()
-            again = [len(services.syncs_dispatch_due(now=now + timedelta(minutes=m))) for m in (1, 2, 3)]
+            again = [len(dispatch.syncs_dispatch_due(now=now + timedelta(minutes=m))) for m in (1, 2, 3)]
             after_outage = queued_tasks("runs")
 
             workers += [start_worker(f"runs{n}", "runs,celery", 2) for n in (1, 2)]

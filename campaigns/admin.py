@@ -16,6 +16,7 @@ from django.utils.text import Truncator
 
 from cohorts.admin import CappedCountPaginator
 from deliveries.admin import STATE_COLOURS, DeliveryAttemptInline
+from deliveries.dispatch import BrokerUnavailable
 
 from . import services
 from .models import Message, MessageRun, MessageSend
@@ -132,8 +133,12 @@ class MessageAdmin(admin.ModelAdmin):
     @admin.action(description="Run now")
     def run_now(self, request, queryset):
         active = list(queryset.filter(state=Message.State.ACTIVE))
-        for message in active:
-            services.message_request_run(message=message)
+        try:
+            for message in active:
+                services.message_request_run(message=message)
+        except BrokerUnavailable as exc:
+            messages.error(request, f"Not every run was queued: {exc}.")
+            return
         messages.info(request, f"Queued {len(active)} run(s).")
         if skipped := queryset.exclude(state=Message.State.ACTIVE).count():
             messages.warning(request, f"{skipped} paused message(s) not run: resume them first.")

@@ -13,7 +13,7 @@ from rest_framework.response import Response
 from access.api import MAX_ID, Conflict, ScopedPrimaryKeyRelatedField, acting_person, client_projects
 from access.schema import ErrorOutput
 from cohorts.models import Cohort
-from deliveries.api import DeliveryAttemptOutput
+from deliveries.api import BROKER_DOWN, DeliveryAttemptOutput
 from deliveries.models import DeliveryAttempt
 from integrations.models import Connection
 
@@ -187,7 +187,7 @@ class MessageViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.De
         data.is_valid(raise_exception=True)
         return Response(MessageOutput(message_update(message=message, **data.validated_data)).data)
 
-    @extend_schema(summary="Run now", request=None, responses={202: MessageRunOutput, 409: CONFLICT})
+    @extend_schema(summary="Run now", request=None, responses={202: MessageRunOutput, 409: CONFLICT, 503: BROKER_DOWN})
     @action(detail=True, methods=["post"])
     def run(self, request, pk=None):
         """Queue a run now; answers 202 with the queued run (follow it at `message-runs/{id}/`)."""

@@ -139,6 +139,8 @@ class MessageRun(models.Model):
     batches_failed = models.PositiveIntegerField(default=0)
     error_message = models.TextField(blank=True, default="")
     http_status = models.PositiveSmallIntegerField(null=True, blank=True)
+    # A queued run's task expires then; if the run is still queued, the dispatcher enqueues it again.
+    dispatched_until = models.DateTimeField(null=True, blank=True, editable=False)
 
     class Meta:
         indexes = [models.Index(fields=["message", "-started_at"], name="message_run_recent")]

@@ -14,6 +14,7 @@ from django.utils.text import Truncator
 from cohorts.admin import CappedCountPaginator
 
 from . import policy, services
+from .dispatch import BrokerUnavailable
 from .models import DeliveryAttempt, Notification, Sync, SyncRun
 
 STATE_COLOURS = {"paused": "#b3261e", "failing": "#8a4b00", "active": "#15803d", "finished": "#4b5563"}
@@ -88,8 +89,12 @@ class SyncAdmin(admin.ModelAdmin):
     @admin.action(description="Run now")
     def run_now(self, request, queryset):
         active = list(queryset.filter(state=Sync.State.ACTIVE))
-        for sync in active:
-            services.sync_request_run(sync=sync)
+        try:
+            for sync in active:
+                services.sync_request_run(sync=sync)
+        except BrokerUnavailable as exc:
+            messages.error(request, f"Not every run was queued: {exc}.")
+            return
         messages.info(request, f"Queued {len(active)} run(s).")
         if skipped := queryset.exclude(state=Sync.State.ACTIVE).count():
             messages.warning(request, f"{skipped} paused or finished sync(s) not run: resume them first.")

@@ -18,6 +18,7 @@ from .services import sync_create, sync_pause, sync_request_full_refresh, sync_r
 
 API_PAUSE_MESSAGE = "paused through the API"
 CONFLICT = OpenApiResponse(ErrorOutput, "The sync is not in a state that allows this.")
+BROKER_DOWN = OpenApiResponse(ErrorOutput, "The task queue is unavailable: nothing was queued; try again shortly.")
 
 
 # --- Serializers ----------------------------------------------------------------------
@@ -122,7 +123,7 @@ class SyncViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Destr
         sync = sync_create(**data.validated_data, created_by=acting_person(request))
         return Response(SyncOutput(sync).data, status=status.HTTP_201_CREATED)
 
-    @extend_schema(summary="Run now", request=None, responses={202: SyncRunOutput, 409: CONFLICT})
+    @extend_schema(summary="Run now", request=None, responses={202: SyncRunOutput, 409: CONFLICT, 503: BROKER_DOWN})
     @action(detail=True, methods=["post"])
     def run(self, request, pk=None):
         """Queue a run now; answers 202 with the queued run (follow it at `runs/{id}/`)."""

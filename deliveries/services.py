@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.mail import EmailMultiAlternatives
-from django.db import connection as db, transaction
+from django.db import transaction
 from django.db.models import Q
 from django.template.loader import render_to_string
 from django.urls import reverse
@@ -187,63 +187,23 @@ def absolute_url(path: str) -> str:
 # --- Scheduling -----------------------------------------------------------------------
 
 
-def syncs_dispatch_due(*, now: datetime | None = None) -> list[int]:
-    """Mark due syncs dispatched and enqueue one run task each, the most overdue first (beat, each minute).
-
-    Selecting and marking are one UPDATE, so a later tick (or a second dispatcher) skips a sync
-    whose task may still run: however long workers are away, each due sync has one live task.
-    """
-    now = now or timezone.now()
-    until = now + dispatch_lease()
-    with transaction.atomic():
-        due = (
-            Sync.objects.filter(state=Sync.State.ACTIVE, next_run_at__lte=now)
-            .filter(Q(claimed_until__isnull=True) | Q(claimed_until__lt=now))
-            .filter(Q(dispatched_until__isnull=True) | Q(dispatched_until__lt=now))
-            .order_by("next_run_at")
-            .select_for_update(skip_locked=True)  # two dispatchers split the work (PostgreSQL)
-            .values("pk")[: settings.COHORTSYNC_DISPATCH_BATCH]
-        )
-        due_sql, due_params = due.query.sql_with_params()
-        with db.cursor() as cursor:
-            cursor.execute(
-                f"UPDATE {Sync._meta.db_table} SET dispatched_until = %s WHERE id IN ({due_sql}) "
-                "RETURNING id, next_run_at",
-                [db.ops.adapt_datetimefield_value(until), *due_params],
-            )
-            # RETURNING keeps no order: enqueue the most overdue first, as selected.
-            sync_ids = [sync_id for sync_id, _ in sorted(cursor.fetchall(), key=lambda row: (row[1], row[0]))]
-    if sync_ids:
-        transaction.on_commit(lambda: _enqueue_scheduled_runs(sync_ids=sync_ids, expires=until))
-    return sync_ids
-
-
-def _enqueue_scheduled_runs(*, sync_ids: list[int], expires: datetime) -> None:
-    """One producer and pipelined writes for the whole tick (a round trip per task was most of
-    its time); a task not run by `expires` is dropped by the worker."""
-    from .tasks import run_sync  # tasks are thin wrappers over this module
-
-    try:
-        with run_sync.app.producer_or_acquire() as producer, producer.batch():
-            for sync_id in sync_ids:
-                run_sync.apply_async((sync_id,), expires=expires, producer=producer)
-    except Exception:
-        # The broker went away: the tick's syncs are due again at the next tick. A sync whose
-        # task did get out may then have two; its claim still lets only one run.
-        Sync.objects.filter(pk__in=sync_ids).update(dispatched_until=None)
-        raise
-
-
-def dispatch_lease() -> timedelta:
-    return timedelta(seconds=settings.COHORTSYNC_DISPATCH_LEASE_SECONDS)
-
-
 def sync_request_run(*, sync: Sync, full: bool = False, trigger: str = "manual") -> SyncRun:
-    """Queue a run now (admin, API, status pages): the run row exists at once, so callers get its id."""
+    """Queue a run now (admin, API, status pages): the run row exists at once, so callers get its id.
+
+    The row is committed, then its task enqueued; a broker that refuses the task leaves
+    nothing behind (dispatch.BrokerUnavailable), and a task lost later is re-enqueued by the
+    dispatcher. A full run is asked for on the sync (force_full), so it survives re-enqueuing.
+    """
+    from .dispatch import dispatch_lease, run_enqueue_requested
     from .tasks import run_sync
 
-    run = SyncRun.objects.create(sync=sync, status=SyncRun.Status.QUEUED, trigger=trigger)
-    transaction.on_commit(lambda: run_sync.delay(sync.pk, full=full, trigger=trigger, run_id=run.pk))
+    if full:
+        sync_request_full_refresh(sync=sync)
+    run = SyncRun.objects.create(sync=sync, status=SyncRun.Status.QUEUED, trigger=trigger,
+                                 dispatched_until=timezone.now() + dispatch_lease())
+    transaction.on_commit(lambda: run_enqueue_requested(
+        task=run_sync, run=run, args=(sync.pk,), kwargs={"trigger": trigger, "run_id": run.pk}
+    ))
     return run
 
 

@@ -2,14 +2,14 @@
 
 from celery import shared_task
 
-from . import engine, services
+from . import dispatch, engine
 
 RUN_TASK_OPTIONS = dict(acks_late=True, reject_on_worker_lost=True, ignore_result=True)
 
 
 @shared_task(name="deliveries.dispatch_due_syncs", **RUN_TASK_OPTIONS, time_limit=120, soft_time_limit=110)
 def dispatch_due_syncs() -> int:
-    return len(services.syncs_dispatch_due())
+    return len(dispatch.syncs_dispatch_due())
 
 
 @shared_task(name="deliveries.run_sync", **RUN_TASK_OPTIONS)

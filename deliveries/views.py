@@ -21,6 +21,7 @@ from campaigns.models import Message
 from cohorts.charts import size_chart
 
 from . import selectors, services
+from .dispatch import BrokerUnavailable
 from .models import Sync
 
 RUNS_PER_PAGE = 20
@@ -75,8 +76,12 @@ def sync_run_now(request: HttpRequest, sync_id: int) -> HttpResponse:
     if sync.state != Sync.State.ACTIVE:
         messages.error(request, f"A {sync.get_state_display().lower()} sync does not run: resume it first.")
     else:
-        run = services.sync_request_run(sync=sync)
-        messages.success(request, f"Run #{run.pk} is queued.")
+        try:
+            run = services.sync_request_run(sync=sync)
+        except BrokerUnavailable as exc:
+            messages.error(request, f"The run was not queued: {exc}.")
+        else:
+            messages.success(request, f"Run #{run.pk} is queued.")
     return redirect("deliveries:sync", sync_id=sync.pk)
 
 
@@ -117,8 +122,12 @@ def message_run_now(request: HttpRequest, message_id: int) -> HttpResponse:
     if message.state != Message.State.ACTIVE:
         messages.error(request, "A paused message does not run: resume it first.")
     else:
-        run = message_services.message_request_run(message=message)
-        messages.success(request, f"Run #{run.pk} is queued.")
+        try:
+            run = message_services.message_request_run(message=message)
+        except BrokerUnavailable as exc:
+            messages.error(request, f"The run was not queued: {exc}.")
+        else:
+            messages.success(request, f"Run #{run.pk} is queued.")
     return redirect("deliveries:message", message_id=message.pk)
 
 

@@ -6,9 +6,12 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from deliveries import services
+from deliveries import dispatch
 from deliveries.models import Sync, SyncRun
-from tests.support.faults import celery_worker, cohort_holds, kill, purge_queues, queued_tasks, receiver_holds, wait_until
+from tests.api.conftest import key_client
+from tests.support.faults import (
+    PrivateRedis, celery_worker, cohort_holds, kill, purge_queues, queued_tasks, receiver_holds, wait_until,
+)
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -28,7 +31,7 @@ def test_a_worker_outage_leaves_one_task_per_due_sync_and_every_receiver_ends_eq
         kill(worker)  # the outage starts before the tick
 
         now = timezone.now()
-        ticks = [services.syncs_dispatch_due(now=now + timedelta(minutes=minute)) for minute in range(4)]
+        ticks = [dispatch.syncs_dispatch_due(now=now + timedelta(minutes=minute)) for minute in range(4)]
 
     assert ticks[0] == [sync.pk for sync in syncs][::-1]  # the most overdue first
     assert ticks[1:] == [[], [], []]
@@ -44,3 +47,50 @@ def test_a_worker_outage_leaves_one_task_per_due_sync_and_every_receiver_ends_eq
         assert (sync.dispatched_until, sync.claimed_until) == (None, None)
         assert receiver_holds(receiver, sync.cohort) == cohort_holds(sync.cohort)
     assert Sync.objects.filter(next_run_at__lte=timezone.now()).count() == 0
+
+
+@pytest.fixture
+def private_redis(require_postgres, tmp_path, monkeypatch):
+    """This process's tasks go to a redis-server of the test's own, which the test may stop."""
+    from config import celery_app
+
+    server = PrivateRedis(tmp_path)
+    server.start()
+    monkeypatch.setitem(celery_app.conf, "broker_url", server.url)
+    monkeypatch.setenv("CELERY_BROKER_URL", server.url)  # Celery reads it before its settings
+    monkeypatch.setitem(celery_app.conf, "broker_connection_retry", False)
+    monkeypatch.setattr(celery_app, "_pool", None)
+    monkeypatch.setattr(celery_app.amqp, "_producer_pool", None)
+    yield server
+    server.stop()
+
+
+def test_a_run_requested_while_the_broker_is_down_or_lost_by_a_restart_still_runs_once(
+    private_redis, make_sync, receiver, tmp_path
+):
+    sync = make_sync(members=["A", "B", "C"], next_run_at=timezone.now() + timedelta(hours=1))
+    api = key_client(sync.cohort.project)
+    url = f"/api/v1/syncs/{sync.pk}/run/"
+
+    private_redis.stop()
+    refused = api.post(url)
+    assert refused.status_code == 503 and "not queued" in refused.json()["detail"]
+    assert not SyncRun.objects.exists()  # nothing left behind
+
+    private_redis.start()
+    accepted = api.post(url)
+    assert accepted.status_code == 202
+    run = SyncRun.objects.get(pk=accepted.json()["id"])
+    private_redis.stop()  # Redis restarts without persistence: the task is lost
+    private_redis.start()
+
+    with celery_worker(tmp_path, CELERY_BROKER_URL=private_redis.url):
+        dispatch.syncs_dispatch_due(now=run.dispatched_until - timedelta(seconds=1))  # may still be in the queue
+        run.refresh_from_db()
+        assert run.status == SyncRun.Status.QUEUED
+        dispatch.syncs_dispatch_due(now=run.dispatched_until + timedelta(seconds=1))  # expired unrun: again
+        wait_until(lambda: SyncRun.objects.filter(pk=run.pk, status=SyncRun.Status.SUCCEEDED).exists(),
+                   "the re-enqueued run")
+
+    assert SyncRun.objects.count() == 1
+    assert receiver_holds(receiver, sync.cohort) == cohort_holds(sync.cohort) == ["A", "B", "C"]

@@ -3,6 +3,7 @@ and what a receiver that converges (examples/receiver) holds after everything it
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -106,3 +107,37 @@ def wait_until(condition, what: str, seconds: float = 60):
             return value
         time.sleep(0.1)
     raise AssertionError(f"gave up after {seconds}s waiting for {what}")
+
+
+class PrivateRedis:
+    """A redis-server of the test's own on a free port, without persistence: stopping it
+    loses every queued task, as a restarted Redis without AOF does. Never the shared 6379."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+             "--dir", str(self.folder)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        wait_until(lambda: self._answers(), "the private redis-server", seconds=10)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(timeout=10)
+
+    def _answers(self) -> bool:
+        try:
+            return redis.Redis.from_url(self.url, socket_connect_timeout=0.2).ping()
+        except redis.ConnectionError:
+            return False
