@@ -90,11 +90,13 @@ def _lease() -> timedelta:
 # --- Outcomes -------------------------------------------------------------------------
 
 
-def sync_record_success(*, sync: Sync, snapshot_at: datetime, snapshot_size: int) -> None:
+def sync_record_success(*, sync: Sync, snapshot_at: datetime, snapshot_size: int, full: bool) -> None:
+    """A requested full load stays requested until a full run succeeds (a diff does not count)."""
     updates = dict(
-        snapshot_at=snapshot_at, snapshot_size=snapshot_size, force_full=False,
-        last_error_message="", last_error_status=None,
+        snapshot_at=snapshot_at, snapshot_size=snapshot_size, last_error_message="", last_error_status=None,
     )
+    if full:
+        updates["force_full"] = False
     if sync.mode == Sync.Mode.ONE_TIME:
         updates["state"] = Sync.State.FINISHED
     Sync.objects.filter(pk=sync.pk).update(**updates)

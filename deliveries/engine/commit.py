@@ -8,7 +8,7 @@ from ..models import MemberOp, SnapshotMember, StagedMember, Sync, SyncRun
 from ..policy import Outcome, Verdict
 from ..signals import sync_run_finished
 from .records import ClaimLost
-from .stage import writes_new_generation
+from .stage import drop_covered_staging, writes_new_generation
 
 
 def finish_run(*, run: SyncRun, sync: Sync, verdict: Verdict, token) -> None:
@@ -22,7 +22,10 @@ def finish_run(*, run: SyncRun, sync: Sync, verdict: Verdict, token) -> None:
             SyncRun.objects.filter(pk=run.pk).update(
                 status=SyncRun.Status.SUCCEEDED, finished_at=now, error_message=verdict.message
             )
-            services.sync_record_success(sync=sync, snapshot_at=run.started_at, snapshot_size=snapshot_size)
+            services.sync_record_success(sync=sync, snapshot_at=run.started_at, snapshot_size=snapshot_size,
+                                         full=run.kind == SyncRun.Kind.FULL)
+            if run.kind == SyncRun.Kind.FULL:
+                drop_covered_staging(sync_id=sync.pk)
         run.status = SyncRun.Status.SUCCEEDED
     elif verdict.outcome is Outcome.PAUSE:
         SyncRun.objects.filter(pk=run.pk).update(

@@ -36,6 +36,8 @@ def sync_run(
     try:
         abandon_unfinished_runs(sync_id=sync_id)
         sync = Sync.objects.select_related("cohort", "connection").get(pk=sync_id)
+        if full and not sync.force_full:  # asked for once, it stays asked for until a full run succeeds
+            sync = services.sync_request_full_refresh(sync=sync)
         plan = plan_run(sync=sync, full=full)
         run = _start_run(sync=sync, plan=plan, trigger=trigger, run_id=run_id)
         page_plans = stage_members(run=run, sync=sync)

@@ -2,16 +2,20 @@
 PostgreSQL + Redis. Each test ends with every receiver holding exactly its cohort."""
 
 from datetime import timedelta
+from io import StringIO
 
 import pytest
+from django.core.management import CommandError, call_command
 from django.utils import timezone
 
 from deliveries import dispatch
-from deliveries.models import Sync, SyncRun
+from deliveries.models import StagedMember, Sync, SyncRun
 from tests.api.conftest import key_client
+from tests.conftest import run_now, set_members
 from tests.support.faults import (
     PrivateRedis, celery_worker, cohort_holds, kill, purge_queues, queued_tasks, receiver_holds, wait_until,
 )
+from tests.support.receiver import Reply
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -94,3 +98,39 @@ def test_a_run_requested_while_the_broker_is_down_or_lost_by_a_restart_still_run
 
     assert SyncRun.objects.count() == 1
     assert receiver_holds(receiver, sync.cohort) == cohort_holds(sync.cohort) == ["A", "B", "C"]
+
+
+def test_a_failed_full_run_after_a_failed_diff_drops_nothing_and_the_full_load_stays_requested(
+    broker, make_sync, receiver, tmp_path
+):
+    """Issue #14 part 1, as reproduced: a diff fails after its add page, the people it added
+    leave, `runsync --full` fails on 500s, and the next run (through a worker) must still
+    leave the receiver equal to the cohort."""
+    original = [f"m{n}" for n in range(5)]
+    sync = make_sync(members=original)
+    run_now(sync)  # the first full load
+    set_members(sync.cohort, original[1:] + ["x1", "x2", "x3"])  # three join, one leaves
+    receiver.respond_with(lambda request: Reply(status=500) if request.action == "remove_members" else Reply())
+    assert run_now(sync).status == SyncRun.Status.FAILED  # its add page reached the receiver
+    set_members(sync.cohort, original[1:])  # the three leave again
+
+    receiver.respond_with(lambda request: Reply(status=500))
+    with pytest.raises(CommandError):
+        call_command("runsync", sync.pk, full=True, stdout=StringIO())
+    sync.refresh_from_db()
+    assert sync.force_full is True  # still requested: no full load has succeeded
+    assert StagedMember.objects.filter(run__kind=SyncRun.Kind.DIFF).exists()  # the failed diff's rows kept
+
+    receiver.respond_with(None)
+    with celery_worker(tmp_path):
+        Sync.objects.filter(pk=sync.pk).update(next_run_at=timezone.now())
+        dispatch.syncs_dispatch_due()
+        wait_until(lambda: SyncRun.objects.filter(sync=sync).count() == 4
+                   and not SyncRun.objects.filter(sync=sync, status=SyncRun.Status.RUNNING).exists(), "the next run")
+
+    last = SyncRun.objects.filter(sync=sync).order_by("-pk").first()
+    assert (last.status, last.kind) == (SyncRun.Status.SUCCEEDED, SyncRun.Kind.FULL)
+    sync.refresh_from_db()
+    assert sync.force_full is False
+    assert receiver_holds(receiver, sync.cohort) == cohort_holds(sync.cohort) == sorted(original[1:])
+    assert not StagedMember.objects.exists()  # covered by the full load, now dropped
