@@ -2,6 +2,7 @@
 
 import logging
 
+from django.db import DatabaseError
 from django.db.models import Q
 from django.utils import timezone
 
@@ -9,7 +10,7 @@ from .. import services
 from ..models import SnapshotMember, StagedMember, Sync, SyncRun
 from .commit import finish_run
 from .plan import RunPlan, plan_run
-from .records import ClaimLost
+from .records import ClaimLost, reconnect_if_broken
 from .send import deliver_run
 from .stage import stage_members
 
@@ -54,11 +55,14 @@ def sync_run(
     except Exception as exc:
         logger.exception("sync %s: run failed with an internal error", sync_id)
         if run is not None:
+            what = "database error" if isinstance(exc, DatabaseError) else "internal error"
+            reconnect_if_broken()  # the error may have been the connection itself
             SyncRun.objects.filter(pk=run.pk).update(
-                status=SyncRun.Status.FAILED, finished_at=timezone.now(), error_message=f"internal error: {exc!r}"[:500]
+                status=SyncRun.Status.FAILED, finished_at=timezone.now(), error_message=f"{what}: {exc!r}"[:500]
             )
         raise
     finally:
+        reconnect_if_broken()
         if run is not None and not _carries_over(run):
             StagedMember.objects.filter(run_id=run.pk).delete()
             if run.kind == SyncRun.Kind.FULL and run.status != SyncRun.Status.SUCCEEDED:

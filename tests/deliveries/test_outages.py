@@ -4,12 +4,15 @@ PostgreSQL + Redis. Each test ends with every receiver holding exactly its cohor
 from datetime import timedelta
 from io import StringIO
 
+import psycopg
 import pytest
 from django.core.management import CommandError, call_command
+from django.db import OperationalError, connection as db
 from django.utils import timezone
 
 from deliveries import dispatch
 from deliveries.models import StagedMember, Sync, SyncRun
+from integrations.models import Connection
 from tests.api.conftest import key_client
 from tests.conftest import run_now, set_members
 from tests.support.faults import (
@@ -134,3 +137,45 @@ def test_a_failed_full_run_after_a_failed_diff_drops_nothing_and_the_full_load_s
     assert sync.force_full is False
     assert receiver_holds(receiver, sync.cohort) == cohort_holds(sync.cohort) == sorted(original[1:])
     assert not StagedMember.objects.exists()  # covered by the full load, now dropped
+
+
+def test_a_database_connection_terminated_mid_run_fails_the_run_on_a_fresh_one_and_releases_the_claim(
+    broker, make_sync, receiver, tmp_path
+):
+    """Issue #14 part 3: pg_terminate_backend from another connection while page 2 is out."""
+    members = [f"p{n}" for n in range(6)]
+    sync = make_sync(members=members)
+    Connection.objects.filter(pk=sync.connection_id).update(page_size=2)  # 3 pages
+    with db.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        engine_backend = cursor.fetchone()[0]
+
+    def terminate_on_page_two(request):
+        if request.page_info["page_count"] == 2:
+            with psycopg.connect(**libpq_params(), autocommit=True) as other:
+                other.execute("SELECT pg_terminate_backend(%s)", [engine_backend])
+        return Reply()
+
+    receiver.respond_with(terminate_on_page_two)
+    with pytest.raises(OperationalError):
+        run_now(sync)
+
+    run = SyncRun.objects.get(sync=sync)
+    assert run.status == SyncRun.Status.FAILED and run.error_message.startswith("database error: ")
+    assert run.pages_delivered == 2  # exact: both delivered pages, and their attempt rows
+    assert list(run.attempts.values_list("page_number", "outcome")) == [(1, "success"), (2, "success")]
+    sync.refresh_from_db()
+    assert (sync.claimed_until, sync.claim_token) == (None, None)  # released: the next run may start now
+
+    receiver.respond_with(None)
+    with celery_worker(tmp_path):
+        Sync.objects.filter(pk=sync.pk).update(next_run_at=timezone.now())
+        dispatch.syncs_dispatch_due()
+        wait_until(lambda: SyncRun.objects.filter(sync=sync, status=SyncRun.Status.SUCCEEDED).exists(), "the next run")
+    assert receiver_holds(receiver, sync.cohort) == cohort_holds(sync.cohort) == members
+
+
+def libpq_params() -> dict:
+    database = db.settings_dict
+    return {"dbname": database["NAME"], "user": database["USER"], "host": database["HOST"] or "127.0.0.1",
+            "port": database["PORT"] or 5432}
