@@ -42,6 +42,8 @@ class Sync(models.Model):
     # A run holds the sync by lease; a killed worker's claim simply expires.
     claimed_until = models.DateTimeField(null=True, blank=True)
     claim_token = models.UUIDField(null=True, blank=True, editable=False)
+    # Who holds the claim (host and process id), for operators: `runsync` names it.
+    claimed_by = models.CharField(max_length=200, blank=True, default="", editable=False)
     # The dispatcher enqueued a run task that has not claimed the sync yet: later ticks leave
     # the sync alone until then (the task expires at the same time, so at most one is live).
     dispatched_until = models.DateTimeField(null=True, blank=True, editable=False)

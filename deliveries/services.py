@@ -1,6 +1,8 @@
 """Changes to syncs: create, claim and release, pause and resume, record outcomes."""
 
 import logging
+import os
+import socket
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -63,8 +65,46 @@ def sync_claim(*, sync_id: int, require_due: bool = True) -> uuid.UUID | None:
     )
     if require_due:
         eligible = eligible.filter(next_run_at__lte=now)
-    claimed = eligible.update(claimed_until=now + _lease(), claim_token=token)
+    claimed = eligible.update(claimed_until=now + _lease(), claim_token=token, claimed_by=claim_holder())
     return token if claimed else None
+
+
+def claim_holder() -> str:
+    return f"{socket.gethostname()} pid {os.getpid()}"
+
+
+def sync_claim_silent_for(*, sync: Sync, now: datetime | None = None) -> timedelta | None:
+    """How long the claim's holder has not renewed it (None: not claimed). A live holder renews
+    every quarter lease (engine.records.RunRecords.hold_claim)."""
+    if sync.claimed_until is None:
+        return None
+    return (now or timezone.now()) - (sync.claimed_until - _lease())
+
+
+def sync_claim_is_silent(*, sync: Sync) -> bool:
+    """Two renewals missed: the holder has stopped (killed, or hung)."""
+    silent_for = sync_claim_silent_for(sync=sync)
+    return silent_for is not None and silent_for > _lease() / 2
+
+
+def sync_break_claim(*, sync: Sync) -> bool:
+    """Take the claim away from a holder that stopped renewing it (runsync --break-claim).
+
+    The conditional UPDATE names the claim as read, so a holder that renewed meanwhile keeps
+    it. Its runs left `running` are failed with the reason; a holder still alive stops at its
+    next claim check."""
+    if not sync_claim_is_silent(sync=sync):
+        return False
+    broken = Sync.objects.filter(pk=sync.pk, claim_token=sync.claim_token, claimed_until=sync.claimed_until).update(
+        claimed_until=None, claim_token=None, claimed_by=""
+    )
+    if broken:
+        SyncRun.objects.filter(sync_id=sync.pk, status=SyncRun.Status.RUNNING).update(
+            status=SyncRun.Status.FAILED, finished_at=timezone.now(),
+            error_message=f"stopped: {sync.claimed_by or 'its worker'} stopped renewing the claim; "
+                          "an operator broke it",
+        )
+    return bool(broken)
 
 
 def sync_renew_claim(*, sync_id: int, token: uuid.UUID) -> bool:
@@ -79,7 +119,7 @@ def sync_release(*, sync_id: int, token: uuid.UUID) -> None:
         return
     next_run_at = now + timedelta(minutes=sync.interval_minutes) if sync.state == Sync.State.ACTIVE else None
     Sync.objects.filter(pk=sync_id, claim_token=token).update(
-        claimed_until=None, claim_token=None, dispatched_until=None, next_run_at=next_run_at
+        claimed_until=None, claim_token=None, claimed_by="", dispatched_until=None, next_run_at=next_run_at
     )
 
 

@@ -10,7 +10,7 @@ from django.core.management import CommandError, call_command
 from django.db import OperationalError, connection as db
 from django.utils import timezone
 
-from deliveries import dispatch
+from deliveries import dispatch, services
 from deliveries.models import StagedMember, Sync, SyncRun
 from integrations.models import Connection
 from tests.api.conftest import key_client
@@ -179,3 +179,36 @@ def libpq_params() -> dict:
     database = db.settings_dict
     return {"dbname": database["NAME"], "user": database["USER"], "host": database["HOST"] or "127.0.0.1",
             "port": database["PORT"] or 5432}
+
+
+def test_a_killed_worker_s_claim_is_named_by_runsync_and_broken_once_it_stops_renewing(
+    broker, make_sync, receiver, tmp_path, settings
+):
+    """Issue #14 part 3: SIGKILL the worker mid-run; runsync says who holds the sync and until
+    when, and --break-claim takes it once two renewals were missed (a short lease here)."""
+    settings.COHORTSYNC_CLAIM_LEASE_SECONDS = 8  # renewed every 2 s; silent after 4 s
+    members = [f"k{n:02d}" for n in range(20)]
+    sync = make_sync(members=members)
+    Connection.objects.filter(pk=sync.connection_id).update(page_size=2)  # 10 pages
+    receiver.respond_with(lambda request: Reply(delay=0.3))
+
+    with celery_worker(tmp_path, COHORTSYNC_CLAIM_LEASE_SECONDS="8") as worker:
+        dispatch.syncs_dispatch_due()
+        wait_until(lambda: len(receiver.requests) >= 2, "the run's first pages")
+        kill(worker)
+    receiver.respond_with(None)
+
+    sync.refresh_from_db()
+    assert " pid " in sync.claimed_by
+    with pytest.raises(CommandError, match=rf"being run by {sync.claimed_by} \(claim held until .* last renewed"):
+        call_command("runsync", sync.pk, stdout=StringIO())
+    wait_until(lambda: services.sync_claim_is_silent(sync=Sync.objects.get(pk=sync.pk)), "the claim to go silent")
+
+    output = StringIO()
+    call_command("runsync", sync.pk, break_claim=True, stdout=output)
+
+    assert "Broke the claim" in output.getvalue()
+    killed, last = SyncRun.objects.filter(sync=sync).order_by("pk")
+    assert killed.status == SyncRun.Status.FAILED and "stopped renewing the claim" in killed.error_message
+    assert last.status == SyncRun.Status.SUCCEEDED
+    assert receiver_holds(receiver, sync.cohort) == cohort_holds(sync.cohort) == members
