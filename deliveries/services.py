@@ -87,22 +87,37 @@ def sync_claim_is_silent(*, sync: Sync) -> bool:
     return silent_for is not None and silent_for > _lease() / 2
 
 
-def sync_break_claim(*, sync: Sync) -> bool:
-    """Take the claim away from a holder that stopped renewing it (runsync --break-claim).
+def sync_claim_holder_died(*, sync: Sync) -> bool:
+    """The claim is held by a process of this host that no longer exists (a killed pool child
+    whose task Celery redelivered): no need to wait for its lease."""
+    host, _, pid = sync.claimed_by.rpartition(" pid ")
+    if sync.claimed_until is None or host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)  # signal 0: does the process exist?
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # it exists, under another user
+        return False
+    return False
+
+
+def sync_break_claim(*, sync: Sync, reason: str | None = None) -> bool:
+    """Take the claim away from a holder that stopped renewing it (runsync --break-claim) or
+    died (`reason` given: the caller checked), and fail its runs left `running` with the reason.
 
     The conditional UPDATE names the claim as read, so a holder that renewed meanwhile keeps
-    it. Its runs left `running` are failed with the reason; a holder still alive stops at its
-    next claim check."""
-    if not sync_claim_is_silent(sync=sync):
-        return False
+    it; a holder still alive stops at its next claim check."""
+    if reason is None:
+        if not sync_claim_is_silent(sync=sync):
+            return False
+        reason = f"{sync.claimed_by or 'its worker'} stopped renewing the claim; an operator broke it"
     broken = Sync.objects.filter(pk=sync.pk, claim_token=sync.claim_token, claimed_until=sync.claimed_until).update(
         claimed_until=None, claim_token=None, claimed_by=""
     )
     if broken:
         SyncRun.objects.filter(sync_id=sync.pk, status=SyncRun.Status.RUNNING).update(
-            status=SyncRun.Status.FAILED, finished_at=timezone.now(),
-            error_message=f"stopped: {sync.claimed_by or 'its worker'} stopped renewing the claim; "
-                          "an operator broke it",
+            status=SyncRun.Status.FAILED, finished_at=timezone.now(), error_message=f"stopped: {reason}"
         )
     return bool(broken)
 

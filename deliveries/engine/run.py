@@ -26,6 +26,8 @@ def sync_run(
     `run_id` names a run queued by services.sync_request_run, which this run then fills in.
     """
     token = services.sync_claim(sync_id=sync_id, require_due=(trigger == "schedule"))
+    if token is None and _claim_of_a_dead_process_broken(sync_id):
+        token = services.sync_claim(sync_id=sync_id, require_due=(trigger == "schedule"))
     if token is None:
         if run_id is not None:
             SyncRun.objects.filter(pk=run_id, status=SyncRun.Status.QUEUED).update(
@@ -68,6 +70,15 @@ def sync_run(
             if run.kind == SyncRun.Kind.FULL and run.status != SyncRun.Status.SUCCEEDED:
                 SnapshotMember.objects.filter(sync_id=sync_id, generation=run.pk).delete()
         services.sync_release(sync_id=sync_id, token=token)
+
+
+def _claim_of_a_dead_process_broken(sync_id: int) -> bool:
+    """A pool child killed mid-run: Celery redelivers its task to another child of this host,
+    which finds the claim held by a process that no longer exists and takes it at once."""
+    sync = Sync.objects.filter(pk=sync_id).only("claimed_until", "claim_token", "claimed_by").first()
+    if sync is None or not services.sync_claim_holder_died(sync=sync):
+        return False
+    return services.sync_break_claim(sync=sync, reason=f"the worker process ({sync.claimed_by}) died mid-run")
 
 
 def _carries_over(run: SyncRun) -> bool:

@@ -1,6 +1,8 @@
 """Outages for real (issue #14): Celery workers in their own processes, killed; the broker gone;
 PostgreSQL + Redis. Each test ends with every receiver holding exactly its cohort."""
 
+import os
+import signal
 from datetime import timedelta
 from io import StringIO
 
@@ -211,4 +213,29 @@ def test_a_killed_worker_s_claim_is_named_by_runsync_and_broken_once_it_stops_re
     killed, last = SyncRun.objects.filter(sync=sync).order_by("pk")
     assert killed.status == SyncRun.Status.FAILED and "stopped renewing the claim" in killed.error_message
     assert last.status == SyncRun.Status.SUCCEEDED
+    assert receiver_holds(receiver, sync.cohort) == cohort_holds(sync.cohort) == members
+
+
+def test_a_killed_pool_child_s_redelivered_task_takes_the_dead_claim_and_finishes_the_sync(
+    broker, make_sync, receiver, tmp_path
+):
+    """Issue #14 part 3: SIGKILL the pool child running the sync. Celery redelivers its task
+    (reject_on_worker_lost); the next child sees the claim's holder is gone and runs at once,
+    instead of doing nothing until the lease expires."""
+    members = [f"c{n:02d}" for n in range(20)]
+    sync = make_sync(members=members)
+    Connection.objects.filter(pk=sync.connection_id).update(page_size=2)  # 10 pages
+    receiver.respond_with(lambda request: Reply(delay=0.3) if len(receiver.requests) <= 3 else Reply())
+
+    with celery_worker(tmp_path, concurrency=1):
+        dispatch.syncs_dispatch_due()
+        wait_until(lambda: len(receiver.requests) >= 2, "the run's first pages")
+        holder = Sync.objects.get(pk=sync.pk).claimed_by
+        os.kill(int(holder.rpartition(" pid ")[2]), signal.SIGKILL)  # the child, not the worker
+        wait_until(lambda: SyncRun.objects.filter(sync=sync, status=SyncRun.Status.SUCCEEDED).exists(),
+                   "the redelivered run")
+
+    killed, last = SyncRun.objects.filter(sync=sync).order_by("pk")
+    assert killed.status == SyncRun.Status.FAILED
+    assert killed.error_message == f"stopped: the worker process ({holder}) died mid-run"
     assert receiver_holds(receiver, sync.cohort) == cohort_holds(sync.cohort) == members
