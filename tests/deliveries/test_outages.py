@@ -12,6 +12,8 @@ from django.core.management import CommandError, call_command
 from django.db import OperationalError, connection as db
 from django.utils import timezone
 
+from campaigns.models import Message, MessageRun
+from campaigns.services import message_create, messages_dispatch_due
 from deliveries import dispatch, services
 from deliveries.models import StagedMember, Sync, SyncRun
 from integrations.models import Connection
@@ -20,7 +22,8 @@ from tests.conftest import run_now, set_members
 from tests.support.faults import (
     PrivateRedis, celery_worker, cohort_holds, kill, purge_queues, queued_tasks, receiver_holds, wait_until,
 )
-from tests.support.receiver import Reply
+from tests.factories import ConnectionFactory
+from tests.support.receiver import LoopbackReceiver, Reply
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -74,35 +77,47 @@ def private_redis(require_postgres, tmp_path, monkeypatch):
     server.stop()
 
 
-def test_a_run_requested_while_the_broker_is_down_or_lost_by_a_restart_still_runs_once(
+def test_runs_requested_while_the_broker_is_down_or_lost_by_a_restart_still_run_once(
     private_redis, make_sync, receiver, tmp_path
 ):
+    """Issue #14 part 2, for a sync run and a message run: 503 and nothing left behind while
+    the broker is down; a task lost by a Redis restart is enqueued again by the dispatcher."""
     sync = make_sync(members=["A", "B", "C"], next_run_at=timezone.now() + timedelta(hours=1))
     api = key_client(sync.cohort.project)
-    url = f"/api/v1/syncs/{sync.pk}/run/"
+    with LoopbackReceiver() as message_receiver:
+        message = message_create(cohort=sync.cohort, name="Welcome",
+                                 connection=ConnectionFactory(project=sync.cohort.project, url=message_receiver.url()))
+        Message.objects.filter(pk=message.pk).update(next_run_at=timezone.now() + timedelta(hours=1))
+        sync_url, message_url = f"/api/v1/syncs/{sync.pk}/run/", f"/api/v1/messages/{message.pk}/run/"
 
-    private_redis.stop()
-    refused = api.post(url)
-    assert refused.status_code == 503 and "not queued" in refused.json()["detail"]
-    assert not SyncRun.objects.exists()  # nothing left behind
+        private_redis.stop()
+        for url in (sync_url, message_url):
+            refused = api.post(url)
+            assert refused.status_code == 503 and "not queued" in refused.json()["detail"]
+        assert not SyncRun.objects.exists() and not MessageRun.objects.exists()  # nothing left behind
 
-    private_redis.start()
-    accepted = api.post(url)
-    assert accepted.status_code == 202
-    run = SyncRun.objects.get(pk=accepted.json()["id"])
-    private_redis.stop()  # Redis restarts without persistence: the task is lost
-    private_redis.start()
+        private_redis.start()
+        run = SyncRun.objects.get(pk=api.post(sync_url).json()["id"])
+        message_run = MessageRun.objects.get(pk=api.post(message_url).json()["id"])
+        private_redis.stop()  # Redis restarts without persistence: both tasks are lost
+        private_redis.start()
 
-    with celery_worker(tmp_path, CELERY_BROKER_URL=private_redis.url):
-        dispatch.syncs_dispatch_due(now=run.dispatched_until - timedelta(seconds=1))  # may still be in the queue
-        run.refresh_from_db()
-        assert run.status == SyncRun.Status.QUEUED
-        dispatch.syncs_dispatch_due(now=run.dispatched_until + timedelta(seconds=1))  # expired unrun: again
-        wait_until(lambda: SyncRun.objects.filter(pk=run.pk, status=SyncRun.Status.SUCCEEDED).exists(),
-                   "the re-enqueued run")
+        with celery_worker(tmp_path, CELERY_BROKER_URL=private_redis.url):
+            dispatch.syncs_dispatch_due(now=run.dispatched_until - timedelta(seconds=1))  # may still be queued
+            run.refresh_from_db()
+            assert run.status == SyncRun.Status.QUEUED
+            expired = run.dispatched_until + timedelta(seconds=1)  # expired unrun: enqueue again
+            dispatch.syncs_dispatch_due(now=expired)
+            messages_dispatch_due(now=expired)
+            wait_until(lambda: SyncRun.objects.filter(pk=run.pk, status=SyncRun.Status.SUCCEEDED).exists()
+                       and MessageRun.objects.filter(pk=message_run.pk, status=MessageRun.Status.SUCCEEDED).exists(),
+                       "the re-enqueued runs")
 
-    assert SyncRun.objects.count() == 1
-    assert receiver_holds(receiver, sync.cohort) == cohort_holds(sync.cohort) == ["A", "B", "C"]
+        # One run each (the sync's run recomputed the cohort, which may start an ASAP check of its own).
+        assert SyncRun.objects.count() == 1 and MessageRun.objects.filter(trigger="api").count() == 1
+        assert receiver_holds(receiver, sync.cohort) == cohort_holds(sync.cohort) == ["A", "B", "C"]
+        assert sorted(user["$distinct_id"] for request in message_receiver.requests for user in request.form_users) \
+            == ["A", "B", "C"]
 
 
 def test_a_failed_full_run_after_a_failed_diff_drops_nothing_and_the_full_load_stays_requested(

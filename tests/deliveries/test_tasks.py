@@ -8,6 +8,7 @@ import pytest
 from celery.contrib.testing.worker import start_worker
 from celery.signals import task_postrun
 from django.conf import settings
+from django.db import OperationalError
 from django.utils import timezone
 from django_celery_beat.models import PeriodicTask
 
@@ -119,7 +120,14 @@ def wait_for(condition, what: str):
     """Bounded polling: the worker runs in another thread."""
     deadline = time.monotonic() + WAIT_SECONDS
     while time.monotonic() < deadline:
-        value = condition()
+        try:
+            value = condition()
+        except OperationalError as exc:
+            # Shared-cache SQLite answers a read beside the worker thread's write with "table
+            # is locked" at once instead of waiting: poll again.
+            if "locked" not in str(exc):
+                raise
+            value = None
         if value:
             return value
         time.sleep(0.05)
