@@ -146,7 +146,9 @@ def test_a_failed_full_run_after_a_failed_diff_drops_nothing_and_the_full_load_s
         Sync.objects.filter(pk=sync.pk).update(next_run_at=timezone.now())
         dispatch.syncs_dispatch_due()
         wait_until(lambda: SyncRun.objects.filter(sync=sync).count() == 4
-                   and not SyncRun.objects.filter(sync=sync, status=SyncRun.Status.RUNNING).exists(), "the next run")
+                   and not SyncRun.objects.filter(sync=sync, status=SyncRun.Status.RUNNING).exists()
+                   and Sync.objects.filter(pk=sync.pk, claimed_until__isnull=True).exists(),  # cleaned up, released
+                   "the next run")
 
     last = SyncRun.objects.filter(sync=sync).order_by("-pk").first()
     assert (last.status, last.kind) == (SyncRun.Status.SUCCEEDED, SyncRun.Kind.FULL)
