@@ -2,6 +2,7 @@
 PostgreSQL + Redis. Each test ends with every receiver holding exactly its cohort."""
 
 import os
+import shutil
 import signal
 from datetime import timedelta
 from io import StringIO
@@ -18,7 +19,7 @@ from deliveries import dispatch, services
 from deliveries.models import StagedMember, Sync, SyncRun
 from integrations.models import Connection
 from tests.api.conftest import key_client
-from tests.conftest import run_now, set_members
+from tests.conftest import _needs, run_now, set_members
 from tests.support.faults import (
     PrivateRedis, celery_worker, cohort_holds, kill, purge_queues, queued_tasks, receiver_holds, wait_until,
 )
@@ -66,6 +67,7 @@ def private_redis(require_postgres, tmp_path, monkeypatch):
     """This process's tasks go to a redis-server of the test's own, which the test may stop."""
     from config import celery_app
 
+    _needs("redis-server", shutil.which("redis-server") is not None, how="apt-get install redis-server")
     server = PrivateRedis(tmp_path)
     server.start()
     monkeypatch.setitem(celery_app.conf, "broker_url", server.url)
