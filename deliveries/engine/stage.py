@@ -96,7 +96,8 @@ def carry_over(*, run: SyncRun, sync: Sync, membership_sql: str, membership_para
     Their pages may have reached the receiver although the snapshot did not move. Someone
     they added who has left again (or removed who has come back) now agrees with the
     snapshot, so the plain diff would never mention them and the receiver would keep the
-    wrong state. A diff run re-sends their live state; a full run replaces everything anyway.
+    wrong state. A diff run re-sends their live state; a full run replaces everything, but
+    only if it succeeds, so until then their rows stay.
     Returns whether rows were added to this run.
     """
     staged = StagedMember._meta.db_table
@@ -129,5 +130,15 @@ def carry_over(*, run: SyncRun, sync: Sync, membership_sql: str, membership_para
                 [run.pk, run.pk, *earlier_params, run.pk, *membership_params],
             )
             carried = cursor.rowcount
-    earlier.delete()
+        earlier.delete()  # this run's own rows now stand for them, also if it fails in turn
+    # A full run leaves them: only its success covers them (drop_covered_staging).
     return carried > 0
+
+
+def drop_covered_staging(*, sync_id: int) -> None:
+    """A full run succeeded: the receiver holds the whole cohort, so what earlier unsuccessful
+    diff runs knew (their carried-over staging rows) is covered and can go."""
+    unsuccessful = SyncRun.objects.filter(sync_id=sync_id, kind=SyncRun.Kind.DIFF).exclude(
+        status=SyncRun.Status.SUCCEEDED
+    )
+    StagedMember.objects.filter(run_id__in=unsuccessful.values("pk")).delete()
