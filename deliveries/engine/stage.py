@@ -103,10 +103,7 @@ def carry_over(*, run: SyncRun, sync: Sync, membership_sql: str, membership_para
     staged = StagedMember._meta.db_table
     # The run ids first (a handful), then their staged rows by index: a semi-join of the two
     # tables was planned, without statistics, as a scan of the runs for every staged row.
-    unsuccessful = list(SyncRun.objects.filter(
-        sync_id=sync.pk, kind=SyncRun.Kind.DIFF,
-        status__in=[SyncRun.Status.FAILED, SyncRun.Status.PAUSED, SyncRun.Status.RUNNING],
-    ).exclude(pk=run.pk).values_list("pk", flat=True))
+    unsuccessful = _unsuccessful_diff_run_ids(sync_id=sync.pk, but=run.pk)
     earlier = StagedMember.objects.filter(run_id__in=unsuccessful)
     if not unsuccessful or not earlier.exists():
         return False
@@ -137,8 +134,16 @@ def carry_over(*, run: SyncRun, sync: Sync, membership_sql: str, membership_para
 
 def drop_covered_staging(*, sync_id: int) -> None:
     """A full run succeeded: the receiver holds the whole cohort, so what earlier unsuccessful
-    diff runs knew (their carried-over staging rows) is covered and can go."""
-    unsuccessful = SyncRun.objects.filter(sync_id=sync_id, kind=SyncRun.Kind.DIFF).exclude(
-        status=SyncRun.Status.SUCCEEDED
-    )
-    StagedMember.objects.filter(run_id__in=unsuccessful.values("pk")).delete()
+    diff runs knew (their carried-over staging rows) is covered and can go. By run id, through
+    the index, as in carry_over: a semi-join read the whole staging table, the full run's own
+    rows included."""
+    if unsuccessful := _unsuccessful_diff_run_ids(sync_id=sync_id):
+        StagedMember.objects.filter(run_id__in=unsuccessful).delete()
+
+
+def _unsuccessful_diff_run_ids(*, sync_id: int, but: int | None = None) -> list[int]:
+    """The sync's diff runs that did not succeed (their staging rows may carry over), but `but`."""
+    return list(SyncRun.objects.filter(
+        sync_id=sync_id, kind=SyncRun.Kind.DIFF,
+        status__in=[SyncRun.Status.FAILED, SyncRun.Status.PAUSED, SyncRun.Status.RUNNING],
+    ).exclude(pk=but).values_list("pk", flat=True))
