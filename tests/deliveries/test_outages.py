@@ -58,8 +58,9 @@ def test_a_worker_outage_leaves_one_task_per_due_sync_and_every_receiver_ends_eq
     assert queued_tasks("runs") == len(syncs)  # one task per due sync, not one per tick
 
     with celery_worker(tmp_path, concurrency=2):
-        wait_until(lambda: SyncRun.objects.filter(status=SyncRun.Status.SUCCEEDED).count() == len(syncs),
-                   "every sync's run")
+        wait_until(lambda: SyncRun.objects.filter(status=SyncRun.Status.SUCCEEDED).count() == len(syncs)
+                   and not Sync.objects.filter(claimed_until__isnull=False).exists(),
+                   "every sync's run and its release")  # the claim is released after the run's status
     assert queued_tasks("runs") == 0
     assert SyncRun.objects.count() == len(syncs)
     for sync in syncs:
