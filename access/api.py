@@ -16,7 +16,7 @@ from rest_framework import exceptions
 from rest_framework.settings import api_settings
 from rest_framework.views import exception_handler
 
-from outbound.errors import StateConflict
+from outbound.errors import BrokerUnavailable, StateConflict
 
 from .authentication import ApiKeyClient
 from .models import ApiKey
@@ -37,19 +37,28 @@ class Conflict(exceptions.APIException):
     default_code = "conflict"
 
 
+class ServiceUnavailable(exceptions.APIException):
+    status_code = 503
+    default_detail = "A service this request needs is unavailable; try again shortly."
+    default_code = "service_unavailable"
+
+
 # --- Errors ---------------------------------------------------------------------------
 
 
 def api_exception_handler(exc, context):
     """DRF's handler, plus: model and service validation (Django's ValidationError) as a 400
     with field keys, a state change the object's state refuses (StateConflict, e.g. also a secret
-    no key decrypts) or a delete blocked by dependent objects as a 409, and a 429 that says why."""
+    no key decrypts) or a delete blocked by dependent objects as a 409, a run the task queue
+    refused (BrokerUnavailable) as a 503, and a 429 that says why."""
     if isinstance(exc, DjangoValidationError):
         exc = exceptions.ValidationError(validation_error_detail(exc))
     elif isinstance(exc, StateConflict):
         exc = Conflict(str(exc))
     elif isinstance(exc, ProtectedError):
         exc = Conflict(_protected_message(exc))
+    elif isinstance(exc, BrokerUnavailable):
+        exc = ServiceUnavailable(f"The run was not queued: {exc}.")
     elif type(exc) is exceptions.Throttled:  # the per-client budget's (others carry their own message)
         exc = _ClientThrottled(context["request"], exc.wait)
     return exception_handler(exc, context)

@@ -23,6 +23,8 @@ ERROR_RESPONSES = {
     "404": OpenApiResponse(ErrorOutput, "No such object in the projects this client acts for (or no such page)."),
     "429": OpenApiResponse(ErrorOutput, "Too many requests for this API key or user: see Retry-After."),
 }
+# A run request whose task the broker refused (outbound.errors.BrokerUnavailable).
+BROKER_DOWN = OpenApiResponse(ErrorOutput, "The task queue is unavailable: nothing was queued; try again shortly.")
 RESPONSE_HEADERS = {
     "401": {"WWW-Authenticate": {"schema": {"type": "string"}, "description": "`Bearer realm=\"api\"`"}},
     "429": {"Retry-After": {"schema": {"type": "string"}, "description": "Seconds to wait before trying again."}},

@@ -11,7 +11,7 @@ from rest_framework.decorators import action
 from rest_framework.response import Response
 
 from access.api import acting_person
-from access.schema import ErrorOutput
+from access.schema import BROKER_DOWN, ErrorOutput
 from cohorts.api_common import (
     MAX_ID,
     ChoiceField,
@@ -195,7 +195,7 @@ class MessageViewSet(ServiceCreate, ServiceUpdate,
         return message_list(projects=projects, state=filters.get("state"), cohort_id=filters.get("cohort"),
                             connection_id=filters.get("connection"))
 
-    @extend_schema(summary="Run now", request=None, responses={202: MessageRunOutput, 409: CONFLICT})
+    @extend_schema(summary="Run now", request=None, responses={202: MessageRunOutput, 409: CONFLICT, 503: BROKER_DOWN})
     @action(detail=True, methods=["post"])
     def run(self, request, pk=None):
         """Queue a run now; answers 202 with the queued run (follow it at `message-runs/{id}/`). A

@@ -146,6 +146,8 @@ class MessageRun(models.Model):
     http_status = models.PositiveSmallIntegerField(null=True, blank=True)
     attempts = GenericRelation(DeliveryAttempt, object_id_field="source_id", content_type_field="source_kind",
                                related_query_name="message_run")
+    # A queued run's task expires then; if the run is still queued, the dispatcher enqueues it again.
+    dispatched_until = models.DateTimeField(null=True, blank=True, editable=False)
 
     class Meta:
         indexes = [models.Index(fields=["message", "-started_at"], name="message_run_recent")]

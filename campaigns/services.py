@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.core.mail import send_mail
 from django.db import transaction
+from django.db.models import Exists, OuterRef
 from django.urls import reverse
 from django.utils import timezone
 
@@ -15,6 +16,7 @@ from cohorts.models import Cohort, Profile
 from integrations.models import Connection
 from integrations.send_test import ConnectionTestResult
 from outbound.autopause import STREAK_RESET, auto_pause_reason, failure_streak_updates
+from outbound.dispatch import dispatch_lease, enqueue, queued_runs_dispatch, run_enqueue_requested
 from outbound.errors import StateConflict
 from outbound.links import absolute_url
 from outbound.sender import open_session, post_page
@@ -133,21 +135,36 @@ def _notify_message_paused(*, message: Message) -> None:
 
 
 def messages_dispatch_due(*, now=None) -> list[int]:
-    """Queue one run per due active message (beat, each minute).
+    """Queue one run per due active message (beat, each minute), the most overdue first, and
+    re-enqueue queued message runs whose task never started (outbound.dispatch).
 
-    Moving `next_run_at` on with a conditional UPDATE is the claim: two dispatchers
-    cannot both start the same occurrence.
+    Moving `next_run_at` on with a conditional UPDATE is the claim: two dispatchers cannot
+    both start the same occurrence. Each occurrence is a queued run, so a task the broker
+    loses is enqueued again; a message whose run is still queued gets no second one.
     """
     from .tasks import run_message
 
     now = now or timezone.now()
+    until = now + dispatch_lease()
     started = []
-    due = Message.objects.filter(state=Message.State.ACTIVE, next_run_at__lte=now).order_by("next_run_at")[:10_000]
+    waiting = MessageRun.objects.filter(message=OuterRef("pk"), status=MessageRun.Status.QUEUED)
+    due = (Message.objects.filter(state=Message.State.ACTIVE, next_run_at__lte=now).exclude(Exists(waiting))
+           .order_by("next_run_at")[: settings.COHORTSYNC_DISPATCH_BATCH])
     for message in due:
         following = message_next_run_at(message, after=max(now, message.next_run_at))
         if Message.objects.filter(pk=message.pk, next_run_at=message.next_run_at).update(next_run_at=following):
             started.append(message.pk)
-            transaction.on_commit(lambda message_id=message.pk: run_message.delay(message_id))
+    runs = MessageRun.objects.bulk_create([
+        MessageRun(message_id=message_id, status=MessageRun.Status.QUEUED, trigger="schedule", dispatched_until=until)
+        for message_id in started
+    ])
+    if runs:
+        transaction.on_commit(lambda: enqueue(
+            run_message, [((run.message_id,), {"trigger": run.trigger, "run_id": run.pk}) for run in runs],
+            expires=until,  # still queued: a later tick enqueues them again
+            on_failure=lambda: MessageRun.objects.filter(pk__in=[run.pk for run in runs]).update(dispatched_until=None),
+        ), robust=True)
+    queued_runs_dispatch(runs=MessageRun.objects.all(), task=run_message, subject="message_id", now=now)
     return started
 
 
@@ -174,13 +191,18 @@ def message_check_runnable(*, message: Message) -> None:
 def message_request_run(*, message: Message, trigger: str = "manual") -> MessageRun:
     """Queue a run now (admin, API, status pages); the run row exists at once.
 
-    Only an active message runs (StateConflict otherwise).
+    Only an active message runs (StateConflict otherwise). As for syncs
+    (deliveries.services.sync_request_run): a broker that refuses the task leaves nothing
+    behind (BrokerUnavailable), a task lost later is re-enqueued by the dispatcher.
     """
     from .tasks import run_message
 
     message_check_runnable(message=message)
-    run = MessageRun.objects.create(message=message, status=MessageRun.Status.QUEUED, trigger=trigger)
-    transaction.on_commit(lambda: run_message.delay(message.pk, trigger=trigger, run_id=run.pk))
+    run = MessageRun.objects.create(message=message, status=MessageRun.Status.QUEUED, trigger=trigger,
+                                    dispatched_until=timezone.now() + dispatch_lease())
+    transaction.on_commit(lambda: run_enqueue_requested(
+        task=run_message, run=run, args=(message.pk,), kwargs={"trigger": trigger, "run_id": run.pk}
+    ))
     return run
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import environ
 from cryptography.fernet import Fernet
 from django.core.exceptions import ImproperlyConfigured
+from kombu import Exchange, Queue
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = BASE_DIR / "var"
@@ -204,6 +205,17 @@ CELERY_TASK_TIME_LIMIT = env.int("COHORTSYNC_TASK_TIME_LIMIT", default=3600)
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# Dispatch and runs on queues of their own: a backlog of runs must not delay the next tick.
+# A worker started without -Q consumes all three (README, "Commands").
+CELERY_TASK_DEFAULT_QUEUE = "celery"
+# One exchange: the filesystem broker keeps a file for each, and creating one races a reader.
+CELERY_TASK_QUEUES = [Queue(name, Exchange("celery"), routing_key=name) for name in ("dispatch", "runs", "celery")]
+CELERY_TASK_ROUTES = {
+    "deliveries.dispatch_due_syncs": {"queue": "dispatch"},
+    "campaigns.dispatch_due_messages": {"queue": "dispatch"},
+    "deliveries.run_sync": {"queue": "runs"},
+    "campaigns.run_message": {"queue": "runs"},
+}
 if CELERY_BROKER_URL.startswith("filesystem://"):
     BROKER_DIR = VAR_DIR / "broker"
     for sub in ("queue", "processed", "control"):
@@ -243,6 +255,11 @@ COHORTSYNC_RETRY_AFTER_MAX = env.float("COHORTSYNC_RETRY_AFTER_MAX", default=60.
 COHORTSYNC_CONNECT_TIMEOUT = env.float("COHORTSYNC_CONNECT_TIMEOUT", default=5.0)
 COHORTSYNC_READ_TIMEOUT = env.float("COHORTSYNC_READ_TIMEOUT", default=30.0)
 COHORTSYNC_CLAIM_LEASE_SECONDS = env.int("COHORTSYNC_CLAIM_LEASE_SECONDS", default=600)
+# A dispatched run task expires after this, and only then does the dispatcher enqueue another
+# for the same sync or queued run: one live task each however long workers are away.
+COHORTSYNC_DISPATCH_LEASE_SECONDS = env.int("COHORTSYNC_DISPATCH_LEASE_SECONDS", default=600)
+# Most due syncs one dispatcher tick enqueues (the most overdue first).
+COHORTSYNC_DISPATCH_BATCH = env.int("COHORTSYNC_DISPATCH_BATCH", default=10_000)
 COHORTSYNC_SNAPSHOT_MAX_AGE_HOURS = env.float("COHORTSYNC_SNAPSHOT_MAX_AGE_HOURS", default=72)
 # Auto-pause (outbound.autopause): a sync or user message whose runs failed this many times in a row,
 # or failed for this many hours without a success, pauses and emails its people (0 turns a rule off).

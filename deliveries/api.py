@@ -7,7 +7,7 @@ from rest_framework.decorators import action
 from rest_framework.response import Response
 
 from access.api import acting_person
-from access.schema import ErrorOutput
+from access.schema import BROKER_DOWN, ErrorOutput
 from cohorts.api_common import MAX_ID, ChoiceField, ScopedPrimaryKeyRelatedField, ServiceCreate, client_projects
 from cohorts.models import Cohort
 from integrations.models import Connection
@@ -150,7 +150,7 @@ class SyncViewSet(ServiceCreate, mixins.ListModelMixin, mixins.RetrieveModelMixi
         data.is_valid(raise_exception=True)
         return Response(SyncOutput(sync_set_auto_pause(sync=sync, **data.validated_data)).data)
 
-    @extend_schema(summary="Run now", request=None, responses={202: SyncRunOutput, 409: CONFLICT})
+    @extend_schema(summary="Run now", request=None, responses={202: SyncRunOutput, 409: CONFLICT, 503: BROKER_DOWN})
     @action(detail=True, methods=["post"])
     def run(self, request, pk=None):
         """Queue a run now; answers 202 with the queued run (follow it at `runs/{id}/`). Only an

@@ -40,6 +40,11 @@ class Sync(RunSubjectState):
     # A run holds the sync by lease; a killed worker's claim simply expires.
     claimed_until = models.DateTimeField(null=True, blank=True)
     claim_token = models.UUIDField(null=True, blank=True, editable=False)
+    # Who holds the claim (host and process id), for operators: `runsync` names it.
+    claimed_by = models.CharField(max_length=200, blank=True, default="", editable=False)
+    # The dispatcher enqueued a run task that has not claimed the sync yet: later ticks leave
+    # the sync alone until then (the task expires at the same time, so at most one is live).
+    dispatched_until = models.DateTimeField(null=True, blank=True, editable=False)
     # The snapshot: when the delivered state was last advanced (the last successful run).
     snapshot_at = models.DateTimeField(null=True, blank=True)
     snapshot_size = models.PositiveIntegerField(default=0)
@@ -113,6 +118,8 @@ class SyncRun(models.Model):
     http_status = models.PositiveSmallIntegerField(null=True, blank=True)
     attempts = GenericRelation(DeliveryAttempt, object_id_field="source_id", content_type_field="source_kind",
                                related_query_name="run")
+    # A queued run's task expires then; if the run is still queued, the dispatcher enqueues it again.
+    dispatched_until = models.DateTimeField(null=True, blank=True, editable=False)
 
     class Meta:
         indexes = [

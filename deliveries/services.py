@@ -19,7 +19,8 @@ from cohorts.models import Cohort
 from integrations.models import Connection
 from outbound import policy
 from outbound.autopause import STREAK_RESET, auto_pause_reason, failure_streak_updates
-from outbound.claims import claim_release, claim_renew, claim_take
+from outbound.claims import claim_holder, claim_holder_died, claim_lease, claim_release, claim_renew, claim_take
+from outbound.dispatch import dispatch_lease, run_enqueue_requested
 from outbound.errors import StateConflict
 from outbound.links import absolute_url
 
@@ -107,7 +108,47 @@ def sync_claim(*, sync_id: int, require_due: bool = True) -> uuid.UUID | None:
     eligible = Sync.objects.filter(pk=sync_id, state=Sync.State.ACTIVE)
     if require_due:
         eligible = eligible.filter(next_run_at__lte=timezone.now())
-    return claim_take(subject=eligible)
+    return claim_take(subject=eligible, claimed_by=claim_holder())
+
+
+def sync_claim_silent_for(*, sync: Sync, now: datetime | None = None) -> timedelta | None:
+    """How long the claim's holder has not renewed it (None: not claimed). A live holder renews
+    every quarter lease (engine.records.RunRecords.hold_claim)."""
+    if sync.claimed_until is None:
+        return None
+    return (now or timezone.now()) - (sync.claimed_until - claim_lease())
+
+
+def sync_claim_is_silent(*, sync: Sync) -> bool:
+    """Two renewals missed: the holder has stopped (killed, or hung)."""
+    silent_for = sync_claim_silent_for(sync=sync)
+    return silent_for is not None and silent_for > claim_lease() / 2
+
+
+def sync_claim_holder_died(*, sync: Sync) -> bool:
+    """The claim is held by a process of this host that no longer exists (a killed pool child
+    whose task Celery redelivered): no need to wait for its lease."""
+    return sync.claimed_until is not None and claim_holder_died(holder=sync.claimed_by)
+
+
+def sync_break_claim(*, sync: Sync, reason: str | None = None) -> bool:
+    """Take the claim away from a holder that stopped renewing it (runsync --break-claim) or
+    died (`reason` given: the caller checked), and fail its runs left `running` with the reason.
+
+    The conditional UPDATE names the claim as read, so a holder that renewed meanwhile keeps
+    it; a holder still alive stops at its next claim check."""
+    if reason is None:
+        if not sync_claim_is_silent(sync=sync):
+            return False
+        reason = f"{sync.claimed_by or 'its worker'} stopped renewing the claim; an operator broke it"
+    broken = Sync.objects.filter(pk=sync.pk, claim_token=sync.claim_token, claimed_until=sync.claimed_until).update(
+        claimed_until=None, claim_token=None, claimed_by=""
+    )
+    if broken:
+        SyncRun.objects.filter(sync_id=sync.pk, status=SyncRun.Status.RUNNING).update(
+            status=SyncRun.Status.FAILED, finished_at=timezone.now(), error_message=f"stopped: {reason}"
+        )
+    return bool(broken)
 
 
 def sync_renew_claim(*, sync_id: int, token: uuid.UUID) -> bool:
@@ -121,17 +162,21 @@ def sync_release(*, sync_id: int, token: uuid.UUID) -> None:
     if sync is None:
         return
     next_run_at = now + timedelta(minutes=sync.interval_minutes) if sync.state == Sync.State.ACTIVE else None
-    claim_release(subject=Sync.objects.filter(pk=sync_id), token=token, next_run_at=next_run_at)
+    claim_release(subject=Sync.objects.filter(pk=sync_id), token=token, claimed_by="", dispatched_until=None,
+                  next_run_at=next_run_at)
 
 
 # --- Outcomes -------------------------------------------------------------------------
 
 
-def sync_record_success(*, sync: Sync, snapshot_at: datetime, snapshot_size: int) -> None:
+def sync_record_success(*, sync: Sync, snapshot_at: datetime, snapshot_size: int, full: bool) -> None:
+    """A requested full load stays requested until a full run succeeds (a diff does not count)."""
     updates = dict(
-        snapshot_at=snapshot_at, snapshot_size=snapshot_size, force_full=False,
-        last_error_message="", last_error_status=None, **STREAK_RESET,
+        snapshot_at=snapshot_at, snapshot_size=snapshot_size, last_error_message="", last_error_status=None,
+        **STREAK_RESET,
     )
+    if full:
+        updates["force_full"] = False
     if sync.mode == Sync.Mode.ONE_TIME:
         updates["state"] = Sync.State.FINISHED
     Sync.objects.filter(pk=sync.pk).update(**updates)
@@ -285,30 +330,22 @@ def notify_sync_paused(*, sync: Sync, run: SyncRun | None) -> list[Notification]
 # --- Scheduling -----------------------------------------------------------------------
 
 
-def syncs_dispatch_due(*, now: datetime | None = None) -> list[int]:
-    """Enqueue one run task per due, unclaimed, active sync (called by beat each minute)."""
-    from .tasks import run_sync  # tasks are thin wrappers over this module
-
-    now = now or timezone.now()
-    due_ids = list(
-        Sync.objects.filter(state=Sync.State.ACTIVE, next_run_at__lte=now)
-        .filter(Q(claimed_until__isnull=True) | Q(claimed_until__lt=now))
-        .order_by("next_run_at")
-        .values_list("pk", flat=True)[:10_000]
-    )
-    for sync_id in due_ids:
-        transaction.on_commit(lambda sync_id=sync_id: run_sync.delay(sync_id))
-    return due_ids
-
-
 def sync_request_run(*, sync: Sync, full: bool = False, trigger: str = "manual") -> SyncRun:
     """Queue a run now (admin, API, status pages): the run row exists at once, so callers get its id.
 
-    Only an active sync runs (StateConflict otherwise).
+    Only an active sync runs (StateConflict otherwise). The row is committed, then its task
+    enqueued; a broker that refuses the task leaves nothing behind (BrokerUnavailable), and a
+    task lost later is re-enqueued by the dispatcher. A full run is asked for on the sync
+    (force_full), so it survives re-enqueuing.
     """
     from .tasks import run_sync
 
     sync_check_runnable(sync=sync)
-    run = SyncRun.objects.create(sync=sync, status=SyncRun.Status.QUEUED, trigger=trigger)
-    transaction.on_commit(lambda: run_sync.delay(sync.pk, full=full, trigger=trigger, run_id=run.pk))
+    if full:
+        sync_request_full_refresh(sync=sync)
+    run = SyncRun.objects.create(sync=sync, status=SyncRun.Status.QUEUED, trigger=trigger,
+                                 dispatched_until=timezone.now() + dispatch_lease())
+    transaction.on_commit(lambda: run_enqueue_requested(
+        task=run_sync, run=run, args=(sync.pk,), kwargs={"trigger": trigger, "run_id": run.pk}
+    ))
     return run

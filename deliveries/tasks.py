@@ -4,12 +4,12 @@ from celery import shared_task
 
 from outbound.tasks import DISPATCH_TASK_OPTIONS, TASK_OPTIONS
 
-from . import engine, services
+from . import dispatch, engine
 
 
 @shared_task(name="deliveries.dispatch_due_syncs", **DISPATCH_TASK_OPTIONS)
 def dispatch_due_syncs() -> int:
-    return len(services.syncs_dispatch_due())
+    return len(dispatch.syncs_dispatch_due())
 
 
 @shared_task(name="deliveries.run_sync", **TASK_OPTIONS)

@@ -56,18 +56,21 @@ def broker_queue_depths() -> dict[str, int] | None:
     """Messages waiting in each task queue, or None when the broker does not answer."""
     from celery import current_app as app  # config.celery, set current by config/__init__.py
 
-    queue = app.conf.task_default_queue
+    # Every queue tasks are routed to (dispatch, runs, celery), else the default one.
+    queues = [queue.name for queue in app.conf.task_queues or []] or [app.conf.task_default_queue]
+    depths = {}
     try:
         with app.connection_for_read(url=settings.CELERY_BROKER_URL, connect_timeout=BROKER_TIMEOUT_SECONDS) as conn:
             conn.ensure_connection(max_retries=0, timeout=BROKER_TIMEOUT_SECONDS)
-            try:
-                depth = conn.default_channel.queue_declare(queue=queue, passive=True).message_count
-            except conn.channel_errors:
-                depth = 0  # Redis holds no key for an empty queue
+            for queue in queues:
+                try:
+                    depths[queue] = conn.default_channel.queue_declare(queue=queue, passive=True).message_count
+                except conn.channel_errors:
+                    depths[queue] = 0  # Redis holds no key for an empty queue
     except Exception as exc:  # noqa: BLE001 - any broker failure is reported as "down", not a 500
         logger.warning("broker did not answer for queue depth: %s", type(exc).__name__)
         return None
-    return {queue: depth}
+    return depths
 
 
 # --- Success rate and latency over the last day ---------------------------------------------

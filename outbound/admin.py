@@ -16,7 +16,7 @@ from django.utils.html import format_html
 from django.utils.text import Truncator
 
 from . import policy
-from .errors import StateConflict
+from .errors import BrokerUnavailable, StateConflict
 from .health import health_of
 from .models import DeliveryAttempt
 from .sources import SOURCES, attempt_source_for
@@ -241,13 +241,17 @@ class RunSubjectAdmin(ServiceSavedAdmin):
 
     def _act(self, request, queryset, act: str, *, done: str, refused: str) -> None:
         """Act on each chosen subject through its service; say how many (`done`, with {count})
-        and which ones their state refused (StateConflict), with why."""
+        and which ones their state refused (StateConflict), with why. A task queue that is down
+        (BrokerUnavailable) stops the action: the rest would be refused too."""
         count, conflicts = 0, []
         for obj in queryset:
             try:
                 self.acts[act](obj)
             except StateConflict as exc:
                 conflicts.append(f"“{obj}”: {exc}")
+            except BrokerUnavailable as exc:
+                messages.error(request, f"Not every run was queued: {exc}.")
+                break
             else:
                 count += 1
         messages.info(request, done.format(count=count))

@@ -14,3 +14,8 @@ class StateConflict(Exception):
 
     def __str__(self) -> str:
         return self.message
+
+
+class BrokerUnavailable(Exception):
+    """The broker refused a run's task: nothing was queued. The API answers 503, the pages and
+    the admin show the message, the CLI exits with it."""

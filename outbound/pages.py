@@ -20,7 +20,7 @@ from django.urls import URLPattern, path
 from django.utils.safestring import SafeString
 from django.views.decorators.http import require_POST
 
-from .errors import StateConflict
+from .errors import BrokerUnavailable, StateConflict
 
 RUNS_PER_PAGE = 20
 
@@ -56,7 +56,8 @@ def panels_render(*, page: str, request: HttpRequest, subject: models.Model) -> 
 def subject_action(*, visible: Callable, page: str, act: Callable, done: str) -> Callable:
     """A status page's button as a view (POST only, for people who may see the subject): act
     through a service and say so (`done`, formatted with the service's `result`), or say why the
-    subject's state refused (StateConflict); then back to `page`.
+    subject's state refused (StateConflict) or that the task queue is down (BrokerUnavailable:
+    nothing was queued); then back to `page`.
 
     `visible(request, id)` gives the subject or a 404; the URL's one argument is its id.
     """
@@ -69,6 +70,8 @@ def subject_action(*, visible: Callable, page: str, act: Callable, done: str) ->
             result = act(subject)
         except StateConflict as exc:
             messages.error(request, str(exc))
+        except BrokerUnavailable as exc:
+            messages.error(request, f"The run was not queued: {exc}.")
         else:
             messages.success(request, done.format(result=result))
         return redirect(page, **url_kwargs)

@@ -49,6 +49,32 @@ def require_redis():
     _needs("Redis", settings.CELERY_BROKER_URL.startswith("redis"))
 
 
+@pytest.fixture
+def broker_down(monkeypatch):
+    """The broker refuses connections (nothing listens on the port): enqueuing fails."""
+    from config import celery_app
+
+    monkeypatch.setitem(celery_app.conf, "broker_url", "redis://127.0.0.1:9/0")
+    monkeypatch.setenv("CELERY_BROKER_URL", "redis://127.0.0.1:9/0")  # Celery reads it before its settings
+    monkeypatch.setitem(celery_app.conf, "broker_connection_retry", False)
+    # Connections made earlier in the session point at the working broker: start new pools.
+    monkeypatch.setattr(celery_app, "_pool", None)
+    monkeypatch.setattr(celery_app.amqp, "_producer_pool", None)
+
+
+@pytest.fixture
+def sent_run_tasks(monkeypatch) -> list[tuple]:
+    """What the dispatcher hands the broker: (args, kwargs, expires) of every run task."""
+    from campaigns import tasks as message_tasks
+    from deliveries import tasks
+
+    calls = []
+    for task in (tasks.run_sync, message_tasks.run_message):
+        monkeypatch.setattr(task, "apply_async", lambda args, kwargs, expires=None, **options:
+                            calls.append((tuple(args), kwargs, expires)))
+    return calls
+
+
 CHROMIUM = "/usr/bin/chromium"
 
 

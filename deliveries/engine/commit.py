@@ -9,7 +9,7 @@ from outbound.runs import run_finish
 from .. import services
 from ..models import MemberOp, SnapshotMember, StagedMember, Sync, SyncRun
 from ..signals import sync_run_finished
-from .stage import writes_new_generation
+from .stage import drop_covered_staging, writes_new_generation
 
 ANALYZE_AFTER_WRITING = 10_000  # rows a first run wrote to the snapshot table
 
@@ -24,7 +24,10 @@ def finish_run(*, run: SyncRun, sync: Sync, verdict: Verdict, token) -> None:
         if not Sync.objects.select_for_update().filter(pk=sync.pk, claim_token=token).exists():
             raise ClaimLost(f"sync {sync.pk}: claim lost before the snapshot was committed")
         snapshot_size = commit_snapshot(run=run, sync=sync)
-        services.sync_record_success(sync=sync, snapshot_at=run.started_at, snapshot_size=snapshot_size)
+        services.sync_record_success(sync=sync, snapshot_at=run.started_at, snapshot_size=snapshot_size,
+                                     full=run.kind == SyncRun.Kind.FULL)
+        if run.kind == SyncRun.Kind.FULL:
+            drop_covered_staging(sync_id=sync.pk)
 
     run_finish(
         run=run, verdict=verdict, succeeded=succeeded,

@@ -4,13 +4,20 @@ import math
 import time
 
 from django.conf import settings
-from django.db import connection as db
+from django.db import DatabaseError, connection as db
 
 from outbound.policy import Outcome
 from outbound.records import AttemptRecords
 
 from .. import services
 from ..models import Sync, SyncRun
+
+
+def reconnect_if_broken() -> None:
+    """A terminated or restarted database leaves Django's connection dead: drop it, so what
+    follows (the failure, the records, the release of the claim) goes over a fresh one."""
+    if db.connection is not None and not db.in_atomic_block and not db.is_usable():
+        db.close()
 
 
 class RunRecords(AttemptRecords):
@@ -55,6 +62,15 @@ class RunRecords(AttemptRecords):
     def page_delivered(self, page_count: int) -> None:
         self.run.pages_delivered = page_count
         if page_count - self.progress_written >= self.FLUSH_EVERY_PAGES:
+            self.flush()
+
+    def flush_surely(self) -> None:
+        """Flush; if the database connection died under the run, once more on a fresh one, so
+        the attempt rows and progress of delivered pages are not lost with it."""
+        try:
+            self.flush()
+        except DatabaseError:
+            reconnect_if_broken()
             self.flush()
 
     def flush(self) -> None:

@@ -2,6 +2,7 @@
 
 import logging
 
+from django.db import DatabaseError
 from django.utils import timezone
 
 from outbound.claims import ClaimLost
@@ -11,6 +12,7 @@ from .. import selectors, services
 from ..models import SnapshotMember, StagedMember, Sync, SyncRun
 from .commit import finish_run
 from .plan import plan_run
+from .records import reconnect_if_broken
 from .send import deliver_run
 from .stage import stage_members
 
@@ -26,6 +28,8 @@ def sync_run(
     `run_id` names a run queued by services.sync_request_run, which this run then fills in.
     """
     token = services.sync_claim(sync_id=sync_id, require_due=(trigger == "schedule"))
+    if token is None and _claim_of_a_dead_process_broken(sync_id):
+        token = services.sync_claim(sync_id=sync_id, require_due=(trigger == "schedule"))
     if token is None:
         run_skip(model=SyncRun, run_id=run_id, reason=selectors.sync_not_run_reason(
             sync_id=sync_id, scheduled=trigger == "schedule"))
@@ -34,6 +38,8 @@ def sync_run(
     try:
         abandon_unfinished_runs(sync_id=sync_id)
         sync = Sync.objects.select_related("cohort", "connection").get(pk=sync_id)
+        if full and not sync.force_full:  # asked for once, it stays asked for until a full run succeeds
+            sync = services.sync_request_full_refresh(sync=sync)
         plan = plan_run(sync=sync, full=full)
         run = run_start(runs=sync.runs, run_id=run_id, kind=plan.kind, reason=plan.reason, trigger=trigger)
         page_plans = stage_members(run=run, sync=sync)
@@ -46,14 +52,26 @@ def sync_run(
     except Exception as exc:
         logger.exception("sync %s: run failed with an internal error", sync_id)
         if run is not None:
-            run_fail(model=SyncRun, run_id=run.pk, reason=f"internal error: {exc!r}")
+            what = "database error" if isinstance(exc, DatabaseError) else "internal error"
+            reconnect_if_broken()  # the error may have been the connection itself
+            run_fail(model=SyncRun, run_id=run.pk, reason=f"{what}: {exc!r}")
         raise
     finally:
+        reconnect_if_broken()
         if run is not None and not _carries_over(run):
             StagedMember.objects.filter(run_id=run.pk).delete()
             if run.kind == SyncRun.Kind.FULL and run.status != SyncRun.Status.SUCCEEDED:
                 SnapshotMember.objects.filter(sync_id=sync_id, generation=run.pk).delete()
         services.sync_release(sync_id=sync_id, token=token)
+
+
+def _claim_of_a_dead_process_broken(sync_id: int) -> bool:
+    """A pool child killed mid-run: Celery redelivers its task to another child of this host,
+    which finds the claim held by a process that no longer exists and takes it at once."""
+    sync = Sync.objects.filter(pk=sync_id).only("claimed_until", "claim_token", "claimed_by").first()
+    if sync is None or not services.sync_claim_holder_died(sync=sync):
+        return False
+    return services.sync_break_claim(sync=sync, reason=f"the worker process ({sync.claimed_by}) died mid-run")
 
 
 def _carries_over(run: SyncRun) -> bool:

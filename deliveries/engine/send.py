@@ -30,7 +30,7 @@ def deliver_run(*, run: SyncRun, sync: Sync, page_plans: list[PagePlan], token, 
     except ReceiverBusy as exc:
         return Verdict(Outcome.TRANSIENT, str(exc))
     finally:
-        records.flush()  # also when a page raised: what was tried stays on record
+        records.flush_surely()  # also when a page or the database failed: what was tried stays on record
 
 
 def _send_pages(*, run, sync, page_plans, token, progress, render, destination, properties, records) -> Verdict:

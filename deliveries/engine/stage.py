@@ -96,16 +96,14 @@ def carry_over(*, run: SyncRun, sync: Sync, membership_sql: str, membership_para
     Their pages may have reached the receiver although the snapshot did not move. Someone
     they added who has left again (or removed who has come back) now agrees with the
     snapshot, so the plain diff would never mention them and the receiver would keep the
-    wrong state. A diff run re-sends their live state; a full run replaces everything anyway.
+    wrong state. A diff run re-sends their live state; a full run replaces everything, but
+    only if it succeeds, so until then their rows stay.
     Returns whether rows were added to this run.
     """
     staged = StagedMember._meta.db_table
     # The run ids first (a handful), then their staged rows by index: a semi-join of the two
     # tables was planned, without statistics, as a scan of the runs for every staged row.
-    unsuccessful = list(SyncRun.objects.filter(
-        sync_id=sync.pk, kind=SyncRun.Kind.DIFF,
-        status__in=[SyncRun.Status.FAILED, SyncRun.Status.PAUSED, SyncRun.Status.RUNNING],
-    ).exclude(pk=run.pk).values_list("pk", flat=True))
+    unsuccessful = _unsuccessful_diff_run_ids(sync_id=sync.pk, but=run.pk)
     earlier = StagedMember.objects.filter(run_id__in=unsuccessful)
     if not unsuccessful or not earlier.exists():
         return False
@@ -129,5 +127,23 @@ def carry_over(*, run: SyncRun, sync: Sync, membership_sql: str, membership_para
                 [run.pk, run.pk, *earlier_params, run.pk, *membership_params],
             )
             carried = cursor.rowcount
-    earlier.delete()
+        earlier.delete()  # this run's own rows now stand for them, also if it fails in turn
+    # A full run leaves them: only its success covers them (drop_covered_staging).
     return carried > 0
+
+
+def drop_covered_staging(*, sync_id: int) -> None:
+    """A full run succeeded: the receiver holds the whole cohort, so what earlier unsuccessful
+    diff runs knew (their carried-over staging rows) is covered and can go. By run id, through
+    the index, as in carry_over: a semi-join read the whole staging table, the full run's own
+    rows included."""
+    if unsuccessful := _unsuccessful_diff_run_ids(sync_id=sync_id):
+        StagedMember.objects.filter(run_id__in=unsuccessful).delete()
+
+
+def _unsuccessful_diff_run_ids(*, sync_id: int, but: int | None = None) -> list[int]:
+    """The sync's diff runs that did not succeed (their staging rows may carry over), but `but`."""
+    return list(SyncRun.objects.filter(
+        sync_id=sync_id, kind=SyncRun.Kind.DIFF,
+        status__in=[SyncRun.Status.FAILED, SyncRun.Status.PAUSED, SyncRun.Status.RUNNING],
+    ).exclude(pk=but).values_list("pk", flat=True))

@@ -231,7 +231,7 @@ def test_run_queues_the_task_on_commit(api, cohort, connection, django_capture_o
     from campaigns import tasks
 
     queued = []
-    monkeypatch.setattr(tasks.run_message, "delay", lambda *args, **kwargs: queued.append((args, kwargs)))
+    monkeypatch.setattr(tasks.run_message, "apply_async", lambda args, kwargs, **options: queued.append((args, kwargs)))
     message = make_message(cohort, connection)
     with django_capture_on_commit_callbacks(execute=True):
         run_id = api.post(f"{URL}{message.pk}/run/").json()["id"]
@@ -344,3 +344,12 @@ def test_the_keys_creator_owns_the_message(project, cohort, connection):
     body = key_client(project, created_by=person).post(URL, {"cohort": cohort.pk, "connection": connection.pk,
                                                              "name": "x"}).json()
     assert Message.objects.get(pk=body["id"]).created_by == person
+
+
+# Committed for real, as a request is: the row is committed, then the enqueue fails.
+@pytest.mark.django_db(transaction=True)
+def test_run_answers_503_and_leaves_nothing_behind_when_the_broker_is_down(api, cohort, connection, broker_down):
+    message = make_message(cohort, connection)
+    response = api.post(f"{URL}{message.pk}/run/")
+    assert response.status_code == 503
+    assert not MessageRun.objects.filter(message=message).exists()

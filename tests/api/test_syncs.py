@@ -165,11 +165,11 @@ def test_run_queues_the_task_on_commit(api, cohort, connection, django_capture_o
     from deliveries import tasks
 
     queued = []
-    monkeypatch.setattr(tasks.run_sync, "delay", lambda *args, **kwargs: queued.append((args, kwargs)))
+    monkeypatch.setattr(tasks.run_sync, "apply_async", lambda args, kwargs, **options: queued.append((args, kwargs)))
     sync = SyncFactory(cohort=cohort, connection=connection)
     with django_capture_on_commit_callbacks(execute=True):
         run_id = api.post(f"{URL}{sync.pk}/run/").json()["id"]
-    assert queued == [((sync.pk,), {"full": False, "trigger": "api", "run_id": run_id})]
+    assert queued == [((sync.pk,), {"trigger": "api", "run_id": run_id})]
 
 
 @pytest.mark.parametrize("state, message", [
@@ -262,3 +262,13 @@ def test_runs_are_read_only(api, cohort, connection):
 def test_no_credentials(client):
     assert client.get(URL).status_code == 401
     assert client.get("/api/v1/runs/1/").status_code == 401
+
+
+# Committed for real, as a request is: the row is committed, then the enqueue fails.
+@pytest.mark.django_db(transaction=True)
+def test_run_answers_503_and_leaves_nothing_behind_when_the_broker_is_down(api, cohort, connection, broker_down):
+    sync = SyncFactory(cohort=cohort, connection=connection)
+    response = api.post(f"{URL}{sync.pk}/run/")
+    assert response.status_code == 503
+    assert response.json()["detail"].startswith("The run was not queued: the task queue is unavailable")
+    assert not SyncRun.objects.filter(sync=sync).exists()

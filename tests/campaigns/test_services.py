@@ -179,3 +179,23 @@ def test_a_test_send_shows_a_refusal(receiver):
     assert (result.outcome, result.http_status, result.message) == ("pause", 403, "unknown key")
     message.refresh_from_db()
     assert message.state == Message.State.ACTIVE  # a test never pauses anything
+
+
+@pytest.mark.django_db
+def test_a_scheduled_message_occurrence_is_a_queued_run_the_dispatcher_enqueues_again(
+    sent_run_tasks, make_message, django_capture_on_commit_callbacks
+):
+    message = make_message(["u1"])
+    now = message.next_run_at + timedelta(seconds=1)
+    with django_capture_on_commit_callbacks(execute=True):
+        assert messages_dispatch_due(now=now) == [message.pk]
+    run = MessageRun.objects.get(message=message)
+    assert (run.status, run.trigger) == (MessageRun.Status.QUEUED, "schedule")
+    assert sent_run_tasks == [((message.pk,), {"trigger": "schedule", "run_id": run.pk}, run.dispatched_until)]
+
+    later = run.dispatched_until + timedelta(seconds=1)
+    with django_capture_on_commit_callbacks(execute=True):
+        assert messages_dispatch_due(now=later) == []  # its run is still queued: no second one
+
+    assert MessageRun.objects.filter(message=message).count() == 1
+    assert [call[1]["run_id"] for call in sent_run_tasks] == [run.pk, run.pk]  # the lost task, enqueued again

@@ -9,7 +9,7 @@ import pytest
 from django.db import connections
 from django.utils import timezone
 
-from deliveries import services
+from deliveries import dispatch, services
 from deliveries.engine import abandon_unfinished_runs, sync_run
 from deliveries.models import SnapshotMember, StagedMember, Sync, SyncRun
 from tests.conftest import run_now
@@ -137,10 +137,54 @@ def test_the_dispatcher_enqueues_due_active_unclaimed_syncs_only(django_capture_
                 claim_token=uuid.uuid4())
 
     with django_capture_on_commit_callbacks(execute=False) as enqueued:
-        due = services.syncs_dispatch_due(now=now)
+        due = dispatch.syncs_dispatch_due(now=now)
 
-    assert due == [due_early.pk, due_with_expired_claim.pk, due_now.pk]
-    assert len(enqueued) == 3  # one task per sync, after the commit
+    assert due == [due_early.pk, due_with_expired_claim.pk, due_now.pk]  # the most overdue first
+    assert len(enqueued) == 1  # the tasks go out after the commit, through one producer
+
+
+@pytest.mark.django_db
+def test_a_dispatched_sync_is_left_alone_until_its_task_expires(django_capture_on_commit_callbacks, settings):
+    """A worker outage: ticks keep coming, tasks wait in the broker; no sync gets a second one."""
+    now = timezone.now()
+    sync = SyncFactory(next_run_at=now - timedelta(minutes=1))
+    lease = timedelta(seconds=settings.COHORTSYNC_DISPATCH_LEASE_SECONDS)
+
+    with django_capture_on_commit_callbacks(execute=False):
+        first = dispatch.syncs_dispatch_due(now=now)
+        outage = [dispatch.syncs_dispatch_due(now=now + timedelta(minutes=m)) for m in (1, 2, 3)]
+        after_expiry = dispatch.syncs_dispatch_due(now=now + lease + timedelta(seconds=1))
+
+    assert first == [sync.pk]
+    assert outage == [[], [], []]
+    assert after_expiry == [sync.pk]  # the first task has expired: one live task again
+
+
+@pytest.mark.django_db
+def test_the_dispatcher_enqueues_at_most_its_batch_most_overdue_first(django_capture_on_commit_callbacks, settings):
+    settings.COHORTSYNC_DISPATCH_BATCH = 2
+    now = timezone.now()
+    syncs = [SyncFactory(next_run_at=now - timedelta(minutes=minutes)) for minutes in (1, 30, 5)]
+
+    with django_capture_on_commit_callbacks(execute=False):
+        first = dispatch.syncs_dispatch_due(now=now)
+        second = dispatch.syncs_dispatch_due(now=now)
+
+    assert first == [syncs[1].pk, syncs[2].pk]
+    assert second == [syncs[0].pk]
+
+
+@pytest.mark.django_db
+def test_a_finished_run_clears_the_dispatch_mark(django_capture_on_commit_callbacks):
+    sync = SyncFactory(next_run_at=timezone.now() - timedelta(minutes=1))
+    with django_capture_on_commit_callbacks(execute=False):
+        dispatch.syncs_dispatch_due()
+    token = services.sync_claim(sync_id=sync.pk)
+
+    services.sync_release(sync_id=sync.pk, token=token)
+
+    sync.refresh_from_db()
+    assert sync.dispatched_until is None and sync.next_run_at > timezone.now()
 
 
 # --- Workers racing -----------------------------------------------------------------------

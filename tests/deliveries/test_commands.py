@@ -1,10 +1,12 @@
 """The `demo` and `runsync` management commands, end to end against the loopback receiver."""
 
 import re
+import uuid
 from datetime import timedelta
 from io import StringIO
 
 import pytest
+from django.conf import settings
 from django.contrib.auth import authenticate, get_user_model
 from django.core.management import CommandError, call_command
 from django.test import RequestFactory
@@ -276,13 +278,49 @@ def test_runsync_of_a_finished_export_is_an_error(demo_sync):
         call("runsync", str(demo_sync.pk))
 
 
-def test_runsync_of_a_sync_claimed_by_a_worker_is_an_error(demo_sync, receiver):
-    Sync.objects.filter(pk=demo_sync.pk).update(claimed_until=timezone.now() + timedelta(minutes=5))
+def claim_renewed(sync, *, seconds_ago: float, by: str = "worker-2 pid 4711") -> None:
+    """The sync as a worker holding it left it: its last renewal `seconds_ago`."""
+    lease = timedelta(seconds=settings.COHORTSYNC_CLAIM_LEASE_SECONDS)
+    Sync.objects.filter(pk=sync.pk).update(claimed_until=timezone.now() - timedelta(seconds=seconds_ago) + lease,
+                                           claim_token=uuid.uuid4(), claimed_by=by)
 
-    with pytest.raises(CommandError, match="not run: another run of the sync was in progress; try again later"):
+
+def test_runsync_of_a_claimed_sync_says_who_holds_it_and_until_when(demo_sync, receiver):
+    claim_renewed(demo_sync, seconds_ago=30)
+    demo_sync.refresh_from_db()
+    until = timezone.localtime(demo_sync.claimed_until).strftime("%Y-%m-%d %H:%M:%S")
+
+    with pytest.raises(CommandError, match=rf"being run by worker-2 pid 4711 \(claim held until {until} \S+, "
+                                           r"last renewed 30 s ago\); try again later"):
         call("runsync", str(demo_sync.pk))
 
     assert receiver.requests == []
+
+
+def test_runsync_break_claim_refuses_a_holder_that_renews(demo_sync, receiver):
+    claim_renewed(demo_sync, seconds_ago=30)
+
+    with pytest.raises(CommandError, match="it is alive, so its claim was not broken"):
+        call("runsync", str(demo_sync.pk), "--break-claim")
+
+    assert receiver.requests == []
+
+
+def test_runsync_break_claim_takes_a_silent_holders_claim_and_runs(demo_sync, receiver, settings):
+    silent = settings.COHORTSYNC_CLAIM_LEASE_SECONDS * 0.6  # two quarter-lease renewals missed
+    claim_renewed(demo_sync, seconds_ago=silent)
+    stuck = SyncRun.objects.create(sync=demo_sync, status=SyncRun.Status.RUNNING, kind=SyncRun.Kind.FULL)
+    with pytest.raises(CommandError, match="it has stopped renewing it: run again with --break-claim"):
+        call("runsync", str(demo_sync.pk))
+
+    output = call("runsync", str(demo_sync.pk), "--break-claim")
+
+    assert "Broke the claim of worker-2 pid 4711" in output and "succeeded" in output
+    stuck.refresh_from_db()
+    assert stuck.status == SyncRun.Status.FAILED
+    assert stuck.error_message == "stopped: worker-2 pid 4711 stopped renewing the claim; an operator broke it"
+    demo_sync.refresh_from_db()
+    assert (demo_sync.claimed_until, demo_sync.claimed_by) == (None, "")
 
 
 def test_a_later_demo_without_url_keeps_the_connection_url(receiver):

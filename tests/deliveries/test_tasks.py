@@ -8,6 +8,7 @@ import pytest
 from celery.contrib.testing.worker import start_worker
 from celery.signals import task_postrun
 from django.conf import settings
+from django.db import OperationalError
 from django.utils import timezone
 from django_celery_beat.models import PeriodicTask
 
@@ -45,6 +46,16 @@ def test_tasks_ack_late_and_are_redelivered_when_a_worker_dies(task):
     assert task.ignore_result is True
 
 
+@pytest.mark.parametrize(("task", "queue"), [
+    ("deliveries.dispatch_due_syncs", "dispatch"), ("campaigns.dispatch_due_messages", "dispatch"),
+    ("deliveries.run_sync", "runs"), ("campaigns.run_message", "runs"), ("alerts.deliver_firing", "celery"),
+])
+def test_dispatch_and_runs_have_queues_of_their_own(task, queue):
+    """A backlog of runs must not hold up the next tick; a worker without -Q consumes all three."""
+    assert celery_app.amqp.router.route({}, task)["queue"].name == queue
+    assert set(celery_app.amqp.queues) == {"dispatch", "runs", "celery"}
+
+
 def test_the_app_speaks_json_only():
     assert celery_app.conf.task_serializer == "json"
     assert celery_app.conf.result_serializer == "json"
@@ -73,6 +84,7 @@ def test_dispatcher_enqueues_only_due_active_unclaimed_syncs_after_commit(django
 
     assert enqueued == 1
     assert len(callbacks) == 1
+    assert Sync.objects.get(pk=due.pk).dispatched_until > now  # the next tick leaves it alone
     assert Sync.objects.get(pk=due.pk).next_run_at <= now  # dispatching alone does not claim or run
 
 
@@ -108,7 +120,14 @@ def wait_for(condition, what: str):
     """Bounded polling: the worker runs in another thread."""
     deadline = time.monotonic() + WAIT_SECONDS
     while time.monotonic() < deadline:
-        value = condition()
+        try:
+            value = condition()
+        except OperationalError as exc:
+            # Shared-cache SQLite answers a read beside the worker thread's write with "table
+            # is locked" at once instead of waiting: poll again.
+            if "locked" not in str(exc):
+                raise
+            value = None
         if value:
             return value
         time.sleep(0.05)

@@ -153,8 +153,10 @@ def test_queue_depth_counts_tasks_waiting_in_redis(client, settings, require_red
     app.control.purge()
     try:
         for _ in range(3):  # no worker listens in the tests: they wait
-            app.send_task("deliveries.dispatch_due_syncs")
-        assert value(scrape(client), "cohortsync_queue_depth", queue="celery") == 3
+            app.send_task("deliveries.dispatch_due_syncs")  # routed to the dispatch queue
+        metrics = scrape(client)
+        assert value(metrics, "cohortsync_queue_depth", queue="dispatch") == 3
+        assert value(metrics, "cohortsync_queue_depth", queue="runs") == 0
     finally:
         app.control.purge()
-    assert value(scrape(client), "cohortsync_queue_depth", queue="celery") == 0
+    assert value(scrape(client), "cohortsync_queue_depth", queue="dispatch") == 0

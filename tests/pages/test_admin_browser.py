@@ -11,7 +11,7 @@ try:
 except ImportError:  # the `_playwright` fixture skips (or, in CI, fails) these tests
     expect = None
 
-from deliveries import services, tasks
+from deliveries import dispatch, tasks
 from deliveries.models import Sync, SyncRun
 from tests.conftest import set_members
 from tests.factories import CohortFactory, ConnectionFactory, UserFactory
@@ -21,15 +21,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 PASSWORD = "correct-horse-battery"
 
 
-@pytest.fixture
-def queued_runs(monkeypatch) -> list[tuple]:
-    """Run tasks the dispatcher queues are kept here, for the test to run in the foreground."""
-    queued = []
-    monkeypatch.setattr(tasks.run_sync, "delay", lambda *args, **kwargs: queued.append((args, kwargs)))
-    return queued
-
-
-def test_an_operator_adds_a_sync_in_the_admin_and_its_first_run_lands(page, live_server, receiver, queued_runs,
+def test_an_operator_adds_a_sync_in_the_admin_and_its_first_run_lands(page, live_server, receiver, sent_run_tasks,
                                                                       artifacts):
     operator = UserFactory(username="root", is_staff=True, is_superuser=True)
     operator.set_password(PASSWORD)
@@ -61,8 +53,8 @@ def test_an_operator_adds_a_sync_in_the_admin_and_its_first_run_lands(page, live
     expect(page.locator(".field-cohort .readonly")).to_contain_text("Churn risk")
 
     # Beat's minute: the dispatcher finds the new sync due; the worker's part runs in the foreground.
-    assert services.syncs_dispatch_due() == [sync.pk]
-    ((args, kwargs),) = queued_runs
+    assert dispatch.syncs_dispatch_due() == [sync.pk]
+    ((args, kwargs, _expires),) = sent_run_tasks  # what the dispatcher handed the broker
     tasks.run_sync(*args, **kwargs)
 
     ((request),) = receiver.requests

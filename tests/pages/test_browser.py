@@ -34,7 +34,7 @@ PASSWORD = "correct-horse-battery"
 def queued_runs(monkeypatch) -> list[tuple]:
     """Run tasks the server queues are kept here, for the test to run in the foreground."""
     queued = []
-    monkeypatch.setattr(tasks.run_sync, "delay", lambda *args, **kwargs: queued.append((args, kwargs)))
+    monkeypatch.setattr(tasks.run_sync, "apply_async", lambda args, kwargs, **options: queued.append((args, kwargs)))
     return queued
 
 

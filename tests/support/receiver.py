@@ -21,6 +21,7 @@ class RecordedRequest:
     path: str
     headers: dict[str, str]  # lower-cased names
     body: bytes
+    answered: int | None = None  # the status it was answered with
 
     @property
     def json(self):
@@ -154,6 +155,7 @@ class LoopbackReceiver:
                 reply = receiver._next_reply(
                     request if receiver.record_bodies else RecordedRequest("POST", self.path, {}, body)
                 )
+                request.answered = reply.status
                 if reply.delay:
                     time.sleep(reply.delay)
                 payload = reply.body

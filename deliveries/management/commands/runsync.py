@@ -1,4 +1,5 @@
 from django.core.management.base import BaseCommand, CommandError
+from django.utils import timezone
 from tqdm import tqdm
 
 from deliveries import engine, selectors, services
@@ -17,8 +18,11 @@ class Command(BaseCommand):
         parser.add_argument("--resume", action="store_true", help="resume a paused sync, then run it")
         parser.add_argument("--dry-run", action="store_true",
                             help="show what the next run would send (counts, pages, the first page); send nothing")
+        parser.add_argument("--break-claim", action="store_true",
+                            help="take the sync's claim from a holder that stopped renewing it, then run it")
 
-    def handle(self, *args, sync_id: int, full: bool, resume: bool, dry_run: bool = False, **options):
+    def handle(self, *args, sync_id: int, full: bool, resume: bool, break_claim: bool = False, dry_run: bool = False,
+               **options):
         sync = Sync.objects.select_related("cohort", "connection").filter(pk=sync_id).first()
         if sync is None:
             raise CommandError(f"There is no sync {sync_id}.")
@@ -40,13 +44,28 @@ class Command(BaseCommand):
                                    "Fix the receiver, then run again with --resume.") from exc
             raise CommandError(f"Sync {sync_id}: {exc}") from exc
 
+        if break_claim and sync.claimed_until is not None:
+            if not services.sync_break_claim(sync=sync):
+                raise CommandError(f"{self._holder(sync)}: it is alive, so its claim was not broken.")
+            self.stdout.write(f"Broke the claim of {sync.claimed_by or 'a worker'} on sync {sync_id}.")
+
         with tqdm(desc=f"sync {sync_id}", unit=" members", disable=None) as bar:
             run = engine.sync_run(sync_id=sync_id, full=full, trigger="cli", progress=bar.update)
         if run is None:
-            raise CommandError(f"Sync {sync_id} {selectors.sync_not_run_reason(sync_id=sync_id)}; try again later.")
+            sync.refresh_from_db()
+            if sync.claimed_until is None:  # not held (any more): say why it did not run
+                raise CommandError(f"Sync {sync_id} {selectors.sync_not_run_reason(sync_id=sync_id)}; try again later.")
+            silent = services.sync_claim_is_silent(sync=sync)
+            hint = "; it has stopped renewing it: run again with --break-claim" if silent else "; try again later"
+            raise CommandError(self._holder(sync) + hint)
         self._report(run)
         if run.status != SyncRun.Status.SUCCEEDED:
             raise CommandError(f"Run {run.session_id} {run.status}: {run.error_message}")
+
+    def _holder(self, sync: Sync) -> str:
+        silent_for = services.sync_claim_silent_for(sync=sync).total_seconds()
+        return (f"Sync {sync.pk} is being run by {sync.claimed_by or 'another worker'} (claim held until "
+                f"{timezone.localtime(sync.claimed_until):%Y-%m-%d %H:%M:%S %Z}, last renewed {silent_for:.0f} s ago)")
 
     def _report(self, run: SyncRun) -> None:
         self.stdout.write(f"Run {run.session_id} ({run.kind}, {run.reason}): {run.status}")

@@ -7,32 +7,32 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('deliveries', '0009_attempt_generic_source'),
+        ('campaigns', '0004_run_dispatched_until'),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='sync',
+            model_name='message',
             name='auto_pause_failed_runs',
             field=models.PositiveIntegerField(blank=True, help_text='Pause after this many failed runs in a row (empty: the default; 0: never).', null=True, validators=[django.core.validators.MaxValueValidator(525600)]),
         ),
         migrations.AddField(
-            model_name='sync',
+            model_name='message',
             name='auto_pause_hours',
             field=models.PositiveIntegerField(blank=True, help_text='Pause after this many hours of failures without a success (empty: the default; 0: never).', null=True, validators=[django.core.validators.MaxValueValidator(87600)]),
         ),
         migrations.AddField(
-            model_name='sync',
+            model_name='message',
             name='auto_paused',
             field=models.BooleanField(default=False, editable=False),
         ),
         migrations.AddField(
-            model_name='sync',
+            model_name='message',
             name='consecutive_failed_runs',
             field=models.PositiveIntegerField(default=0, editable=False),
         ),
         migrations.AddField(
-            model_name='sync',
+            model_name='message',
             name='failing_since',
             field=models.DateTimeField(blank=True, editable=False, null=True),
         ),
