@@ -2,7 +2,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from campaigns import sending, services
 from campaigns.models import Message, MessageRun
-from outbound.errors import StateConflict
+from outbound.commands import cli_run_precheck
 from outbound.models import DeliveryAttempt
 
 
@@ -28,16 +28,9 @@ class Command(BaseCommand):
                 self.stdout.write(f"  answer: {result.response_excerpt}")
             self.stdout.write("Nobody was marked sent.")
             return
-        try:
-            if resume:
-                before = message.state
-                services.message_resume(message=message)
-                if message.state != before:
-                    self.stdout.write(f"Resumed message {message_id}.")
-            services.message_check_runnable(message=message)
-        except StateConflict as exc:
-            raise CommandError(f"Message {message_id} is paused ({message.last_error_message or 'no message'}). "
-                               "Fix the receiver, then run again with --resume.") from exc
+        cli_run_precheck(subject=message, noun="message", resume=resume, stdout=self.stdout,
+                         resume_service=lambda: services.message_resume(message=message),
+                         check_service=lambda: services.message_check_runnable(message=message))
         run = sending.message_run(message_id=message_id, trigger="cli")
         for attempt in DeliveryAttempt.objects.filter(message_run=run).order_by("page_number", "attempt_number"):
             self.stdout.write(f"  batch {attempt.page_number}/{run.total_batches} try {attempt.attempt_number}: "

@@ -5,7 +5,7 @@ from tqdm import tqdm
 from deliveries import engine, selectors, services
 from deliveries.engine.preview import RunPreview, sync_preview
 from deliveries.models import MemberOp, Sync, SyncRun
-from outbound.errors import StateConflict
+from outbound.commands import cli_run_precheck
 from outbound.models import DeliveryAttempt
 
 
@@ -31,18 +31,9 @@ class Command(BaseCommand):
                 raise CommandError("--dry-run changes nothing: it cannot be combined with --resume.")
             self._report_preview(sync, sync_preview(sync=sync, full=full))
             return
-        try:
-            if resume:
-                before = sync.state
-                services.sync_resume(sync=sync)
-                if sync.state != before:
-                    self.stdout.write(f"Resumed sync {sync_id}.")
-            services.sync_check_runnable(sync=sync)
-        except StateConflict as exc:
-            if exc.state == Sync.State.PAUSED:  # the CLI's way out: say why, and the flag that resumes
-                raise CommandError(f"Sync {sync_id} is paused ({sync.last_error_message or 'no message'}). "
-                                   "Fix the receiver, then run again with --resume.") from exc
-            raise CommandError(f"Sync {sync_id}: {exc}") from exc
+        cli_run_precheck(subject=sync, noun="sync", resume=resume, stdout=self.stdout,
+                         resume_service=lambda: services.sync_resume(sync=sync),
+                         check_service=lambda: services.sync_check_runnable(sync=sync))
 
         if break_claim and sync.claimed_until is not None:
             if not services.sync_break_claim(sync=sync):
