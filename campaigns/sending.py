@@ -20,7 +20,7 @@ from django.utils import timezone
 
 from cohorts.models import IDENTITY_FIELDS, Profile
 from cohorts.selectors import cohort_membership
-from outbound.claims import ClaimLost, claim_release, claim_renew, claim_take
+from outbound.claims import ClaimLost, claim_heartbeat, claim_release, claim_renew, claim_take
 from outbound.ids import request_id
 from outbound.limits import ReceiverBusy, run_slot
 from outbound.policy import Outcome, Verdict
@@ -63,15 +63,16 @@ def message_run(*, message_id: int, trigger: str = "schedule", run_id: int | Non
         return None
     run = None
     try:
-        message = Message.objects.select_related("cohort", "connection").get(pk=message_id)
-        run = run_start(runs=message.runs, run_id=run_id, trigger=trigger)
-        release_abandoned_sends(message=message)
-        reserved = reserve_recipients(run=run, message=message)
-        run.users_count = reserved
-        run.total_batches = -(-reserved // policy.BATCH_SIZE)
-        run.save(update_fields=["users_count", "total_batches"])
-        verdict = deliver_batches(run=run, message=message, token=token)
-        finish_message_run(run=run, message=message, verdict=verdict)
+        with claim_heartbeat(subject=Message.objects.filter(pk=message_id), token=token):
+            message = Message.objects.select_related("cohort", "connection").get(pk=message_id)
+            run = run_start(runs=message.runs, run_id=run_id, trigger=trigger)
+            release_abandoned_sends(message=message)
+            reserved = reserve_recipients(run=run, message=message)
+            run.users_count = reserved
+            run.total_batches = -(-reserved // policy.BATCH_SIZE)
+            run.save(update_fields=["users_count", "total_batches"])
+            verdict = deliver_batches(run=run, message=message, token=token)
+            finish_message_run(run=run, message=message, verdict=verdict)
         return run
     except ClaimLost as exc:
         logger.warning("message %s: %s", message_id, exc)

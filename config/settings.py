@@ -254,7 +254,14 @@ COHORTSYNC_RETRY_DELAYS = [float(d) for d in env.list("COHORTSYNC_RETRY_DELAYS",
 COHORTSYNC_RETRY_AFTER_MAX = env.float("COHORTSYNC_RETRY_AFTER_MAX", default=60.0)
 COHORTSYNC_CONNECT_TIMEOUT = env.float("COHORTSYNC_CONNECT_TIMEOUT", default=5.0)
 COHORTSYNC_READ_TIMEOUT = env.float("COHORTSYNC_READ_TIMEOUT", default=30.0)
-COHORTSYNC_CLAIM_LEASE_SECONDS = env.int("COHORTSYNC_CLAIM_LEASE_SECONDS", default=600)
+# A run's claim on its sync or message lapses this long after its holder's last heartbeat
+# (every quarter lease, outbound.claims): a crashed run's subject is free again within it.
+COHORTSYNC_CLAIM_LEASE_SECONDS = env.int("COHORTSYNC_CLAIM_LEASE_SECONDS", default=20)
+# A stopped run (failed, crashed, at the time limit) is resumed from its first undelivered page,
+# with the same session and page ids, for this long after it started; past it, a new run starts over.
+COHORTSYNC_RESUME_MAX_AGE_HOURS = env.float("COHORTSYNC_RESUME_MAX_AGE_HOURS", default=12)
+# After a failed run the sync is retried sooner than its interval: 1, 2, 4, … minutes, up to the interval.
+COHORTSYNC_RETRY_FIRST_MINUTES = env.float("COHORTSYNC_RETRY_FIRST_MINUTES", default=1)
 # A dispatched run task expires after this, and only then does the dispatcher enqueue another
 # for the same sync or queued run: one live task each however long workers are away.
 COHORTSYNC_DISPATCH_LEASE_SECONDS = env.int("COHORTSYNC_DISPATCH_LEASE_SECONDS", default=600)

@@ -120,6 +120,15 @@ class SyncRun(models.Model):
                                related_query_name="run")
     # A queued run's task expires then; if the run is still queued, the dispatcher enqueues it again.
     dispatched_until = models.DateTimeField(null=True, blank=True, editable=False)
+    # The members a page holds, fixed when the picture is staged: a resumed run cuts the
+    # same pages whatever the connection says by then.
+    page_size = models.PositiveIntegerField(db_default=0, editable=False)
+    # Who ran it last (claim_holder(): host and pid): an abandoned run's label names it.
+    worker = models.CharField(max_length=200, blank=True, db_default="", editable=False)
+    # A run that stopped (failed, crashed, hit the time limit) is resumed by the next attempt
+    # from its first undelivered page; each stop it had is kept here (at, status, error, pages).
+    resumed_count = models.PositiveIntegerField(db_default=0, editable=False)
+    stops = models.JSONField(null=True, blank=True, editable=False)
 
     class Meta:
         indexes = [

@@ -108,7 +108,9 @@ def sync_claim(*, sync_id: int, require_due: bool = True) -> uuid.UUID | None:
     eligible = Sync.objects.filter(pk=sync_id, state=Sync.State.ACTIVE)
     if require_due:
         eligible = eligible.filter(next_run_at__lte=timezone.now())
-    return claim_take(subject=eligible, claimed_by=claim_holder())
+    # The dispatcher's mark has done its job once the task runs: a run that crashes leaves the
+    # sync due, and the next tick after its claim lapses enqueues it again.
+    return claim_take(subject=eligible, claimed_by=claim_holder(), dispatched_until=None)
 
 
 def sync_claim_silent_for(*, sync: Sync, now: datetime | None = None) -> timedelta | None:
@@ -155,15 +157,25 @@ def sync_renew_claim(*, sync_id: int, token: uuid.UUID) -> bool:
     return claim_renew(subject=Sync.objects.filter(pk=sync_id), token=token)
 
 
-def sync_release(*, sync_id: int, token: uuid.UUID) -> None:
-    """Give the lease back and schedule the next run (none for paused or finished syncs)."""
+def sync_release(*, sync_id: int, token: uuid.UUID, failed: bool = False) -> None:
+    """Give the lease back and schedule the next run (none for paused or finished syncs): after
+    a failed run sooner than the interval (sync_retry_delay), so its resumption follows."""
     now = timezone.now()
-    sync = Sync.objects.filter(pk=sync_id, claim_token=token).only("state", "interval_minutes").first()
+    sync = Sync.objects.filter(pk=sync_id, claim_token=token).only(
+        "state", "interval_minutes", "consecutive_failed_runs").first()
     if sync is None:
         return
-    next_run_at = now + timedelta(minutes=sync.interval_minutes) if sync.state == Sync.State.ACTIVE else None
+    delay = sync_retry_delay(sync=sync) if failed else timedelta(minutes=sync.interval_minutes)
+    next_run_at = now + delay if sync.state == Sync.State.ACTIVE else None
     claim_release(subject=Sync.objects.filter(pk=sync_id), token=token, claimed_by="", dispatched_until=None,
                   next_run_at=next_run_at)
+
+
+def sync_retry_delay(*, sync: Sync) -> timedelta:
+    """After the n-th failed run in a row: COHORTSYNC_RETRY_FIRST_MINUTES × 2^(n-1), at most the interval."""
+    failures = max(1, sync.consecutive_failed_runs)
+    minutes = settings.COHORTSYNC_RETRY_FIRST_MINUTES * 2 ** min(failures - 1, 20)
+    return timedelta(minutes=min(minutes, sync.interval_minutes))
 
 
 # --- Outcomes -------------------------------------------------------------------------

@@ -192,6 +192,10 @@ def store() -> DatabaseStore | RedisStore:
 
 # --- What senders call -------------------------------------------------------------------------
 
+# A run slot is renewed at each try (a page's longest wait between tries is a retry delay plus a
+# read timeout plus a Retry-After), so it outlives those; a crashed run's slot frees after it.
+RUN_SLOT_LEASE_SECONDS = 150.0
+
 # The run slots this context holds, by connection: renewed at each try (see wait_for_turn).
 _held_slots: contextvars.ContextVar[dict] = contextvars.ContextVar("receiver_run_slots", default=None)
 
@@ -230,7 +234,7 @@ def run_slot(limits: ReceiverLimits):
     if not limit or connection_id is None:
         yield
         return
-    token, lease = str(uuid.uuid4()), float(settings.COHORTSYNC_CLAIM_LEASE_SECONDS)
+    token, lease = str(uuid.uuid4()), RUN_SLOT_LEASE_SECONDS
     backend = store()
     deadline = time.monotonic() + settings.COHORTSYNC_RUN_SLOT_WAIT_SECONDS
     while not backend.take_slot(connection_id, limit, token, lease):

@@ -26,8 +26,10 @@ def profile_join(*, profile_id: str, columns: str, left: bool = True) -> str:
     return f"{kind} {profile} p ON p.id = {profile_id}"
 
 
-def stream_pages(*, run: SyncRun, plan: PagePlan, properties: tuple[str, ...]) -> Iterator[list[payloads.MemberRow]]:
-    """The members of one action, a page at a time (keyset pagination: memory flat in N).
+def stream_pages(*, run: SyncRun, plan: PagePlan, properties: tuple[str, ...],
+                 skip: int = 0) -> Iterator[list[payloads.MemberRow]]:
+    """The members of one action, a page at a time (keyset pagination: memory flat in N),
+    from page `skip + 1` on (a resumed run: its pages are cut as before, the picture is fixed).
 
     LEFT JOIN: a removal may name a profile deleted since it was delivered; it goes out
     with the distinct id the snapshot kept.
@@ -57,7 +59,16 @@ def stream_pages(*, run: SyncRun, plan: PagePlan, properties: tuple[str, ...]) -
     last_profile_id = 0
     make_row = payloads.MemberRow._make
     with db.cursor() as cursor:
-        for _ in range(plan.pages):
+        if skip:
+            # Where page `skip + 1` starts: one ordered index walk over the skipped rows.
+            cursor.execute(f"SELECT st.profile_id FROM {source} st WHERE {where} ORDER BY st.profile_id "
+                           f"LIMIT 1 OFFSET %s", [*source_params, skip * plan.page_size - 1])
+            row = cursor.fetchone()
+            last_profile_id = row[0] if row else None
+        for _ in range(plan.pages - skip):
+            if last_profile_id is None:  # nothing after the skipped pages: an empty page
+                yield []
+                continue
             cursor.execute(sql, [*source_params, last_profile_id, plan.page_size])
             rows = cursor.fetchall()
             if rows:

@@ -71,6 +71,15 @@ def page_sessions(*, run: SyncRun, page_plans: list[PagePlan]) -> list[tuple[uui
     return [(run.session_id, page_plans)]
 
 
+def run_page_plans(*, run: SyncRun, snapshot_generation: int | None) -> list[PagePlan]:
+    """A staged run's pages, from what staging recorded on it (the counts and the page size):
+    the same plans whenever they are computed, so a resumed run cuts the same pages."""
+    counts = {MemberOp.MEMBER: run.members_count, MemberOp.ADD: run.adds_count, MemberOp.REMOVE: run.removes_count}
+    page_size = run.page_size or policy.PAGE_SIZE
+    return [PagePlan(op, counts[op], page_size, snapshot_generation)
+            for op in run_ops(kind=run.kind, removes=run.removes_count)]
+
+
 def delivered_counts(*, run: SyncRun, page_size: int) -> dict[MemberOp, int]:
     """How many members of each action reached the receiver: pages are filled in order,
     so the run's counts and its delivered pages say it (the CLI's report of a stopped run)."""

@@ -1,11 +1,14 @@
 """One run of a sync from claim to release: plan → stage → pages → send → records → commit."""
 
 import logging
+from datetime import timedelta
 
+from celery.exceptions import SoftTimeLimitExceeded
+from django.conf import settings
 from django.db import DatabaseError
 from django.utils import timezone
 
-from outbound.claims import ClaimLost
+from outbound.claims import ClaimLost, claim_heartbeat, claim_holder
 from outbound.runs import run_claim_lost, run_fail, run_skip, run_start
 
 from .. import selectors, services
@@ -14,7 +17,7 @@ from .commit import finish_run
 from .plan import plan_run
 from .records import reconnect_if_broken
 from .send import deliver_run
-from .stage import stage_members
+from .stage import stage_members, staged_page_plans
 
 logger = logging.getLogger("deliveries.engine")
 
@@ -26,6 +29,7 @@ def sync_run(
 
     A scheduled trigger runs only a due sync; others (`manual`, `api`, `cli`) run it now.
     `run_id` names a run queued by services.sync_request_run, which this run then fills in.
+    The sync's last run, if it stopped with pages left, is resumed instead (resumable_run).
     """
     token = services.sync_claim(sync_id=sync_id, require_due=(trigger == "schedule"))
     if token is None and _claim_of_a_dead_process_broken(sync_id):
@@ -36,15 +40,23 @@ def sync_run(
         return None
     run = None
     try:
-        abandon_unfinished_runs(sync_id=sync_id)
-        sync = Sync.objects.select_related("cohort", "connection").get(pk=sync_id)
-        if full and not sync.force_full:  # asked for once, it stays asked for until a full run succeeds
-            sync = services.sync_request_full_refresh(sync=sync)
-        plan = plan_run(sync=sync, full=full)
-        run = run_start(runs=sync.runs, run_id=run_id, kind=plan.kind, reason=plan.reason, trigger=trigger)
-        page_plans = stage_members(run=run, sync=sync)
-        verdict = deliver_run(run=run, sync=sync, page_plans=page_plans, token=token, progress=progress)
-        finish_run(run=run, sync=sync, verdict=verdict, token=token)
+        with claim_heartbeat(subject=Sync.objects.filter(pk=sync_id), token=token) as heartbeat:
+            abandon_unfinished_runs(sync_id=sync_id)
+            sync = Sync.objects.select_related("cohort", "connection").get(pk=sync_id)
+            if full and not sync.force_full:  # asked for once, it stays asked for until a full run succeeds
+                sync = services.sync_request_full_refresh(sync=sync)
+            plan = plan_run(sync=sync, full=full)
+            if stopped := resumable_run(sync=sync, plan=plan):
+                run = run_resume(run=stopped, queued_run_id=run_id)
+                page_plans = staged_page_plans(run=run, sync=sync)
+            else:
+                drop_unresumable_pictures(sync=sync)
+                run = run_start(runs=sync.runs, run_id=run_id, kind=plan.kind, reason=plan.reason, trigger=trigger,
+                                worker=claim_holder())
+                page_plans = stage_members(run=run, sync=sync)
+            verdict = deliver_run(run=run, sync=sync, page_plans=page_plans, token=token, progress=progress,
+                                  heartbeat=heartbeat)
+            finish_run(run=run, sync=sync, verdict=verdict, token=token)
         return run
     except ClaimLost as exc:
         logger.warning("%s", exc)
@@ -52,17 +64,72 @@ def sync_run(
     except Exception as exc:
         logger.exception("sync %s: run failed with an internal error", sync_id)
         if run is not None:
-            what = "database error" if isinstance(exc, DatabaseError) else "internal error"
             reconnect_if_broken()  # the error may have been the connection itself
-            run_fail(model=SyncRun, run_id=run.pk, reason=f"{what}: {exc!r}")
+            run_fail(model=SyncRun, run_id=run.pk, reason=_stop_reason(exc))
         raise
     finally:
         reconnect_if_broken()
-        if run is not None and not _carries_over(run):
-            StagedMember.objects.filter(run_id=run.pk).delete()
-            if run.kind == SyncRun.Kind.FULL and run.status != SyncRun.Status.SUCCEEDED:
-                SnapshotMember.objects.filter(sync_id=sync_id, generation=run.pk).delete()
-        services.sync_release(sync_id=sync_id, token=token)
+        if run is not None:
+            run.refresh_from_db(fields=["status", "kind"])
+            if run.status == SyncRun.Status.SUCCEEDED:
+                StagedMember.objects.filter(run_id=run.pk).delete()
+            # A run that stopped keeps its picture: the next attempt resumes it, or drops it
+            # when it starts over (drop_unresumable_pictures).
+        services.sync_release(sync_id=sync_id, token=token,
+                              failed=run is not None and run.status == SyncRun.Status.FAILED)
+
+
+def _stop_reason(exc: BaseException) -> str:
+    """What stopped a run that raised, in words an operator can act on."""
+    if isinstance(exc, SoftTimeLimitExceeded):
+        return (f"stopped at the task's time limit ({settings.CELERY_TASK_SOFT_TIME_LIMIT} s); "
+                "the next run resumes it")
+    what = "database error" if isinstance(exc, DatabaseError) else "internal error"
+    return f"{what}: {exc!r}"
+
+
+def resumable_run(*, sync: Sync, plan) -> SyncRun | None:
+    """The sync's last run, if it stopped (failed or paused) with its picture complete, started
+    within COHORTSYNC_RESUME_MAX_AGE_HOURS, and still answers what is asked: a full picture
+    always does; a diff's only when a diff is asked for (a requested full load starts anew)."""
+    max_age = timedelta(hours=settings.COHORTSYNC_RESUME_MAX_AGE_HOURS)
+    if not max_age:
+        return None
+    last = SyncRun.objects.filter(sync_id=sync.pk).exclude(
+        status__in=[SyncRun.Status.QUEUED, SyncRun.Status.SKIPPED]).order_by("-started_at", "-id").first()
+    if (last is None or last.status not in (SyncRun.Status.FAILED, SyncRun.Status.PAUSED)
+            or last.total_pages == 0 or last.started_at < timezone.now() - max_age):
+        return None
+    if last.kind == SyncRun.Kind.DIFF and plan.kind != SyncRun.Kind.DIFF:
+        return None
+    return last
+
+
+def run_resume(*, run: SyncRun, queued_run_id: int | None) -> SyncRun:
+    """The stopped run runs again, from its first undelivered page; its stop is kept in `stops`.
+    A run queued by a request is skipped, naming the run resumed in its place."""
+    stop = {"at": run.finished_at.isoformat() if run.finished_at else None, "status": run.status,
+            "error": run.error_message, "pages_delivered": run.pages_delivered}
+    run.stops = [*(run.stops or []), stop]
+    run.status, run.finished_at, run.error_message, run.http_status = SyncRun.Status.RUNNING, None, "", None
+    run.resumed_count += 1
+    run.worker = claim_holder()
+    run.save(update_fields=["stops", "status", "finished_at", "error_message", "http_status", "resumed_count",
+                            "worker"])
+    run_skip(model=SyncRun, run_id=queued_run_id,
+             reason=f"resumed the stopped run {run.session_id} in its place, from page "
+                    f"{run.pages_delivered + 1} of {run.total_pages}")
+    return run
+
+
+def drop_unresumable_pictures(*, sync: Sync) -> None:
+    """A run starts over: earlier stopped full runs' pictures (staged rows, snapshot
+    generations) will never be resumed. Diff runs' staged rows stay: carry_over folds them in."""
+    _drop_leftover_generations(sync_id=sync.pk, current=sync.snapshot_generation)
+    stopped_full = SyncRun.objects.filter(sync_id=sync.pk, kind=SyncRun.Kind.FULL).exclude(
+        status=SyncRun.Status.SUCCEEDED).values_list("pk", flat=True)
+    if stopped_full := list(stopped_full):
+        StagedMember.objects.filter(run_id__in=stopped_full).delete()
 
 
 def _claim_of_a_dead_process_broken(sync_id: int) -> bool:
@@ -72,12 +139,6 @@ def _claim_of_a_dead_process_broken(sync_id: int) -> bool:
     if sync is None or not services.sync_claim_holder_died(sync=sync):
         return False
     return services.sync_break_claim(sync=sync, reason=f"the worker process ({sync.claimed_by}) died mid-run")
-
-
-def _carries_over(run: SyncRun) -> bool:
-    """An unsuccessful diff run keeps its staging rows for the next run (see carry_over)."""
-    run.refresh_from_db(fields=["status", "kind"])
-    return run.kind == SyncRun.Kind.DIFF and run.status != SyncRun.Status.SUCCEEDED
 
 
 def _drop_leftover_generations(*, sync_id: int, current: int) -> None:
@@ -95,18 +156,15 @@ def _drop_leftover_generations(*, sync_id: int, current: int) -> None:
 
 
 def abandon_unfinished_runs(*, sync_id: int) -> None:
-    """Runs left `running` by a killed worker: mark them failed (full runs drop their staging
-    rows and their snapshot generation).
+    """Runs left `running` by a worker that stopped (killed, cut off from the database, its
+    heartbeat silent past the lease): mark them failed, naming the worker. Their pictures stay,
+    so the run can be resumed.
 
     Called while holding the claim, so no live run of this sync can be among them.
     """
-    current = Sync.objects.filter(pk=sync_id).values_list("snapshot_generation", flat=True).get()
-    _drop_leftover_generations(sync_id=sync_id, current=current)
-    stale = SyncRun.objects.filter(sync_id=sync_id, status=SyncRun.Status.RUNNING)
-    # A killed diff run may have delivered pages: its staging rows carry over (see carry_over).
-    StagedMember.objects.filter(run_id__in=stale.exclude(kind=SyncRun.Kind.DIFF).values("pk")).delete()
-    stale = list(stale.values_list("pk", flat=True))
-    if stale:
-        SyncRun.objects.filter(pk__in=stale).update(
-            status=SyncRun.Status.FAILED, finished_at=timezone.now(), error_message="abandoned: the worker stopped"
+    for run in SyncRun.objects.filter(sync_id=sync_id, status=SyncRun.Status.RUNNING).only("pk", "worker"):
+        SyncRun.objects.filter(pk=run.pk, status=SyncRun.Status.RUNNING).update(
+            status=SyncRun.Status.FAILED, finished_at=timezone.now(),
+            error_message=f"abandoned: its worker ({run.worker or 'unknown'}) stopped mid-run (killed, or cut off "
+                          f"from the database) and its claim lapsed",
         )

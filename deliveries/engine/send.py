@@ -2,7 +2,7 @@
 
 from integrations import payloads
 from integrations.templating import PayloadTemplateError
-from outbound.claims import ClaimLost
+from outbound.claims import ClaimHeartbeat, ClaimLost
 from outbound.limits import ReceiverBusy, run_slot
 from outbound.policy import Outcome, Verdict
 from outbound.sender import Destination, open_session, post_with_retries
@@ -13,8 +13,10 @@ from .plan import ACTIONS, PagePlan, page_sessions
 from .records import RunRecords
 
 
-def deliver_run(*, run: SyncRun, sync: Sync, page_plans: list[PagePlan], token, progress=None) -> Verdict:
-    """Send every page in order; stop at the first page that does not succeed."""
+def deliver_run(*, run: SyncRun, sync: Sync, page_plans: list[PagePlan], token, progress=None,
+                heartbeat: ClaimHeartbeat | None = None) -> Verdict:
+    """Send every page in order, from the first the run has not delivered yet (a resumed run);
+    stop at the first page that does not succeed."""
     connection = sync.connection
     destination = Destination.from_connection(connection)
     try:
@@ -22,7 +24,7 @@ def deliver_run(*, run: SyncRun, sync: Sync, page_plans: list[PagePlan], token, 
     except PayloadTemplateError as exc:  # saved before validation tightened: an operator must fix it
         return Verdict(Outcome.PAUSE, f"the payload template is invalid: {exc}")
     properties = tuple(sync.properties or ())
-    records = RunRecords(run)
+    records = RunRecords(run, heartbeat)
     try:
         with run_slot(destination.receiver_limits):  # the connection's concurrent-run limit (outbound.limits)
             return _send_pages(run=run, sync=sync, page_plans=page_plans, token=token, progress=progress,
@@ -35,13 +37,19 @@ def deliver_run(*, run: SyncRun, sync: Sync, page_plans: list[PagePlan], token, 
 
 def _send_pages(*, run, sync, page_plans, token, progress, render, destination, properties, records) -> Verdict:
     page_count = 0  # run-wide: page numbers of attempts and progress, and webhook ids
+    delivered = run.pages_delivered  # by an earlier attempt of this run: not sent again
     notes = ""
     with open_session() as session:
         for session_id, plans in page_sessions(run=run, page_plans=page_plans):
             session_pages = sum(plan.pages for plan in plans)
             session_page = 0  # page_info counts within the session
             for plan in plans:
-                for rows in stream_pages(run=run, plan=plan, properties=properties):
+                skip = min(plan.pages, max(0, delivered - page_count))
+                page_count += skip
+                session_page += skip
+                if skip == plan.pages:
+                    continue
+                for rows in stream_pages(run=run, plan=plan, properties=properties, skip=skip):
                     page_count += 1
                     session_page += 1
                     context = page_context(run=run, sync=sync, plan=plan, page_count=page_count, session_id=session_id,

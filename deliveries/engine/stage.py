@@ -12,7 +12,7 @@ from cohorts.services import cohort_size_record
 
 from ..models import MemberOp, SnapshotMember, StagedMember, Sync, SyncRun
 from .pages import profile_join
-from .plan import PagePlan, page_size_for, run_ops
+from .plan import PagePlan, page_size_for, run_page_plans
 
 
 def stage_members(*, run: SyncRun, sync: Sync) -> list[PagePlan]:
@@ -58,17 +58,24 @@ def stage_members(*, run: SyncRun, sync: Sync) -> list[PagePlan]:
     )
     if carry_over(run=run, sync=sync, membership_sql=membership_sql, membership_params=membership_params):
         counts = _staged_counts(run)
-    page_size = page_size_for(sync.connection)
-    ops = run_ops(kind=run.kind, removes=counts.get(MemberOp.REMOVE, 0))
-    generation = run.pk if new_generation else None
-    page_plans = [PagePlan(op, counts.get(op, 0), page_size, generation) for op in ops]
-    run.total_pages = sum(plan.pages for plan in page_plans)
+    run.page_size = page_size_for(sync.connection)
     run.members_count = counts.get(MemberOp.MEMBER, 0)
     run.adds_count = counts.get(MemberOp.ADD, 0)
     run.removes_count = counts.get(MemberOp.REMOVE, 0)
-    run.save(update_fields=["total_pages", "members_count", "adds_count", "removes_count"])
+    page_plans = run_page_plans(run=run, snapshot_generation=run.pk if new_generation else None)
+    # total_pages > 0 marks the picture complete: from here on the run can be resumed.
+    run.total_pages = sum(plan.pages for plan in page_plans)
+    run.save(update_fields=["total_pages", "members_count", "adds_count", "removes_count", "page_size"])
     cohort_size_record(cohort=sync.cohort, size=size)
     return page_plans
+
+
+def staged_page_plans(*, run: SyncRun, sync: Sync) -> list[PagePlan]:
+    """The page plans of a run staged earlier (a resumed run): its picture is where staging
+    put it, the snapshot table under its run id (a first run) or the staging table."""
+    in_snapshot_table = run.kind == SyncRun.Kind.FULL and SnapshotMember.objects.filter(
+        sync_id=sync.pk, generation=run.pk).exists()
+    return run_page_plans(run=run, snapshot_generation=run.pk if in_snapshot_table else None)
 
 
 def writes_new_generation(*, run: SyncRun, sync: Sync) -> bool:

@@ -257,7 +257,7 @@ def test_a_run_that_lost_its_claim_stops_sending(make_sync, receiver):
     assert taken[0] is not None
     assert sync.claim_token == taken[0]  # the loser did not release the winner's claim
     assert sync.snapshot_at is None
-    assert not SnapshotMember.objects.filter(sync=sync).exists()
+    assert sync.snapshot_generation == 0  # its picture stays for a resumption; nothing was committed
     assert not StagedMember.objects.exists()
 
 

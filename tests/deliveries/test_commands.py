@@ -286,19 +286,19 @@ def claim_renewed(sync, *, seconds_ago: float, by: str = "worker-2 pid 4711") ->
 
 
 def test_runsync_of_a_claimed_sync_says_who_holds_it_and_until_when(demo_sync, receiver):
-    claim_renewed(demo_sync, seconds_ago=30)
+    claim_renewed(demo_sync, seconds_ago=3)  # a heartbeat a quarter lease (5 s) ago at most
     demo_sync.refresh_from_db()
     until = timezone.localtime(demo_sync.claimed_until).strftime("%Y-%m-%d %H:%M:%S")
 
     with pytest.raises(CommandError, match=rf"being run by worker-2 pid 4711 \(claim held until {until} \S+, "
-                                           r"last renewed 30 s ago\); try again later"):
+                                           r"last renewed 3 s ago\); try again later"):
         call("runsync", str(demo_sync.pk))
 
     assert receiver.requests == []
 
 
 def test_runsync_break_claim_refuses_a_holder_that_renews(demo_sync, receiver):
-    claim_renewed(demo_sync, seconds_ago=30)
+    claim_renewed(demo_sync, seconds_ago=3)
 
     with pytest.raises(CommandError, match="it is alive, so its claim was not broken"):
         call("runsync", str(demo_sync.pk), "--break-claim")

@@ -1,4 +1,4 @@
-"""Records: attempt rows and progress in batches, failures at once, the claim held while
+"""Records: attempt rows and progress with each delivered page, failures at once, the claim held while
 sending (deliveries/engine/records.py on outbound.records)."""
 
 import uuid
@@ -25,35 +25,29 @@ def tried(records, page, attempt=1, outcome=Outcome.SUCCESS, status=200):
                     result=result(outcome, status))
 
 
-def test_first_try_successes_are_written_in_batches_and_progress_with_them():
+def test_each_delivered_page_is_written_with_its_attempts_at_once():
+    """A worker killed after any page leaves an exact record: its resumption starts after it."""
     run = SyncRunFactory(pages_delivered=0)
     records = RunRecords(run)
-    for page in range(1, RunRecords.FLUSH_EVERY_PAGES):
+    for page in range(1, 4):
         tried(records, page)
+        assert run.attempts.count() == page - 1  # a success goes out with its page's progress
         records.page_delivered(page)
 
-    assert not DeliveryAttempt.objects.exists()
-    assert SyncRun.objects.get(pk=run.pk).pages_delivered == 0
-
-    tried(records, RunRecords.FLUSH_EVERY_PAGES)
-    records.page_delivered(RunRecords.FLUSH_EVERY_PAGES)
-
-    assert run.attempts.count() == RunRecords.FLUSH_EVERY_PAGES
-    # The 50th attempt flushed the progress as it stood (49 pages); the end of the run writes the rest.
-    assert SyncRun.objects.get(pk=run.pk).pages_delivered == RunRecords.FLUSH_EVERY_PAGES - 1
-    records.flush()
-    assert SyncRun.objects.get(pk=run.pk).pages_delivered == RunRecords.FLUSH_EVERY_PAGES
+        assert run.attempts.count() == page
+        assert SyncRun.objects.get(pk=run.pk).pages_delivered == page
 
 
-def test_a_failure_or_a_retry_is_written_at_once_so_it_shows_live():
-    run = SyncRunFactory()
+def test_a_failure_is_written_at_once_so_it_shows_live():
+    run = SyncRunFactory(pages_delivered=0)
     records = RunRecords(run)
 
     tried(records, 1, outcome=Outcome.TRANSIENT, status=503)
     assert list(run.attempts.values_list("outcome", "http_status")) == [("transient", 503)]
 
     tried(records, 1, attempt=2)
-    assert run.attempts.count() == 2
+    records.page_delivered(1)
+    assert list(run.attempts.order_by("attempt_number").values_list("attempt_number", flat=True)) == [1, 2]
 
 
 def test_the_claim_is_held_only_by_its_token():
