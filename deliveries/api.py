@@ -79,8 +79,13 @@ class SyncRunOutput(serializers.ModelSerializer):
         model = SyncRun
         fields = ["id", "sync", "session_id", "kind", "reason", "trigger", "status", "started_at", "finished_at",
                   "total_pages", "pages_delivered", "members_count", "adds_count", "removes_count",
-                  "error_message", "http_status"]
+                  "error_message", "http_status", "resumed_count", "stops"]
         read_only_fields = fields
+        extra_kwargs = {
+            "resumed_count": {"help_text": "How many times the run was resumed from its first undelivered page."},
+            "stops": {"help_text": "Each time the run stopped before it was resumed: when (`at`), its status, "
+                                   "its error and the pages delivered by then."},
+        }
 
 
 class SyncRunDetailOutput(SyncRunOutput):

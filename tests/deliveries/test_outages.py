@@ -4,6 +4,7 @@ PostgreSQL + Redis. Each test ends with every receiver holding exactly its cohor
 import os
 import shutil
 import signal
+import time
 from datetime import timedelta
 from io import StringIO
 
@@ -17,6 +18,7 @@ from campaigns.models import Message, MessageRun
 from campaigns.services import message_create, messages_dispatch_due
 from deliveries import dispatch, services
 from deliveries.models import StagedMember, Sync, SyncRun
+from deliveries.tasks import run_sync
 from integrations.models import Connection
 from tests.api.conftest import key_client
 from tests.conftest import _needs, run_now, set_members
@@ -155,13 +157,14 @@ def test_a_failed_full_run_after_a_failed_diff_drops_nothing_and_the_full_load_s
     with celery_worker(tmp_path):
         Sync.objects.filter(pk=sync.pk).update(next_run_at=timezone.now())
         dispatch.syncs_dispatch_due()
-        wait_until(lambda: SyncRun.objects.filter(sync=sync).count() == 4
-                   and not SyncRun.objects.filter(sync=sync, status=SyncRun.Status.RUNNING).exists()
+        # The failed full run is resumed (a full picture answers the requested full load).
+        wait_until(lambda: SyncRun.objects.filter(sync=sync, status=SyncRun.Status.SUCCEEDED).count() == 2
                    and Sync.objects.filter(pk=sync.pk, claimed_until__isnull=True).exists(),  # cleaned up, released
                    "the next run")
 
     last = SyncRun.objects.filter(sync=sync).order_by("-pk").first()
-    assert (last.status, last.kind) == (SyncRun.Status.SUCCEEDED, SyncRun.Kind.FULL)
+    assert (last.status, last.kind, last.resumed_count) == (SyncRun.Status.SUCCEEDED, SyncRun.Kind.FULL, 1)
+    assert SyncRun.objects.filter(sync=sync).count() == 3
     sync.refresh_from_db()
     assert sync.force_full is False
     assert receiver_holds(receiver, sync.cohort) == cohort_holds(sync.cohort) == sorted(original[1:])
@@ -201,6 +204,10 @@ def test_a_database_connection_terminated_mid_run_fails_the_run_on_a_fresh_one_a
         Sync.objects.filter(pk=sync.pk).update(next_run_at=timezone.now())
         dispatch.syncs_dispatch_due()
         wait_until(lambda: SyncRun.objects.filter(sync=sync, status=SyncRun.Status.SUCCEEDED).exists(), "the next run")
+    run.refresh_from_db()  # resumed from page 3, in the same session
+    assert (run.status, run.resumed_count) == (SyncRun.Status.SUCCEEDED, 1)
+    assert [(r.page_info["page_count"], r.session_id) for r in receiver.requests] == [
+        (1, str(run.session_id)), (2, str(run.session_id)), (3, str(run.session_id))]
     assert receiver_holds(receiver, sync.cohort) == cohort_holds(sync.cohort) == members
 
 
@@ -236,10 +243,10 @@ def test_a_killed_worker_s_claim_is_named_by_runsync_and_broken_once_it_stops_re
     output = StringIO()
     call_command("runsync", sync.pk, break_claim=True, stdout=output)
 
-    assert "Broke the claim" in output.getvalue()
-    killed, last = SyncRun.objects.filter(sync=sync).order_by("pk")
-    assert killed.status == SyncRun.Status.FAILED and "stopped renewing the claim" in killed.error_message
-    assert last.status == SyncRun.Status.SUCCEEDED
+    assert "Broke the claim" in output.getvalue() and "resumed from page" in output.getvalue()
+    (run,) = SyncRun.objects.filter(sync=sync)  # the killed run, resumed where it stopped
+    assert run.status == SyncRun.Status.SUCCEEDED and run.resumed_count == 1
+    assert "stopped renewing the claim" in run.stops[0]["error"]
     assert receiver_holds(receiver, sync.cohort) == cohort_holds(sync.cohort) == members
 
 
@@ -262,7 +269,86 @@ def test_a_killed_pool_child_s_redelivered_task_takes_the_dead_claim_and_finishe
         wait_until(lambda: SyncRun.objects.filter(sync=sync, status=SyncRun.Status.SUCCEEDED).exists(),
                    "the redelivered run")
 
-    killed, last = SyncRun.objects.filter(sync=sync).order_by("pk")
-    assert killed.status == SyncRun.Status.FAILED
-    assert killed.error_message == f"stopped: the worker process ({holder}) died mid-run"
+    (run,) = SyncRun.objects.filter(sync=sync)  # the killed run, resumed in the same session
+    assert run.status == SyncRun.Status.SUCCEEDED and run.resumed_count == 1
+    assert run.stops[0]["error"] == f"stopped: the worker process ({holder}) died mid-run"
+    assert {r.session_id for r in receiver.requests} == {str(run.session_id)}
+    assert receiver_holds(receiver, sync.cohort) == cohort_holds(sync.cohort) == members
+
+
+def test_a_worker_killed_on_another_host_frees_its_sync_within_the_lease_and_the_run_resumes_exactly(
+    broker, make_sync, receiver, tmp_path, settings
+):
+    """Issue #14 parts 3 and 4: SIGKILL the whole worker mid-run, its holder on a host we
+    cannot look into. The heartbeat stops, the claim lapses within the lease, the next tick
+    dispatches the sync and the run resumes from its first undelivered page, in its session."""
+    settings.COHORTSYNC_CLAIM_LEASE_SECONDS = 6  # heartbeat every 1.5 s
+    members = [f"h{n:02d}" for n in range(20)]
+    sync = make_sync(members=members)
+    Connection.objects.filter(pk=sync.connection_id).update(page_size=2)  # 10 pages
+    receiver.respond_with(lambda request: Reply(delay=0.3))
+
+    with celery_worker(tmp_path, COHORTSYNC_CLAIM_LEASE_SECONDS="6") as worker:
+        dispatch.syncs_dispatch_due()
+        wait_until(lambda: len(receiver.requests) >= 4, "the run's first pages")
+        time.sleep(2)  # a heartbeat or two while the pages go out (the lease alone would have lapsed by now)
+        assert Sync.objects.get(pk=sync.pk).claimed_until > timezone.now()
+        kill(worker)
+    killed_at = time.monotonic()
+    Sync.objects.filter(pk=sync.pk).update(claimed_by="worker-on-another-host pid 1")  # no pid to look at
+    SyncRun.objects.filter(sync=sync).update(worker="worker-on-another-host pid 1")
+    receiver.respond_with(None)
+    stopped = SyncRun.objects.get(sync=sync)
+    received_before = len(receiver.requests)
+    # Exact progress: every page recorded delivered reached the receiver, with its attempt row;
+    # at most the page in flight when the worker died is not counted.
+    assert stopped.pages_delivered in (received_before, received_before - 1)
+    assert stopped.attempts.count() == stopped.pages_delivered
+
+    with celery_worker(tmp_path, COHORTSYNC_CLAIM_LEASE_SECONDS="6"):
+        wait_until(lambda: dispatch.syncs_dispatch_due(), "the dispatcher to see the sync free again", seconds=30)
+        freed_after = time.monotonic() - killed_at
+        wait_until(lambda: SyncRun.objects.filter(sync=sync, status=SyncRun.Status.SUCCEEDED).exists(),
+                   "the resumed run")
+
+    assert freed_after < 6 + 5  # the lease, and the dispatcher's polling here
+    (run,) = SyncRun.objects.filter(sync=sync)
+    assert run.resumed_count == 1
+    assert run.stops[0]["error"].startswith("abandoned: its worker (worker-on-another-host pid 1) stopped mid-run")
+    assert run.stops[0]["pages_delivered"] == stopped.pages_delivered
+    resumed = receiver.requests[received_before:]
+    assert [r.page_info["page_count"] for r in resumed] == list(range(stopped.pages_delivered + 1, 11))
+    assert {r.session_id for r in receiver.requests} == {str(run.session_id)}
+    assert receiver_holds(receiver, sync.cohort) == cohort_holds(sync.cohort) == members
+
+
+def test_a_run_longer_than_the_time_limit_resumes_until_it_is_delivered(broker, make_sync, receiver, tmp_path,
+                                                                        monkeypatch):
+    """Issue #14 part 4: a full load that needs longer than the task's soft time limit stops
+    at it and is resumed, sooner than the interval, until every page is delivered once in one
+    session, rather than starting over forever."""
+    members = [f"t{n:02d}" for n in range(24)]
+    sync = make_sync(members=members)
+    Connection.objects.filter(pk=sync.connection_id).update(page_size=2)  # 12 pages, 0.4 s each
+    receiver.respond_with(lambda request: Reply(delay=0.4))
+    # Celery puts the sender's limits in the task message (the dispatcher here), the worker's are a fallback.
+    monkeypatch.setattr(run_sync, "soft_time_limit", 2)
+    monkeypatch.setattr(run_sync, "time_limit", 10)
+    monkeypatch.setattr(run_sync, "_exec_options", None)  # Celery's cache of them
+
+    with celery_worker(tmp_path, COHORTSYNC_TASK_SOFT_TIME_LIMIT="2", COHORTSYNC_TASK_TIME_LIMIT="10",
+                       COHORTSYNC_RETRY_FIRST_MINUTES="0.01"):
+        def delivered() -> bool:
+            dispatch.syncs_dispatch_due()
+            return SyncRun.objects.filter(sync=sync, status=SyncRun.Status.SUCCEEDED).exists()
+
+        wait_until(delivered, "the run to be delivered across its resumptions", seconds=90)
+
+    (run,) = SyncRun.objects.filter(sync=sync)
+    assert run.resumed_count >= 2
+    assert all(stop["error"].startswith("stopped at the task's time limit (2 s)") for stop in run.stops)
+    assert {r.session_id for r in receiver.requests} == {str(run.session_id)}
+    pages = [r.page_info["page_count"] for r in receiver.requests]
+    assert sorted(set(pages)) == list(range(1, 13))
+    assert len(pages) - 12 <= run.resumed_count  # at most the page in flight at each stop again
     assert receiver_holds(receiver, sync.cohort) == cohort_holds(sync.cohort) == members

@@ -238,7 +238,7 @@ def test_runsync_says_what_a_stopped_run_delivered(make_sync, receiver):
     run = SyncRun.objects.get(sync=sync)
     assert (run.pages_delivered, run.total_pages) == (2, 3)
     stdout = out.getvalue()
-    assert "Delivered 20 of 25 members (2/3 pages) before the run stopped." in stdout
+    assert "Delivered 20 of 25 members (2/3 pages) before the run stopped; the next attempt resumes it from page 3." in stdout
     assert "Sent 25 members" not in stdout
 
 
@@ -253,9 +253,8 @@ def test_runsync_says_what_a_stopped_diff_delivered(make_sync, receiver):
     with pytest.raises(CommandError):
         runsync(sync.pk, out=out)
 
-    assert "Delivered 15 of 15 add_members, 0 of 10 remove_members (2/3 pages) before the run stopped." in (
-        out.getvalue()
-    )
+    assert ("Delivered 15 of 15 add_members, 0 of 10 remove_members (2/3 pages) before the run stopped; the next "
+            "attempt resumes it from page 3.") in out.getvalue()
 
 
 # --- 2. Receivers whose `members` only adds -----------------------------------------------

@@ -29,7 +29,7 @@ def test_migration_created_the_beat_entry():
 
     assert entry.task == "deliveries.dispatch_due_syncs"
     assert entry.enabled is True
-    assert (entry.interval.every, entry.interval.period) == (1, "minutes")
+    assert (entry.interval.every, entry.interval.period) == (30, "seconds")  # a crashed run resumes within a minute (0015)
     assert entry.crontab is None
 
 

@@ -1,3 +1,4 @@
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 from tqdm import tqdm
@@ -59,7 +60,9 @@ class Command(BaseCommand):
                 f"{timezone.localtime(sync.claimed_until):%Y-%m-%d %H:%M:%S %Z}, last renewed {silent_for:.0f} s ago)")
 
     def _report(self, run: SyncRun) -> None:
-        self.stdout.write(f"Run {run.session_id} ({run.kind}, {run.reason}): {run.status}")
+        resumed = (f", resumed from page {run.stops[-1]['pages_delivered'] + 1} (resumption {run.resumed_count})"
+                   if run.resumed_count else "")
+        self.stdout.write(f"Run {run.session_id} ({run.kind}, {run.reason}{resumed}): {run.status}")
         attempts = DeliveryAttempt.objects.filter(run=run).order_by("page_number", "attempt_number")
         for attempt in attempts.iterator():
             self.stdout.write(
@@ -76,10 +79,12 @@ class Command(BaseCommand):
                 self.stdout.write(f"Sent {run.adds_count} adds and {run.removes_count} removes in {pages}.")
             return
         # Pages are sent in order: what reached the receiver follows from the pages delivered.
-        delivered = engine.delivered_counts(run=run, page_size=engine.page_size_for(run.sync.connection))
+        delivered = engine.delivered_counts(run=run, page_size=run.page_size or engine.page_size_for(run.sync.connection))
         counts = {MemberOp.MEMBER: run.members_count, MemberOp.ADD: run.adds_count, MemberOp.REMOVE: run.removes_count}
         parts = [f"{delivered[op]} of {counts[op]} {engine.ACTIONS[op]}" for op in delivered]
-        self.stdout.write(f"Delivered {', '.join(parts)} ({pages}) before the run stopped.")
+        resumes = (f"; the next attempt resumes it from page {run.pages_delivered + 1}"
+                   if settings.COHORTSYNC_RESUME_MAX_AGE_HOURS else "")
+        self.stdout.write(f"Delivered {', '.join(parts)} ({pages}) before the run stopped{resumes}.")
 
     def _report_preview(self, sync: Sync, preview: RunPreview) -> None:
         self.stdout.write(f"Dry run of sync {sync.pk} ({sync.get_state_display().lower()}): nothing was sent.")

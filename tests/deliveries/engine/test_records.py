@@ -8,7 +8,6 @@ import pytest
 from deliveries import services
 from deliveries.engine import RunRecords
 from deliveries.models import SyncRun
-from outbound.models import DeliveryAttempt
 from outbound.policy import Outcome, Verdict
 from outbound.sender import PostResult
 from tests.factories import SyncRunFactory
