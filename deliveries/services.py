@@ -10,7 +10,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.mail import EmailMultiAlternatives
 from django.db import transaction
-from django.db.models import Case, F, Q, Value, When
+from django.db.models import Case, DateTimeField, DurationField, ExpressionWrapper, F, IntegerField, Q, Value, When
 from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
@@ -161,14 +161,20 @@ def sync_release(*, sync_id: int, token: uuid.UUID, failed: bool = False) -> Non
     """Give the lease back and schedule the next run (none for paused or finished syncs): after
     a failed run sooner than the interval (sync_retry_delay), so its resumption follows."""
     now = timezone.now()
-    sync = Sync.objects.filter(pk=sync_id, claim_token=token).only(
-        "state", "interval_minutes", "consecutive_failed_runs").first()
+    subject = Sync.objects.filter(pk=sync_id)
+    if not failed:  # the interval from now, read from the row as released: one statement
+        interval = ExpressionWrapper(
+            Value(timedelta(minutes=1)) * ExpressionWrapper(F("interval_minutes"), output_field=IntegerField()),
+            output_field=DurationField())
+        next_run_at = Case(When(state=Sync.State.ACTIVE,
+                                then=ExpressionWrapper(Value(now) + interval, output_field=DateTimeField())))
+        claim_release(subject=subject, token=token, claimed_by="", dispatched_until=None, next_run_at=next_run_at)
+        return
+    sync = subject.filter(claim_token=token).only("state", "interval_minutes", "consecutive_failed_runs").first()
     if sync is None:
         return
-    delay = sync_retry_delay(sync=sync) if failed else timedelta(minutes=sync.interval_minutes)
-    next_run_at = now + delay if sync.state == Sync.State.ACTIVE else None
-    claim_release(subject=Sync.objects.filter(pk=sync_id), token=token, claimed_by="", dispatched_until=None,
-                  next_run_at=next_run_at)
+    next_run_at = now + sync_retry_delay(sync=sync) if sync.state == Sync.State.ACTIVE else None
+    claim_release(subject=subject, token=token, claimed_by="", dispatched_until=None, next_run_at=next_run_at)
 
 
 def sync_retry_delay(*, sync: Sync) -> timedelta:

@@ -65,10 +65,12 @@ def _never_raises(receiver):
 
 
 @_never_raises
-def _count_run(sender, *, run_id: int, status: str, **kwargs) -> None:
-    run = SyncRun.objects.filter(pk=run_id).values(
-        "kind", "pages_delivered", "members_count", "adds_count", "removes_count"
-    ).first()
+def _count_run(sender, *, run_id: int, status: str, run=None, **kwargs) -> None:
+    fields = ("kind", "pages_delivered", "members_count", "adds_count", "removes_count")
+    if run is not None:  # the engine's own copy, as it finished: no read
+        run = {field: getattr(run, field) for field in fields}
+    else:
+        run = SyncRun.objects.filter(pk=run_id).values(*fields).first()
     if run is None:
         return
     kind = run["kind"] or "unknown"

@@ -17,6 +17,7 @@ import logging
 import os
 import socket
 import threading
+import time
 import uuid
 from datetime import timedelta
 
@@ -88,6 +89,9 @@ class ClaimHeartbeat:
         self.subject, self.token = subject, token
         self.lost = False  # the claim was taken away: the run must stop at its next check
         self.beating = False
+        # When the database last said the claim is ours (time.monotonic()): the claim is taken
+        # just before its heartbeat starts, then each beat that renews it.
+        self.held_at = time.monotonic()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -109,9 +113,11 @@ class ClaimHeartbeat:
         try:
             while not self._stop.wait(heartbeat_seconds()):
                 try:
+                    renewing_at = time.monotonic()
                     if not claim_renew(subject=self.subject, token=self.token):
                         self.lost = True
                         return
+                    self.held_at = renewing_at
                 except DatabaseError as exc:  # the database is away: try again next beat, fresh
                     logger.warning("claim heartbeat: %s", exc)
                     connections["default"].close()

@@ -2,7 +2,8 @@
 few pages or batches rather than one a try). Apps add their own progress to a flush."""
 
 from django.contrib.contenttypes.models import ContentType
-from django.db import models
+from django.db import connection as db, models
+from django.db.models.sql import InsertQuery
 
 from .models import DeliveryAttempt
 from .sender import PostResult
@@ -31,3 +32,15 @@ class AttemptRecords:
         if self.pending:
             DeliveryAttempt.objects.bulk_create(self.pending)
             self.pending = []
+
+    def pending_insert(self) -> tuple[str, list]:
+        """The INSERT of the pending attempts as SQL and params (what bulk_create would send), for
+        an app that writes them in one statement with its progress; it then calls `written()`."""
+        fields = [field for field in DeliveryAttempt._meta.concrete_fields if not field.primary_key]
+        query = InsertQuery(DeliveryAttempt)
+        query.insert_values(fields, self.pending)
+        [(sql, params)] = query.get_compiler(connection=db).as_sql()
+        return sql, list(params)
+
+    def written(self) -> None:
+        self.pending = []

@@ -14,7 +14,12 @@ from .stage import drop_covered_staging, writes_new_generation
 ANALYZE_AFTER_WRITING = 10_000  # rows a first run wrote to the snapshot table
 
 
-def finish_run(*, run: SyncRun, sync: Sync, verdict: Verdict, token) -> None:
+def finish_run(*, run: SyncRun, sync: Sync, verdict: Verdict, token, in_snapshot_table: bool | None = None) -> None:
+    """Record the verdict; on success commit the delivered state and drop the run's staged rows,
+    in one transaction. `in_snapshot_table`: whether the run staged into the snapshot table
+    (stage.picture_in_snapshot_table; asked of the database when not given)."""
+    if in_snapshot_table is None:
+        in_snapshot_table = writes_new_generation(run=run, sync=sync)
     if verdict.outcome is Outcome.PAUSE:  # the message says what resuming will do
         verdict = Verdict(verdict.outcome, services.sync_pause_message(message=verdict.message, status=verdict.code),
                           verdict.code)
@@ -23,23 +28,27 @@ def finish_run(*, run: SyncRun, sync: Sync, verdict: Verdict, token) -> None:
         # A run whose lease expired may have been superseded: only the holder commits.
         if not Sync.objects.select_for_update().filter(pk=sync.pk, claim_token=token).exists():
             raise ClaimLost(f"sync {sync.pk}: claim lost before the snapshot was committed")
-        snapshot_size = commit_snapshot(run=run, sync=sync)
+        snapshot_size = commit_snapshot(run=run, sync=sync, in_snapshot_table=in_snapshot_table)
         services.sync_record_success(sync=sync, snapshot_at=run.started_at, snapshot_size=snapshot_size,
                                      full=run.kind == SyncRun.Kind.FULL)
         if run.kind == SyncRun.Kind.FULL:
             drop_covered_staging(sync_id=sync.pk)
+        if not in_snapshot_table:  # its picture is delivered; a run that stopped keeps it for its resumption
+            StagedMember.objects.filter(run_id=run.pk).delete()
 
     run_finish(
         run=run, verdict=verdict, succeeded=succeeded,
         paused=lambda: services.sync_pause(sync=sync, message=verdict.message, status=verdict.code, run=run),
         failed=lambda: services.sync_record_failure(sync=sync, message=verdict.message, status=verdict.code, run=run),
     )
-    sync_run_finished.send(sender=SyncRun, sync_id=sync.pk, run_id=run.pk, status=run.status)
+    sync_run_finished.send(sender=SyncRun, sync_id=sync.pk, run_id=run.pk, status=run.status, run=run)
 
 
-def commit_snapshot(*, run: SyncRun, sync: Sync) -> int:
+def commit_snapshot(*, run: SyncRun, sync: Sync, in_snapshot_table: bool | None = None) -> int:
     """Advance the delivered state to the run's picture; writes O(change) (docs/design.md)."""
-    if writes_new_generation(run=run, sync=sync):
+    if in_snapshot_table is None:
+        in_snapshot_table = writes_new_generation(run=run, sync=sync)
+    if in_snapshot_table:
         # The run's members are already in the snapshot table: make them the delivered state.
         # The old generation was empty, so there is nothing to delete.
         Sync.objects.filter(pk=sync.pk).update(snapshot_generation=run.pk)

@@ -5,7 +5,7 @@ from datetime import timedelta
 
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
-from django.db import DatabaseError
+from django.db import DatabaseError, connection as db
 from django.utils import timezone
 
 from outbound.claims import ClaimLost, claim_heartbeat, claim_holder
@@ -17,7 +17,7 @@ from .commit import finish_run
 from .plan import plan_run
 from .records import reconnect_if_broken
 from .send import deliver_run
-from .stage import stage_members, staged_page_plans
+from .stage import picture_in_snapshot_table, stage_members, staged_page_plans
 
 logger = logging.getLogger("deliveries.engine")
 
@@ -56,7 +56,8 @@ def sync_run(
                 page_plans = stage_members(run=run, sync=sync)
             verdict = deliver_run(run=run, sync=sync, page_plans=page_plans, token=token, progress=progress,
                                   heartbeat=heartbeat)
-            finish_run(run=run, sync=sync, verdict=verdict, token=token)
+            finish_run(run=run, sync=sync, verdict=verdict, token=token,
+                       in_snapshot_table=picture_in_snapshot_table(run=run, page_plans=page_plans))
         return run
     except ClaimLost as exc:
         logger.warning("%s", exc)
@@ -64,17 +65,15 @@ def sync_run(
     except Exception as exc:
         logger.exception("sync %s: run failed with an internal error", sync_id)
         if run is not None:
+            run.status = SyncRun.Status.FAILED  # also for the release, should the update below fail
             reconnect_if_broken()  # the error may have been the connection itself
             run_fail(model=SyncRun, run_id=run.pk, reason=_stop_reason(exc))
         raise
     finally:
         reconnect_if_broken()
-        if run is not None:
-            run.refresh_from_db(fields=["status", "kind"])
-            if run.status == SyncRun.Status.SUCCEEDED:
-                StagedMember.objects.filter(run_id=run.pk).delete()
-            # A run that stopped keeps its picture: the next attempt resumes it, or drops it
-            # when it starts over (drop_unresumable_pictures).
+        # The run's status is as recorded (finish_run, run_fail, run_claim_lost). Success dropped
+        # its staged rows; a run that stopped keeps its picture: the next attempt resumes it, or
+        # drops it when it starts over (drop_unresumable_pictures).
         services.sync_release(sync_id=sync_id, token=token,
                               failed=run is not None and run.status == SyncRun.Status.FAILED)
 
@@ -146,13 +145,21 @@ def _drop_leftover_generations(*, sync_id: int, current: int) -> None:
 
     Each is found by an ordered LIMIT 1 probe, an index scan under any statistics: a range
     DELETE on a table never analysed is estimated at a third of its rows and planned as a
-    full scan, every run.
+    full scan, every run. Both probes (below and above the current) go in one statement.
     """
-    rows = SnapshotMember.objects.filter(sync_id=sync_id)
-    for probe in (rows.filter(generation__lt=current).order_by("generation"),
-                  rows.filter(generation__gt=current).order_by("-generation")):
-        while (generation := probe.values_list("generation", flat=True).first()) is not None:
-            rows.filter(generation=generation).delete()
+    snapshot = SnapshotMember._meta.db_table
+    probes = f"""SELECT generation FROM (SELECT generation FROM {snapshot} WHERE sync_id = %s AND generation < %s
+                                        ORDER BY generation LIMIT 1) below
+                 UNION ALL
+                 SELECT generation FROM (SELECT generation FROM {snapshot} WHERE sync_id = %s AND generation > %s
+                                         ORDER BY generation DESC LIMIT 1) above"""
+    while True:
+        with db.cursor() as cursor:
+            cursor.execute(probes, [sync_id, current, sync_id, current])
+            leftovers = [generation for (generation,) in cursor.fetchall()]
+        if not leftovers:
+            return
+        SnapshotMember.objects.filter(sync_id=sync_id, generation__in=leftovers).delete()
 
 
 def abandon_unfinished_runs(*, sync_id: int) -> None:

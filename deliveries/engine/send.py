@@ -24,7 +24,7 @@ def deliver_run(*, run: SyncRun, sync: Sync, page_plans: list[PagePlan], token, 
     except PayloadTemplateError as exc:  # saved before validation tightened: an operator must fix it
         return Verdict(Outcome.PAUSE, f"the payload template is invalid: {exc}")
     properties = tuple(sync.properties or ())
-    records = RunRecords(run, heartbeat)
+    records = RunRecords(run, heartbeat, token)
     try:
         with run_slot(destination.receiver_limits):  # the connection's concurrent-run limit (outbound.limits)
             return _send_pages(run=run, sync=sync, page_plans=page_plans, token=token, progress=progress,

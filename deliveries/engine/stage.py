@@ -5,7 +5,7 @@ A full run over an empty delivered state (a first run) fixes its picture in the 
 table instead, as a new generation that success makes current.
 """
 
-from django.db import connection as db
+from django.db import connection as db, transaction
 
 from cohorts.selectors import cohort_membership
 from cohorts.services import cohort_size_record
@@ -16,6 +16,13 @@ from .plan import PagePlan, page_size_for, run_page_plans
 
 
 def stage_members(*, run: SyncRun, sync: Sync) -> list[PagePlan]:
+    """Fix the run's picture and record its counts and the cohort's size, in one transaction
+    (one commit, and no picture without its counts)."""
+    with transaction.atomic():
+        return _stage_members(run=run, sync=sync)
+
+
+def _stage_members(*, run: SyncRun, sync: Sync) -> list[PagePlan]:
     membership_sql, membership_params = cohort_membership(cohort=sync.cohort).query.sql_with_params()
     staged = StagedMember._meta.db_table
     snapshot = SnapshotMember._meta.db_table
@@ -29,7 +36,7 @@ def stage_members(*, run: SyncRun, sync: Sync) -> list[PagePlan]:
                 FROM ({membership_sql}) m {profile_join(profile_id="m.profile_id", columns=distinct_id, left=False)}""",
                 [sync.pk, run.pk, *membership_params],
             )
-            generation_size = cursor.rowcount
+            counts = {MemberOp.MEMBER: cursor.rowcount}
         else:
             # One pass gives both sides (FULL OUTER JOIN, docs/design.md: a hash or merge join under
             # any statistics). A diff keeps the change. A refresh over a delivered state keeps
@@ -38,8 +45,7 @@ def stage_members(*, run: SyncRun, sync: Sync) -> list[PagePlan]:
             full = run.kind == SyncRun.Kind.FULL
             present_op = MemberOp.MEMBER if full else MemberOp.ADD
             change_only = "" if full else "WHERE m.profile_id IS NULL OR s.profile_id IS NULL"
-            cursor.execute(
-                f"""INSERT INTO {staged} (run_id, profile_id, op, distinct_id)
+            insert = f"""INSERT INTO {staged} (run_id, profile_id, op, distinct_id)
                 SELECT %s, COALESCE(m.profile_id, s.profile_id),
                        CASE WHEN m.profile_id IS NULL THEN {MemberOp.REMOVE} ELSE {present_op} END,
                        COALESCE(p.distinct_id, s.distinct_id)
@@ -48,10 +54,15 @@ def stage_members(*, run: SyncRun, sync: Sync) -> list[PagePlan]:
                                  WHERE sync_id = %s AND generation = %s) s
                     ON s.profile_id = m.profile_id
                 {profile_join(profile_id="m.profile_id", columns=distinct_id)}
-                {change_only}""",
-                [run.pk, *membership_params, sync.pk, sync.snapshot_generation],
-            )
-    counts = {MemberOp.MEMBER: generation_size} if new_generation else _staged_counts(run)
+                {change_only}"""
+            params = [run.pk, *membership_params, sync.pk, sync.snapshot_generation]
+            if db.vendor == "postgresql":  # the counts come back with the INSERT: one round trip
+                cursor.execute(f"WITH staged AS ({insert} RETURNING op) SELECT op, COUNT(*) FROM staged GROUP BY op",
+                               params)
+                counts = dict(cursor.fetchall())
+            else:
+                cursor.execute(insert, params)
+                counts = _staged_counts(run)
     # The cohort's size follows from the plain diff; carried-over rows re-send state, not change.
     size = counts.get(MemberOp.MEMBER, 0) if run.kind == SyncRun.Kind.FULL else (
         sync.snapshot_size + counts.get(MemberOp.ADD, 0) - counts.get(MemberOp.REMOVE, 0)
@@ -68,6 +79,11 @@ def stage_members(*, run: SyncRun, sync: Sync) -> list[PagePlan]:
     run.save(update_fields=["total_pages", "members_count", "adds_count", "removes_count", "page_size"])
     cohort_size_record(cohort=sync.cohort, size=size)
     return page_plans
+
+
+def picture_in_snapshot_table(*, run: SyncRun, page_plans: list[PagePlan]) -> bool:
+    """Whether the run staged into the snapshot table (writes_new_generation), from its page plans."""
+    return any(plan.snapshot_generation == run.pk for plan in page_plans)
 
 
 def staged_page_plans(*, run: SyncRun, sync: Sync) -> list[PagePlan]:
