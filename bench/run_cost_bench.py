@@ -6,7 +6,7 @@
     . .venv/bin/activate
     CELERY_BROKER_URL=redis://127.0.0.1:6392/1 python bench/run_cost_bench.py --syncs 500
     python bench/run_cost_bench.py --syncs 500 --show-statements   # the statements of one run
-    python bench/run_cost_bench.py --syncs 500 --profile           # cProfile of the loop, top 40
+    python bench/run_cost_bench.py --syncs 500 --profile tottime   # cProfile of the loop, top 40
 
 DATABASE_URL defaults to postgres://postgres@127.0.0.1:5432/cohortsync_runcost_bench and is
 dropped and recreated (its name must contain "bench"). With a Redis CELERY_BROKER_URL the
@@ -53,21 +53,20 @@ def run_all(sync_ids, *, label: str, show: bool) -> None:
 
     from deliveries import engine
 
-    log = StatementLog()
+    log, last = StatementLog(), StatementLog(keep=True)
     started, cpu = time.perf_counter(), time.process_time()
     with connection.execute_wrapper(log):
-        for sync_id in sync_ids:
+        for sync_id in sync_ids[:-1]:
             engine.sync_run(sync_id=sync_id, trigger="manual")
+        with connection.execute_wrapper(last):
+            engine.sync_run(sync_id=sync_ids[-1], trigger="manual")
     wall, cpu = time.perf_counter() - started, time.process_time() - cpu
     n = len(sync_ids)
     print(f"{label}: {n} runs in {wall:.2f} s = {n / wall:.1f} runs/s; per run {wall / n * 1000:.1f} ms wall, "
           f"{cpu / n * 1000:.1f} ms CPU, {log.count / n:.1f} statements ({log.seconds / n * 1000:.1f} ms in them)")
     if show:
-        one = StatementLog(keep=True)
-        with connection.execute_wrapper(one):
-            engine.sync_run(sync_id=sync_ids[0], trigger="manual")
-        print(f"  the statements of one more {label} run ({one.count}):")
-        for statement in one.statements:
+        print(f"  the statements of the last of them ({last.count}):")
+        for statement in last.statements:
             print(f"    {statement}")
 
 
@@ -76,7 +75,8 @@ def main(argv=None) -> None:
     parser.add_argument("--syncs", type=int, default=500)
     parser.add_argument("--members", type=int, default=10)
     parser.add_argument("--show-statements", action="store_true")
-    parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--profile", nargs="?", const="cumulative", metavar="SORT",
+                        help="cProfile the runs; print the top 40 by SORT (cumulative, tottime)")
     args = parser.parse_args(argv)
 
     os.environ.setdefault("DATABASE_URL", DEFAULT_DATABASE_URL)
@@ -103,7 +103,7 @@ def main(argv=None) -> None:
         run_all(sync_ids, label="second (diff) runs", show=args.show_statements)
         if args.profile:
             profiler.disable()
-            pstats.Stats(profiler).sort_stats("cumulative").print_stats(40)
+            pstats.Stats(profiler).sort_stats(args.profile).print_stats(40)
         not_succeeded = SyncRun.objects.exclude(status=SyncRun.Status.SUCCEEDED).count()
         print(f"{receiver.count:,} POSTs; {not_succeeded} runs not succeeded; "
               f"1-minute load {os.getloadavg()[0]:.1f}")

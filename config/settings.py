@@ -88,6 +88,10 @@ TEMPLATES = [
 
 # --- Database -------------------------------------------------------------------------
 DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'db.sqlite3'}")}
+# Keep a process's connection across requests and tasks (checked before reuse): a new PostgreSQL
+# connection per task was a backend fork and a login for every sync run (docs/benchmarks.md).
+DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=300)
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # The web server, the worker and beat share one file: wait for locks instead of
     # failing, take the write lock up front, and let readers run beside a writer.
