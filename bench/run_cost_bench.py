@@ -103,7 +103,7 @@ def main(argv=None) -> None:
         run_all(sync_ids, label="second (diff) runs", show=args.show_statements)
         if args.profile:
             profiler.disable()
-            pstats.Stats(profiler).sort_stats(args.profile).print_stats(40)
+            pstats.Stats(profiler).sort_stats(args.profile).print_stats(os.environ.get("PROFILE_FILTER", ""), 40)
         not_succeeded = SyncRun.objects.exclude(status=SyncRun.Status.SUCCEEDED).count()
         print(f"{receiver.count:,} POSTs; {not_succeeded} runs not succeeded; "
               f"1-minute load {os.getloadavg()[0]:.1f}")

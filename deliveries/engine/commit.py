@@ -14,10 +14,12 @@ from .stage import drop_covered_staging, writes_new_generation
 ANALYZE_AFTER_WRITING = 10_000  # rows a first run wrote to the snapshot table
 
 
-def finish_run(*, run: SyncRun, sync: Sync, verdict: Verdict, token, in_snapshot_table: bool | None = None) -> None:
+def finish_run(*, run: SyncRun, sync: Sync, verdict: Verdict, token, in_snapshot_table: bool | None = None,
+               unsuccessful_diffs: list[int] | None = None) -> None:
     """Record the verdict; on success commit the delivered state and drop the run's staged rows,
-    in one transaction. `in_snapshot_table`: whether the run staged into the snapshot table
-    (stage.picture_in_snapshot_table; asked of the database when not given)."""
+    in one transaction. What the caller knows is not asked of the database again:
+    `in_snapshot_table` (stage.picture_in_snapshot_table) and the sync's `unsuccessful_diffs`
+    (drop_covered_staging)."""
     if in_snapshot_table is None:
         in_snapshot_table = writes_new_generation(run=run, sync=sync)
     if verdict.outcome is Outcome.PAUSE:  # the message says what resuming will do
@@ -32,7 +34,7 @@ def finish_run(*, run: SyncRun, sync: Sync, verdict: Verdict, token, in_snapshot
         services.sync_record_success(sync=sync, snapshot_at=run.started_at, snapshot_size=snapshot_size,
                                      full=run.kind == SyncRun.Kind.FULL)
         if run.kind == SyncRun.Kind.FULL:
-            drop_covered_staging(sync_id=sync.pk)
+            drop_covered_staging(sync_id=sync.pk, unsuccessful=unsuccessful_diffs)
         if not in_snapshot_table:  # its picture is delivered; a run that stopped keeps it for its resumption
             StagedMember.objects.filter(run_id=run.pk).delete()
 

@@ -1,11 +1,13 @@
 """One run of a sync from claim to release: plan → stage → pages → send → records → commit."""
 
 import logging
+from dataclasses import dataclass
 from datetime import timedelta
 
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.db import DatabaseError, connection as db
+from django.db.models import Q, Subquery
 from django.utils import timezone
 
 from outbound.claims import ClaimLost, claim_heartbeat, claim_holder
@@ -41,23 +43,27 @@ def sync_run(
     run = None
     try:
         with claim_heartbeat(subject=Sync.objects.filter(pk=sync_id), token=token) as heartbeat:
-            abandon_unfinished_runs(sync_id=sync_id)
+            history = run_history(sync_id=sync_id)
+            abandon_unfinished_runs(sync_id=sync_id, history=history)
             sync = Sync.objects.select_related("cohort", "connection").get(pk=sync_id)
             if full and not sync.force_full:  # asked for once, it stays asked for until a full run succeeds
                 sync = services.sync_request_full_refresh(sync=sync)
             plan = plan_run(sync=sync, full=full)
-            if stopped := resumable_run(sync=sync, plan=plan):
+            unsuccessful_diffs = history.ids(kind=SyncRun.Kind.DIFF)
+            if stopped := resumable_run(sync=sync, plan=plan, history=history):
                 run = run_resume(run=stopped, queued_run_id=run_id)
                 page_plans = staged_page_plans(run=run, sync=sync)
+                unsuccessful_diffs = [pk for pk in unsuccessful_diffs if pk != run.pk]
             else:
-                drop_unresumable_pictures(sync=sync)
+                drop_unresumable_pictures(sync=sync, history=history)
                 run = run_start(runs=sync.runs, run_id=run_id, kind=plan.kind, reason=plan.reason, trigger=trigger,
                                 worker=claim_holder())
-                page_plans = stage_members(run=run, sync=sync)
+                page_plans = stage_members(run=run, sync=sync, unsuccessful_diffs=unsuccessful_diffs)
             verdict = deliver_run(run=run, sync=sync, page_plans=page_plans, token=token, progress=progress,
                                   heartbeat=heartbeat)
             finish_run(run=run, sync=sync, verdict=verdict, token=token,
-                       in_snapshot_table=picture_in_snapshot_table(run=run, page_plans=page_plans))
+                       in_snapshot_table=picture_in_snapshot_table(run=run, page_plans=page_plans),
+                       unsuccessful_diffs=unsuccessful_diffs)
         return run
     except ClaimLost as exc:
         logger.warning("%s", exc)
@@ -87,21 +93,45 @@ def _stop_reason(exc: BaseException) -> str:
     return f"{what}: {exc!r}"
 
 
-def resumable_run(*, sync: Sync, plan) -> SyncRun | None:
+@dataclass(frozen=True)
+class RunHistory:
+    """What a new run needs of the sync's earlier runs, read once under the claim (one query):
+    those that did not succeed (left running, failed, paused; a few columns of each) and the
+    last run that started, whatever its status."""
+
+    unsuccessful: list[SyncRun]
+    last: SyncRun | None
+
+    def ids(self, *, kind: str) -> list[int]:
+        return [run.pk for run in self.unsuccessful if run.kind == kind]
+
+
+UNSUCCESSFUL = (SyncRun.Status.RUNNING, SyncRun.Status.FAILED, SyncRun.Status.PAUSED)
+
+
+def run_history(*, sync_id: int) -> RunHistory:
+    runs = SyncRun.objects.filter(sync_id=sync_id)
+    last = runs.exclude(status__in=[SyncRun.Status.QUEUED, SyncRun.Status.SKIPPED]).order_by("-started_at", "-id")
+    rows = list(runs.filter(Q(status__in=UNSUCCESSFUL) | Q(pk=Subquery(last.values("pk")[:1])))
+                .only("pk", "sync_id", "kind", "status", "started_at", "total_pages", "worker"))
+    return RunHistory(unsuccessful=[run for run in rows if run.status in UNSUCCESSFUL],
+                      last=max(rows, key=lambda run: (run.started_at, run.pk), default=None))
+
+
+def resumable_run(*, sync: Sync, plan, history: RunHistory) -> SyncRun | None:
     """The sync's last run, if it stopped (failed or paused) with its picture complete, started
     within COHORTSYNC_RESUME_MAX_AGE_HOURS, and still answers what is asked: a full picture
     always does; a diff's only when a diff is asked for (a requested full load starts anew)."""
     max_age = timedelta(hours=settings.COHORTSYNC_RESUME_MAX_AGE_HOURS)
     if not max_age:
         return None
-    last = SyncRun.objects.filter(sync_id=sync.pk).exclude(
-        status__in=[SyncRun.Status.QUEUED, SyncRun.Status.SKIPPED]).order_by("-started_at", "-id").first()
+    last = history.last
     if (last is None or last.status not in (SyncRun.Status.FAILED, SyncRun.Status.PAUSED)
             or last.total_pages == 0 or last.started_at < timezone.now() - max_age):
         return None
     if last.kind == SyncRun.Kind.DIFF and plan.kind != SyncRun.Kind.DIFF:
         return None
-    return last
+    return SyncRun.objects.get(pk=last.pk)  # the whole row: the run goes on
 
 
 def run_resume(*, run: SyncRun, queued_run_id: int | None) -> SyncRun:
@@ -121,13 +151,11 @@ def run_resume(*, run: SyncRun, queued_run_id: int | None) -> SyncRun:
     return run
 
 
-def drop_unresumable_pictures(*, sync: Sync) -> None:
+def drop_unresumable_pictures(*, sync: Sync, history: RunHistory) -> None:
     """A run starts over: earlier stopped full runs' pictures (staged rows, snapshot
     generations) will never be resumed. Diff runs' staged rows stay: carry_over folds them in."""
     _drop_leftover_generations(sync_id=sync.pk, current=sync.snapshot_generation)
-    stopped_full = SyncRun.objects.filter(sync_id=sync.pk, kind=SyncRun.Kind.FULL).exclude(
-        status=SyncRun.Status.SUCCEEDED).values_list("pk", flat=True)
-    if stopped_full := list(stopped_full):
+    if stopped_full := history.ids(kind=SyncRun.Kind.FULL):
         StagedMember.objects.filter(run_id__in=stopped_full).delete()
 
 
@@ -162,16 +190,21 @@ def _drop_leftover_generations(*, sync_id: int, current: int) -> None:
         SnapshotMember.objects.filter(sync_id=sync_id, generation__in=leftovers).delete()
 
 
-def abandon_unfinished_runs(*, sync_id: int) -> None:
+def abandon_unfinished_runs(*, sync_id: int, history: RunHistory | None = None) -> None:
     """Runs left `running` by a worker that stopped (killed, cut off from the database, its
     heartbeat silent past the lease): mark them failed, naming the worker. Their pictures stay,
-    so the run can be resumed.
+    so the run can be resumed. `history` (run_history) names them, else they are read here.
 
     Called while holding the claim, so no live run of this sync can be among them.
     """
-    for run in SyncRun.objects.filter(sync_id=sync_id, status=SyncRun.Status.RUNNING).only("pk", "worker"):
+    if history is None:
+        running = SyncRun.objects.filter(sync_id=sync_id, status=SyncRun.Status.RUNNING).only("pk", "worker")
+    else:
+        running = [run for run in history.unsuccessful if run.status == SyncRun.Status.RUNNING]
+    for run in running:
         SyncRun.objects.filter(pk=run.pk, status=SyncRun.Status.RUNNING).update(
             status=SyncRun.Status.FAILED, finished_at=timezone.now(),
             error_message=f"abandoned: its worker ({run.worker or 'unknown'}) stopped mid-run (killed, or cut off "
                           f"from the database) and its claim lapsed",
         )
+        run.status = SyncRun.Status.FAILED

@@ -15,14 +15,14 @@ from .pages import profile_join
 from .plan import PagePlan, page_size_for, run_page_plans
 
 
-def stage_members(*, run: SyncRun, sync: Sync) -> list[PagePlan]:
+def stage_members(*, run: SyncRun, sync: Sync, unsuccessful_diffs: list[int] | None = None) -> list[PagePlan]:
     """Fix the run's picture and record its counts and the cohort's size, in one transaction
-    (one commit, and no picture without its counts)."""
+    (one commit, and no picture without its counts). `unsuccessful_diffs`: carry_over's."""
     with transaction.atomic():
-        return _stage_members(run=run, sync=sync)
+        return _stage_members(run=run, sync=sync, unsuccessful_diffs=unsuccessful_diffs)
 
 
-def _stage_members(*, run: SyncRun, sync: Sync) -> list[PagePlan]:
+def _stage_members(*, run: SyncRun, sync: Sync, unsuccessful_diffs: list[int] | None) -> list[PagePlan]:
     membership_sql, membership_params = cohort_membership(cohort=sync.cohort).query.sql_with_params()
     staged = StagedMember._meta.db_table
     snapshot = SnapshotMember._meta.db_table
@@ -67,7 +67,8 @@ def _stage_members(*, run: SyncRun, sync: Sync) -> list[PagePlan]:
     size = counts.get(MemberOp.MEMBER, 0) if run.kind == SyncRun.Kind.FULL else (
         sync.snapshot_size + counts.get(MemberOp.ADD, 0) - counts.get(MemberOp.REMOVE, 0)
     )
-    if carry_over(run=run, sync=sync, membership_sql=membership_sql, membership_params=membership_params):
+    if carry_over(run=run, sync=sync, membership_sql=membership_sql, membership_params=membership_params,
+                  unsuccessful=unsuccessful_diffs):
         counts = _staged_counts(run)
     run.page_size = page_size_for(sync.connection)
     run.members_count = counts.get(MemberOp.MEMBER, 0)
@@ -113,7 +114,8 @@ def _staged_counts(run: SyncRun) -> dict[int, int]:
         return dict(cursor.fetchall())
 
 
-def carry_over(*, run: SyncRun, sync: Sync, membership_sql: str, membership_params) -> bool:
+def carry_over(*, run: SyncRun, sync: Sync, membership_sql: str, membership_params,
+               unsuccessful: list[int] | None = None) -> bool:
     """Fold earlier unsuccessful diff runs into this one.
 
     Their pages may have reached the receiver although the snapshot did not move. Someone
@@ -121,12 +123,14 @@ def carry_over(*, run: SyncRun, sync: Sync, membership_sql: str, membership_para
     snapshot, so the plain diff would never mention them and the receiver would keep the
     wrong state. A diff run re-sends their live state; a full run replaces everything, but
     only if it succeeds, so until then their rows stay.
-    Returns whether rows were added to this run.
+    Returns whether rows were added to this run. `unsuccessful`: those runs' ids, if known
+    (engine.run.run_history), else read here.
     """
     staged = StagedMember._meta.db_table
     # The run ids first (a handful), then their staged rows by index: a semi-join of the two
     # tables was planned, without statistics, as a scan of the runs for every staged row.
-    unsuccessful = _unsuccessful_diff_run_ids(sync_id=sync.pk, but=run.pk)
+    if unsuccessful is None:
+        unsuccessful = _unsuccessful_diff_run_ids(sync_id=sync.pk, but=run.pk)
     earlier = StagedMember.objects.filter(run_id__in=unsuccessful)
     if not unsuccessful or not earlier.exists():
         return False
@@ -155,12 +159,14 @@ def carry_over(*, run: SyncRun, sync: Sync, membership_sql: str, membership_para
     return carried > 0
 
 
-def drop_covered_staging(*, sync_id: int) -> None:
+def drop_covered_staging(*, sync_id: int, unsuccessful: list[int] | None = None) -> None:
     """A full run succeeded: the receiver holds the whole cohort, so what earlier unsuccessful
     diff runs knew (their carried-over staging rows) is covered and can go. By run id, through
     the index, as in carry_over: a semi-join read the whole staging table, the full run's own
-    rows included."""
-    if unsuccessful := _unsuccessful_diff_run_ids(sync_id=sync_id):
+    rows included. `unsuccessful`: those runs' ids, if known."""
+    if unsuccessful is None:
+        unsuccessful = _unsuccessful_diff_run_ids(sync_id=sync_id)
+    if unsuccessful:
         StagedMember.objects.filter(run_id__in=unsuccessful).delete()
 
 
