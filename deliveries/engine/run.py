@@ -29,7 +29,7 @@ def sync_run(
 
     A scheduled trigger runs only a due sync; others (`manual`, `api`, `cli`) run it now.
     `run_id` names a run queued by services.sync_request_run, which this run then fills in.
-    The sync's last run, if it stopped with pages left, is resumed instead (resumable_run).
+    The sync's last run, if it stopped with pages left, is resumed instead (last_stopped_run).
     """
     token = services.sync_claim(sync_id=sync_id, require_due=(trigger == "schedule"))
     if token is None and _claim_of_a_dead_process_broken(sync_id):
@@ -46,13 +46,18 @@ def sync_run(
             if full and not sync.force_full:  # asked for once, it stays asked for until a full run succeeds
                 sync = services.sync_request_full_refresh(sync=sync)
             plan = plan_run(sync=sync, full=full)
-            if stopped := resumable_run(sync=sync, plan=plan):
+            stopped, resumable = last_stopped_run(sync=sync, plan=plan)
+            if resumable:
                 run = run_resume(run=stopped, queued_run_id=run_id)
                 page_plans = staged_page_plans(run=run, sync=sync)
             else:
                 drop_unresumable_pictures(sync=sync)
                 run = run_start(runs=sync.runs, run_id=run_id, kind=plan.kind, reason=plan.reason, trigger=trigger,
                                 worker=claim_holder())
+                if stopped is not None:  # say so on the run that is not resumed
+                    SyncRun.objects.filter(pk=stopped.pk).update(
+                        error_message=f"{stopped.error_message} · not resumed ({resumable.why_not}): "
+                                      f"run {run.session_id} started over"[:2000])
                 page_plans = stage_members(run=run, sync=sync)
             verdict = deliver_run(run=run, sync=sync, page_plans=page_plans, token=token, progress=progress,
                                   heartbeat=heartbeat)
@@ -88,21 +93,34 @@ def _stop_reason(exc: BaseException) -> str:
     return f"{what}: {exc!r}"
 
 
-def resumable_run(*, sync: Sync, plan) -> SyncRun | None:
-    """The sync's last run, if it stopped (failed or paused) with its picture complete, started
-    within COHORTSYNC_RESUME_MAX_AGE_HOURS, and still answers what is asked: a full picture
-    always does; a diff's only when a diff is asked for (a requested full load starts anew)."""
-    max_age = timedelta(hours=settings.COHORTSYNC_RESUME_MAX_AGE_HOURS)
-    if not max_age:
-        return None
+class Resumable:
+    """Whether a stopped run is resumed; if not, why (truthy only when it is)."""
+
+    def __init__(self, why_not: str = ""):
+        self.why_not = why_not
+
+    def __bool__(self) -> bool:
+        return not self.why_not
+
+
+def last_stopped_run(*, sync: Sync, plan) -> tuple[SyncRun | None, Resumable]:
+    """The sync's last run if it stopped (failed or paused) with its picture complete and pages
+    left, and whether it is resumed: if it started within COHORTSYNC_RESUME_MAX_AGE_HOURS and
+    still answers what is asked (a full picture always does; a diff's only when a diff is
+    asked for, so a requested full load starts anew)."""
     last = SyncRun.objects.filter(sync_id=sync.pk).exclude(
         status__in=[SyncRun.Status.QUEUED, SyncRun.Status.SKIPPED]).order_by("-started_at", "-id").first()
     if (last is None or last.status not in (SyncRun.Status.FAILED, SyncRun.Status.PAUSED)
-            or last.total_pages == 0 or last.started_at < timezone.now() - max_age):
-        return None
+            or last.total_pages == 0):
+        return None, Resumable("nothing to resume")
+    max_age = settings.COHORTSYNC_RESUME_MAX_AGE_HOURS
+    if not max_age:
+        return last, Resumable("resuming is turned off")
+    if last.started_at < timezone.now() - timedelta(hours=max_age):
+        return last, Resumable(f"its picture is older than {max_age:g} h")
     if last.kind == SyncRun.Kind.DIFF and plan.kind != SyncRun.Kind.DIFF:
-        return None
-    return last
+        return last, Resumable(f"a full load is due ({plan.reason})")
+    return last, Resumable()
 
 
 def run_resume(*, run: SyncRun, queued_run_id: int | None) -> SyncRun:
