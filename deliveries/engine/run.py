@@ -35,8 +35,11 @@ def sync_run(
     if token is None and _claim_of_a_dead_process_broken(sync_id):
         token = services.sync_claim(sync_id=sync_id, require_due=(trigger == "schedule"))
     if token is None:
-        run_skip(model=SyncRun, run_id=run_id, reason=selectors.sync_not_run_reason(
-            sync_id=sync_id, scheduled=trigger == "schedule"))
+        reason = selectors.sync_not_run_reason(sync_id=sync_id, scheduled=trigger == "schedule")
+        # A queued resumption stays resumable: back to failed, saying why it did not run now.
+        SyncRun.objects.filter(pk=run_id, status=SyncRun.Status.QUEUED, total_pages__gt=0).update(
+            status=SyncRun.Status.FAILED, finished_at=timezone.now(), error_message=reason)
+        run_skip(model=SyncRun, run_id=run_id, reason=reason)
         return None
     run = None
     try:
@@ -52,10 +55,13 @@ def sync_run(
                 page_plans = staged_page_plans(run=run, sync=sync)
             else:
                 drop_unresumable_pictures(sync=sync)
+                if stopped is not None and stopped.pk == run_id:
+                    run_id = None  # a queued resumption that cannot resume now: a new run starts over
                 run = run_start(runs=sync.runs, run_id=run_id, kind=plan.kind, reason=plan.reason, trigger=trigger,
                                 worker=claim_holder())
                 if stopped is not None:  # say so on the run that is not resumed
                     SyncRun.objects.filter(pk=stopped.pk).update(
+                        status=SyncRun.Status.FAILED if stopped.status == SyncRun.Status.QUEUED else stopped.status,
                         error_message=f"{stopped.error_message} · not resumed ({resumable.why_not}): "
                                       f"run {run.session_id} started over"[:2000])
                 page_plans = stage_members(run=run, sync=sync)
@@ -108,9 +114,10 @@ def last_stopped_run(*, sync: Sync, plan) -> tuple[SyncRun | None, Resumable]:
     left, and whether it is resumed: if it started within COHORTSYNC_RESUME_MAX_AGE_HOURS and
     still answers what is asked (a full picture always does; a diff's only when a diff is
     asked for, so a requested full load starts anew)."""
-    last = SyncRun.objects.filter(sync_id=sync.pk).exclude(
-        status__in=[SyncRun.Status.QUEUED, SyncRun.Status.SKIPPED]).order_by("-started_at", "-id").first()
-    if (last is None or last.status not in (SyncRun.Status.FAILED, SyncRun.Status.PAUSED)
+    # Queued requests that have not started have no picture; a queued resumption has one.
+    last = SyncRun.objects.filter(sync_id=sync.pk).exclude(status=SyncRun.Status.SKIPPED).exclude(
+        status=SyncRun.Status.QUEUED, total_pages=0).order_by("-started_at", "-id").first()
+    if (last is None or last.status not in (SyncRun.Status.FAILED, SyncRun.Status.PAUSED, SyncRun.Status.QUEUED)
             or last.total_pages == 0):
         return None, Resumable("nothing to resume")
     max_age = settings.COHORTSYNC_RESUME_MAX_AGE_HOURS
@@ -123,21 +130,54 @@ def last_stopped_run(*, sync: Sync, plan) -> tuple[SyncRun | None, Resumable]:
     return last, Resumable()
 
 
+def _stop_record(run: SyncRun) -> dict:
+    return {"at": run.finished_at.isoformat() if run.finished_at else None, "status": run.status,
+            "error": run.error_message, "pages_delivered": run.pages_delivered, "trigger": run.trigger}
+
+
 def run_resume(*, run: SyncRun, queued_run_id: int | None) -> SyncRun:
-    """The stopped run runs again, from its first undelivered page; its stop is kept in `stops`.
-    A run queued by a request is skipped, naming the run resumed in its place."""
-    stop = {"at": run.finished_at.isoformat() if run.finished_at else None, "status": run.status,
-            "error": run.error_message, "pages_delivered": run.pages_delivered}
-    run.stops = [*(run.stops or []), stop]
+    """The stopped run runs again, from its first undelivered page; its stop is kept in `stops`
+    (a queued resumption's was kept when it was queued). Another run queued by a request is
+    skipped, naming the run resumed in its place."""
+    if run.status != SyncRun.Status.QUEUED:
+        run.stops = [*(run.stops or []), _stop_record(run)]
     run.status, run.finished_at, run.error_message, run.http_status = SyncRun.Status.RUNNING, None, "", None
     run.resumed_count += 1
     run.worker = claim_holder()
     run.save(update_fields=["stops", "status", "finished_at", "error_message", "http_status", "resumed_count",
                             "worker"])
-    run_skip(model=SyncRun, run_id=queued_run_id,
-             reason=f"resumed the stopped run {run.session_id} in its place, from page "
-                    f"{run.pages_delivered + 1} of {run.total_pages}")
+    if queued_run_id != run.pk:
+        run_skip(model=SyncRun, run_id=queued_run_id,
+                 reason=f"resumed the stopped run {run.session_id} in its place, from page "
+                        f"{run.pages_delivered + 1} of {run.total_pages}")
     return run
+
+
+def queue_resumption(*, sync: Sync, full: bool, trigger: str, dispatched_until) -> SyncRun | None:
+    """A run asked for now (pages, admin, API) while the sync's last run stopped and can be
+    resumed: that run is queued again, so the run the caller gets, and follows, is the one that
+    resumes. None when there is nothing to resume (the caller queues a new run)."""
+    stopped, resumable = last_stopped_run(sync=sync, plan=plan_run(sync=sync, full=full))
+    if not resumable:
+        return None
+    if stopped.status == SyncRun.Status.QUEUED:  # asked for twice: the same resumption
+        return stopped
+    queued = SyncRun.objects.filter(pk=stopped.pk, status=stopped.status).update(
+        status=SyncRun.Status.QUEUED, stops=[*(stopped.stops or []), _stop_record(stopped)], finished_at=None,
+        error_message="", http_status=None, trigger=trigger, dispatched_until=dispatched_until)
+    if not queued:  # a run took it up meanwhile
+        return None
+    stopped.refresh_from_db()
+    return stopped
+
+
+def unqueue_resumption(*, run: SyncRun) -> None:
+    """The broker refused a queued resumption's task: the run is stopped as it was."""
+    stop = (run.stops or [{}])[-1]
+    SyncRun.objects.filter(pk=run.pk, status=SyncRun.Status.QUEUED).update(
+        status=stop.get("status", SyncRun.Status.FAILED), error_message=stop.get("error", ""),
+        finished_at=stop.get("at") or timezone.now(), trigger=stop.get("trigger", run.trigger),
+        stops=(run.stops or [])[:-1])
 
 
 def drop_unresumable_pictures(*, sync: Sync) -> None:
