@@ -9,7 +9,9 @@ from deliveries import dispatch, services, tasks
 from deliveries.models import SyncRun
 from outbound.dispatch import queued_runs_dispatch
 from outbound.errors import BrokerUnavailable
+from tests.conftest import run_now
 from tests.factories import SyncFactory
+from tests.support.receiver import Reply
 
 
 @pytest.mark.django_db
@@ -66,20 +68,23 @@ def test_the_dispatcher_undoes_its_marks_when_the_broker_is_down(broker_down, dj
     assert sync.dispatched_until is None  # due again at the next tick
 
 
-@pytest.mark.django_db
-def test_run_now_after_a_stopped_run_queues_that_run_to_resume_it(
-    make_sync, receiver, settings, sent_run_tasks, django_capture_on_commit_callbacks,
-):
-    """The run a request returns is the one that runs: the stopped run, resumed in its row."""
-    from tests.conftest import run_now
-    from tests.support.receiver import Reply
-
+def stopped_after_page_1(make_sync, receiver, settings):
+    """A sync of two pages whose first run failed after page 1: resumable."""
     sync = make_sync(members=["A", "B", "C"])
     sync.connection.page_size = 2
     sync.connection.save()
     receiver.reply(Reply(), *[Reply(status=503)] * (len(settings.COHORTSYNC_RETRY_DELAYS) + 1))
     stopped = run_now(sync)
     assert stopped.status == SyncRun.Status.FAILED
+    return sync, stopped
+
+
+@pytest.mark.django_db
+def test_run_now_after_a_stopped_run_queues_that_run_to_resume_it(
+    make_sync, receiver, settings, sent_run_tasks, django_capture_on_commit_callbacks,
+):
+    """The run a request returns is the one that runs: the stopped run, resumed in its row."""
+    sync, stopped = stopped_after_page_1(make_sync, receiver, settings)
 
     with django_capture_on_commit_callbacks(execute=True):
         requested = services.sync_request_run(sync=sync, trigger="api")
@@ -99,14 +104,7 @@ def test_run_now_after_a_stopped_run_queues_that_run_to_resume_it(
 def test_a_resumption_whose_task_the_broker_refuses_is_stopped_as_it_was(
     make_sync, receiver, settings, django_capture_on_commit_callbacks, request,
 ):
-    from tests.conftest import run_now
-    from tests.support.receiver import Reply
-
-    sync = make_sync(members=["A", "B", "C"])
-    sync.connection.page_size = 2
-    sync.connection.save()
-    receiver.reply(Reply(), *[Reply(status=503)] * (len(settings.COHORTSYNC_RETRY_DELAYS) + 1))
-    stopped = run_now(sync)
+    sync, stopped = stopped_after_page_1(make_sync, receiver, settings)
     request.getfixturevalue("broker_down")
 
     with pytest.raises(BrokerUnavailable), django_capture_on_commit_callbacks(execute=True):
