@@ -91,6 +91,8 @@ def sync_update(*, sync: Sync, **fields) -> Sync:
     if {"connection", "properties"} & set(changed):
         sync.force_full = True
         changed.append("force_full")
+        # A stopped run's pages were cut for the old receiver or columns: never resumed.
+        SyncRun.objects.filter(sync=sync).exclude(status=SyncRun.Status.SUCCEEDED).update(resumable=False)
     if "interval_minutes" in changed and sync.state == Sync.State.ACTIVE and sync.next_run_at is not None:
         sync.next_run_at = min(sync.next_run_at, timezone.now() + timedelta(minutes=sync.interval_minutes))
         changed.append("next_run_at")

@@ -123,6 +123,8 @@ def last_stopped_run(*, sync: Sync, plan) -> tuple[SyncRun | None, Resumable]:
     max_age = settings.COHORTSYNC_RESUME_MAX_AGE_HOURS
     if not max_age:
         return last, Resumable("resuming is turned off")
+    if not last.resumable:
+        return last, Resumable("the sync's connection or properties changed since")
     if last.started_at < timezone.now() - timedelta(hours=max_age):
         return last, Resumable(f"its picture is older than {max_age:g} h")
     if last.kind == SyncRun.Kind.DIFF and plan.kind != SyncRun.Kind.DIFF:

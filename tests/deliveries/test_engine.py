@@ -18,6 +18,7 @@ from deliveries.models import DeliveryAttempt, MemberOp, Notification, SnapshotM
 from integrations.payloads import page_id
 from outbound.policy import Outcome
 from tests.conftest import run_now, set_members
+from tests.factories import ConnectionFactory
 from tests.support.receiver import Reply
 
 pytestmark = pytest.mark.django_db
@@ -494,6 +495,23 @@ def test_a_stopped_diff_is_not_resumed_when_a_full_load_is_asked_for_and_says_so
     failed.refresh_from_db()
     assert failed.error_message.endswith(f"not resumed (a full load is due (full refresh)): run {full.session_id} "
                                          "started over")
+
+
+def test_a_stopped_full_load_is_started_over_for_a_new_connection_not_resumed(make_sync, receiver, settings):
+    """Its first pages went to the old receiver: the new one must get every page."""
+    sync = make_sync(members=names("u", 1500))  # two pages
+    receiver.reply(Reply(), *[Reply(status=500)] * (len(settings.COHORTSYNC_RETRY_DELAYS) + 1))
+    stopped = run_now(sync)
+    new_receiver = ConnectionFactory(project=sync.cohort.project, url=receiver.url("/new"))
+    services.sync_update(sync=sync, connection=new_receiver)
+    receiver.clear()
+
+    run = run_now(sync)
+
+    assert run.pk != stopped.pk and (run.kind, run.status) == (SyncRun.Kind.FULL, SyncRun.Status.SUCCEEDED)
+    assert [(r.path, r.page_info["page_count"]) for r in receiver.requests] == [("/new", 1), ("/new", 2)]
+    stopped.refresh_from_db()
+    assert "not resumed (the sync's connection or properties changed since)" in stopped.error_message
 
 
 def test_a_run_requested_while_one_is_resumable_resumes_it_and_the_request_names_it(make_sync, receiver, settings):
