@@ -8,7 +8,7 @@ items are written even when others in the batch are refused.
 import logging
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
@@ -87,7 +87,7 @@ def profiles_upsert(*, project: Project, items: Sequence[dict]) -> BatchResult:
     `set`, `set_once` (only where the profile has no such property yet) and `unset`, applied
     in that order within an item, and items for one distinct id in batch order.
     """
-    _check_batch_size(items)
+    check_batch_size(items)
     result = BatchResult()
     changes: dict[str, list[_ProfileChange]] = {}
     for index, item in enumerate(items):
@@ -278,32 +278,53 @@ def _profile_merged(stored: _StoredProfile | None, changes: list[_ProfileChange]
 def events_track(*, project: Project, items: Sequence[dict]) -> BatchResult:
     """Record events ("Data in: events, batch track"); times more than an hour ahead or older
     than the retention window (COHORTSYNC_EVENT_RETENTION_DAYS) are refused."""
-    _check_batch_size(items)
-    result = BatchResult()
-    now = timezone.now()
-    window = _EventWindow(
-        latest=now + FUTURE_TOLERANCE,
-        earliest=now - timedelta(days=settings.COHORTSYNC_EVENT_RETENTION_DAYS),
-    )
-    rows: list[tuple[str, str, datetime, bytes]] = []
-    for index, item in enumerate(items):
-        try:
-            rows.append(_event_row(item, window))
-        except _ItemInvalid as invalid:
-            result.errors.append(ItemError(index, invalid.field, invalid.message))
-    if rows:
-        _events_write(project, rows)
-    result.accepted = len(rows)
-    return result
+    check_batch_size(items)
+    encoded = EncodedEvents()
+    # Each item is checked as it goes into the COPY: PostgreSQL stores rows while the next are checked.
+    events_write(project=project, rows=encoded.rows_of(items))
+    return BatchResult(accepted=len(encoded.positions), errors=encoded.errors)
+
+
+EventRow = tuple[str, str, datetime, str]  # distinct id, name, time, properties as JSON text
+
+
+class EncodedEvents:
+    """A batch's events checked by events_track's rules and encoded as table rows: the error of
+    each refused item, and the batch positions of the rows given out."""
+
+    def __init__(self) -> None:
+        self.errors: list[ItemError] = []
+        self.positions: list[int] = []
+        now = timezone.now()
+        self._window = _EventWindow(
+            latest=now + FUTURE_TOLERANCE,
+            earliest=now - timedelta(days=settings.COHORTSYNC_EVENT_RETENTION_DAYS),
+        )
+
+    def rows_of(self, items: Sequence[Any]) -> Iterator[EventRow]:
+        """The rows of the valid items, in batch order (lazily: a refused item adds an error)."""
+        window, errors, positions = self._window, self.errors, self.positions
+        for index, item in enumerate(items):
+            try:
+                row = _event_row(item, window)
+            except _ItemInvalid as invalid:
+                errors.append(ItemError(index, invalid.field, invalid.message))
+                continue
+            positions.append(index)
+            yield row
 
 
 @dataclass(frozen=True)
 class _EventWindow:
     latest: datetime
     earliest: datetime
+    latest_timestamp: float = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "latest_timestamp", self.latest.timestamp())
 
 
-def _event_row(item: Any, window: _EventWindow) -> tuple[str, str, datetime, bytes]:
+def _event_row(item: Any, window: _EventWindow) -> EventRow:
     _check_object(item, EVENT_FIELDS)
     distinct_id = _required_name(item, "distinct_id")
     name = _required_name(item, "event")
@@ -311,14 +332,14 @@ def _event_row(item: Any, window: _EventWindow) -> tuple[str, str, datetime, byt
         raise _ItemInvalid("time", "is required")
     time = _event_time(item["time"], window)
     properties = _properties(item["properties"], "properties") if "properties" in item else b"{}"
-    return distinct_id, name, time, properties
+    return distinct_id, name, time, properties.decode()
 
 
 def _event_time(value: Any, window: _EventWindow) -> datetime:
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         if not math.isfinite(value):
             raise _ItemInvalid("time", "must be a finite number of seconds")
-        if value > window.latest.timestamp():
+        if value > window.latest_timestamp:
             raise _ItemInvalid("time", f"{_TOO_FAR_AHEAD} (unix time in milliseconds? send seconds)")
         try:
             time = datetime.fromtimestamp(value, tz=UTC)
@@ -343,14 +364,21 @@ def _event_time(value: Any, window: _EventWindow) -> datetime:
     return time
 
 
-def _events_write(project: Project, rows: list[tuple[str, str, datetime, bytes]]) -> None:
+def events_write(*, project: Project, rows: Iterable[EventRow]) -> None:
+    """Store event rows (from EncodedEvents), in the caller's transaction if there is one."""
     if db.vendor == "postgresql":
+        rows = iter(rows)
+        first = next(rows, None)
+        if first is None:
+            return
         # COPY: several times faster than a multi-row INSERT for batches of thousands.
         copy_sql = f"COPY {Event._meta.db_table} (project_id, distinct_id, name, time, properties) FROM STDIN"
+        project_id = project.pk
         with transaction.atomic(), db.cursor() as cursor:
             with cursor.cursor.copy(copy_sql) as copy:
-                for distinct_id, name, time, properties in rows:
-                    copy.write_row((project.pk, distinct_id, name, time, properties.decode()))
+                copy.write_row((project_id, *first))
+                for row in rows:
+                    copy.write_row((project_id, *row))
     else:
         Event.objects.bulk_create(
             Event(project=project, distinct_id=distinct_id, name=name, time=time, properties=orjson.loads(properties))
@@ -384,7 +412,8 @@ def rows_delete_in_chunks(*, rows: QuerySet, chunk_size: int) -> int:
 # --- Validation shared by profiles and events -------------------------------------------------
 
 
-def _check_batch_size(items: Sequence) -> None:
+def check_batch_size(items: Sequence) -> None:
+    """Refuse a batch (ValidationError, code batch_too_large) of more than MAX_BATCH items."""
     if len(items) > MAX_BATCH:
         raise ValidationError(
             f"A batch holds at most {MAX_BATCH:,} items; this one has {len(items):,}. Send it in smaller batches.",
