@@ -86,7 +86,7 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def start_server(port: int, threads: int) -> subprocess.Popen:
+def start_server(port: int, threads: int, conn_max_age: int) -> subprocess.Popen:
     gunicorn = Path(sys.executable).parent / "gunicorn"
     if not gunicorn.exists():
         sys.exit("needs gunicorn (the web server measured): pip install gunicorn")
@@ -94,7 +94,9 @@ def start_server(port: int, threads: int) -> subprocess.Popen:
         [str(gunicorn), "config.wsgi:application", "-w", "1", "-b",
          f"127.0.0.1:{port}", "--log-level", "warning", "--timeout", "120",
          *(["--threads", str(threads)] if threads > 1 else [])],
-        cwd=ROOT, env={**os.environ, "COHORTSYNC_API_THROTTLE_RATE": "1000000/min"},
+        cwd=ROOT, env={**os.environ, "COHORTSYNC_API_THROTTLE_RATE": "1000000/min",
+                       # django-environ reads the persistent-connection setting from the URL's query.
+                       "DATABASE_URL": f"{os.environ['DATABASE_URL']}?conn_max_age={conn_max_age}"},
     )
     for _ in range(100):
         try:
@@ -180,6 +182,9 @@ def main() -> None:
                         help="gzip the SDK request bodies (Content-Encoding: gzip; our batch API takes plain JSON)")
     parser.add_argument("--concurrency", type=int, default=1, help="connections at once")
     parser.add_argument("--threads", type=int, help="the worker's threads (default: --concurrency; 1: sync worker)")
+    parser.add_argument("--conn-max-age", type=int, default=0, metavar="SECONDS",
+                        help="keep the worker's database connection between requests (Django's CONN_MAX_AGE; "
+                             "the project's default 0 connects for each request)")
     parser.add_argument("--only", choices=["ours", "segment", "mixpanel"], help="measure one endpoint")
     parser.add_argument("--profile", type=Path, metavar="DIR", help="record the worker under py-spy into DIR")
     options = parser.parse_args()
@@ -211,11 +216,11 @@ def main() -> None:
     work = [entry[1:] for entry in work if options.only in (None, entry[0])]
     port = free_port()
     threads = options.threads or options.concurrency
-    server = start_server(port, threads)
+    server = start_server(port, threads, options.conn_max_age)
     worker = worker_pid(server)
     try:
         print(f"PostgreSQL {url.rsplit('/', 1)[-1]}, one gunicorn worker on 127.0.0.1:{port}, "
-              f"{threads} thread(s), {options.concurrency} connection(s){', gzip SDK bodies' if options.gzip else ''}")
+              f"{threads} thread(s), {options.concurrency} connection(s), CONN_MAX_AGE {options.conn_max_age}{', gzip SDK bodies' if options.gzip else ''}")
         for label, path, bodies, empty, headers in work:
             auth = {"/v1/batch": (write_key, ""), "/import": (secret, "")}.get(path)
             timed(label, f"http://127.0.0.1:{port}{path}", bodies, empty, headers, auth, total,
