@@ -294,10 +294,11 @@ def _observe_paused(alert: Alert, sync: Sync) -> Observation:
 
 def _observe_failing(alert: Alert, sync: Sync) -> Observation:
     needed = int(alert.threshold)
-    runs = list(
-        SyncRun.objects.filter(sync_id=sync.pk, status__in=FINISHED_RUN_STATUSES)
-        .order_by("-started_at", "-id").values_list("pk", "status", "error_message")[:max(needed, FAILURE_STREAK_SCAN)]
-    )
+    rows = (SyncRun.objects.filter(sync_id=sync.pk, status__in=FINISHED_RUN_STATUSES)
+            .order_by("-started_at", "-id").values_list("pk", "status", "error_message", "stops"))
+    # A resumed run is one row whose earlier attempts are its `stops`: each counts as a run.
+    runs = [attempt for pk, status, error, stops in rows[:max(needed, FAILURE_STREAK_SCAN)]
+            for attempt in [(pk, status, error), *((pk, stop["status"], stop["error"]) for stop in reversed(stops or []))]]
     streak = next((i for i, (_, status, _) in enumerate(runs) if status != SyncRun.Status.FAILED), len(runs))
     holds = streak >= needed
     last_error = _excerpt(runs[0][2]) if streak else ""

@@ -10,11 +10,17 @@ Recreates the database named by DATABASE_URL (default
 postgres://postgres@127.0.0.1:5432/cohortsync_sdk_bench; its name must contain "bench"
 because it is dropped), migrates it, starts ONE gunicorn process (`-w 1`, sync worker: the
 per-process figure) on loopback, and POSTs request bodies built beforehand over one
-keep-alive connection, one request at a time (`--concurrency N`: N connections at once to
-one gthread worker with N threads, still one process). The time is the server's whole work: HTTP,
+connection, one request at a time (`--concurrency N`: N connections at once to one gthread
+worker with N threads, still one process; `--concurrency 2 --threads 1`: two connections to the
+sync worker, so that it never waits for the client between requests). The time is the server's whole work: HTTP,
 gzip (with --gzip), JSON, translation, the event id ledger (every Segment and Mixpanel event
 carries a `messageId` / `$insert_id`), validation and COPY. Events are spread over the last
 4 days, over 20,000 distinct ids.
+
+Beside the rate, each line gives the worker's CPU time per 1,000 events (user + system, read
+from /proc): unlike the rate it does not move much when other work shares the machine.
+`--only segment` (or `ours`, `mixpanel`) measures one endpoint; `--profile DIR` records the
+worker under py-spy (`pip install py-spy`), one raw (collapsed-stack) file an endpoint.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from __future__ import annotations
 import argparse
 import gzip
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -79,7 +86,7 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def start_server(port: int, threads: int) -> subprocess.Popen:
+def start_server(port: int, threads: int, conn_max_age: int) -> subprocess.Popen:
     gunicorn = Path(sys.executable).parent / "gunicorn"
     if not gunicorn.exists():
         sys.exit("needs gunicorn (the web server measured): pip install gunicorn")
@@ -87,7 +94,9 @@ def start_server(port: int, threads: int) -> subprocess.Popen:
         [str(gunicorn), "config.wsgi:application", "-w", "1", "-b",
          f"127.0.0.1:{port}", "--log-level", "warning", "--timeout", "120",
          *(["--threads", str(threads)] if threads > 1 else [])],
-        cwd=ROOT, env={**os.environ, "COHORTSYNC_API_THROTTLE_RATE": "1000000/min"},
+        cwd=ROOT, env={**os.environ, "COHORTSYNC_API_THROTTLE_RATE": "1000000/min",
+                       # django-environ reads the persistent-connection setting from the URL's query.
+                       "DATABASE_URL": f"{os.environ['DATABASE_URL']}?conn_max_age={conn_max_age}"},
     )
     for _ in range(100):
         try:
@@ -99,27 +108,71 @@ def start_server(port: int, threads: int) -> subprocess.Popen:
     sys.exit("gunicorn did not start")
 
 
-def timed(label: str, url: str, bodies: list[bytes], headers: dict, auth, total: int, compress: bool,
-          concurrency: int) -> None:
+def worker_pid(server: subprocess.Popen) -> int:
+    """The gunicorn worker (the master's one child), which does the requests' work."""
+    for _ in range(100):
+        children = Path(f"/proc/{server.pid}/task/{server.pid}/children").read_text().split()
+        if children:
+            return int(children[0])
+        time.sleep(0.1)
+    sys.exit("gunicorn started no worker")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def timed(label: str, url: str, bodies: list[bytes], empty: bytes, headers: dict, auth, total: int, compress: bool,
+          concurrency: int, worker: int, profile: Path | None) -> None:
     import requests
 
     if compress:
         bodies = [gzip.compress(body, compresslevel=6) for body in bodies]
         headers = {**headers, "Content-Encoding": "gzip"}
+    headers = {**headers, "X-Forwarded-Proto": "https"}  # what the TLS proxy in front adds
     sessions = [requests.Session() for _ in range(concurrency)]
     for session in sessions:
         session.auth = auth
+
+    # An empty batch first on each connection: the worker imports its code and connects before the clock starts.
+    for session in sessions:
+        answer = session.post(url, data=empty, headers={**headers, "Content-Encoding": "identity"}, timeout=120)
+        assert answer.status_code in (200, 201), (answer.status_code, answer.text[:300])
 
     def send(number: int) -> None:
         for body in bodies[number::concurrency]:
             answer = sessions[number].post(url, data=body, headers=headers, timeout=120)
             assert answer.status_code in (200, 201), (answer.status_code, answer.text[:300])
 
+    spy = None
+    if profile is not None:
+        profile.mkdir(parents=True, exist_ok=True)
+        output = profile / f"{label.split()[0].lower()}.txt"
+        spy = subprocess.Popen([str(Path(sys.executable).parent / "py-spy"), "record", "--idle", "--format", "raw", "--rate",
+                                "200", "--pid", str(worker), "--output", str(output)], stdout=subprocess.DEVNULL)
+        time.sleep(1)  # attached before the first request
+    cpu_before = cpu_seconds(worker)
     started = time.perf_counter()
     with ThreadPoolExecutor(concurrency) as pool:
         list(pool.map(send, range(concurrency)))
     elapsed = time.perf_counter() - started
-    print(f"{label:<34} {total:>9,} events {len(bodies):>5} requests {elapsed:7.2f} s = {total / elapsed:>8,.0f} events/s")
+    cpu = cpu_seconds(worker) - cpu_before
+    if spy is not None:
+        spy.send_signal(signal.SIGINT)
+        spy.wait(timeout=30)
+    print(f"{label:<34} {total:>9,} events {len(bodies):>5} requests {elapsed:7.2f} s = {total / elapsed:>8,.0f} events/s"
+          f"  worker CPU {1000 * cpu / total * 1000:5.1f} ms/1,000 events  (load {os.getloadavg()[0]:.2f})")
+
+
+def production_environment() -> None:
+    """Run as production does (sync_bench.py too): without DEBUG, which keeps a log of every query,
+    behind a TLS proxy (the bench sends its X-Forwarded-Proto), with throwaway secrets."""
+    os.environ.setdefault("DJANGO_DEBUG", "false")
+    os.environ.setdefault("DJANGO_SECRET_KEY", "bench-only-secret-key")
+    os.environ.setdefault("COHORTSYNC_ENCRYPTION_KEYS", "YmVuY2gtb25seS1mZXJuZXQta2V5LTMyLWJ5dGVzISE=")
+    os.environ.setdefault("DJANGO_BEHIND_TLS_PROXY", "true")
 
 
 def main() -> None:
@@ -127,8 +180,15 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=200_000, help="events per endpoint")
     parser.add_argument("--gzip", action="store_true",
                         help="gzip the SDK request bodies (Content-Encoding: gzip; our batch API takes plain JSON)")
-    parser.add_argument("--concurrency", type=int, default=1, help="connections at once, and the worker's threads")
+    parser.add_argument("--concurrency", type=int, default=1, help="connections at once")
+    parser.add_argument("--threads", type=int, help="the worker's threads (default: --concurrency; 1: sync worker)")
+    parser.add_argument("--conn-max-age", type=int, default=0, metavar="SECONDS",
+                        help="keep the worker's database connection between requests (Django's CONN_MAX_AGE; "
+                             "the project's default 0 connects for each request)")
+    parser.add_argument("--only", choices=["ours", "segment", "mixpanel"], help="measure one endpoint")
+    parser.add_argument("--profile", type=Path, metavar="DIR", help="record the worker under py-spy into DIR")
     options = parser.parse_args()
+    production_environment()
 
     url = django_on_fresh_database(DEFAULT_DATABASE_URL)
     from django.db import connection
@@ -147,25 +207,28 @@ def main() -> None:
     now = time.time()
     total = options.events
     work = [
-        ("our batch API /api/v1/events/", "/api/v1/events/", our_bodies(total, now),
+        ("ours", "our batch API /api/v1/events/", "/api/v1/events/", our_bodies(total, now), b'{"events": []}',
          {"Authorization": f"Bearer {api_key}", "Content-Type": "application/json"}),
-        ("Segment /v1/batch", "/v1/batch", segment_bodies(total, now),
+        ("segment", "Segment /v1/batch", "/v1/batch", segment_bodies(total, now), b'{"batch": []}',
          {"Content-Type": "application/json"}),
-        ("Mixpanel /import", "/import", mixpanel_bodies(total, now), {"Content-Type": "application/json"}),
+        ("mixpanel", "Mixpanel /import", "/import", mixpanel_bodies(total, now), b"[]", {"Content-Type": "application/json"}),
     ]
+    work = [entry[1:] for entry in work if options.only in (None, entry[0])]
     port = free_port()
-    server = start_server(port, options.concurrency)
+    threads = options.threads or options.concurrency
+    server = start_server(port, threads, options.conn_max_age)
+    worker = worker_pid(server)
     try:
         print(f"PostgreSQL {url.rsplit('/', 1)[-1]}, one gunicorn worker on 127.0.0.1:{port}, "
-              f"{options.concurrency} connection(s){', gzip SDK bodies' if options.gzip else ''}")
-        for label, path, bodies, headers in work:
+              f"{threads} thread(s), {options.concurrency} connection(s), CONN_MAX_AGE {options.conn_max_age}{', gzip SDK bodies' if options.gzip else ''}")
+        for label, path, bodies, empty, headers in work:
             auth = {"/v1/batch": (write_key, ""), "/import": (secret, "")}.get(path)
-            timed(label, f"http://127.0.0.1:{port}{path}", bodies, headers, auth, total,
-                  options.gzip and path != "/api/v1/events/", options.concurrency)
+            timed(label, f"http://127.0.0.1:{port}{path}", bodies, empty, headers, auth, total,
+                  options.gzip and path != "/api/v1/events/", options.concurrency, worker, options.profile)
     finally:
         server.terminate()
         server.wait(timeout=10)
-    assert Event.objects.filter(project=project).count() == 3 * total
+    assert Event.objects.filter(project=project).count() == len(work) * total
 
 
 if __name__ == "__main__":

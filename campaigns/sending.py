@@ -111,7 +111,8 @@ def release_abandoned_sends(*, message: Message) -> int:
                                        reserved_at__gte=stale_before)
     MessageRun.objects.filter(message=message, status=MessageRun.Status.RUNNING,
                               started_at__lt=stale_before).exclude(Exists(fresh)).update(
-        status=MessageRun.Status.FAILED, finished_at=timezone.now(), error_message="abandoned: the worker stopped"
+        status=MessageRun.Status.FAILED, finished_at=timezone.now(),
+        error_message="abandoned: its worker stopped mid-run (killed, or cut off from the database) and its claim lapsed",
     )
     pending = MessageSend.objects.filter(message=message, status=MessageSend.Status.PENDING)
     released = pending.exclude(run__status=MessageRun.Status.RUNNING).delete()[0]

@@ -8,7 +8,7 @@ items are written even when others in the batch are refused.
 import logging
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
@@ -42,6 +42,11 @@ _JSON_NUL = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
 _EDGE_WHITESPACE = re.compile(r"^[\s\ufeff]|[\s\ufeff]$")  # JavaScript's trim() strips U+FEFF too
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 LONE_SURROGATE = re.compile("[\ud800-\udfff]")  # only lone ones reach a Python str: JSON pairs are joined
+# Anything the distinct id rule could refuse at its ends or inside: absent in almost every id, so
+# one search clears it and only a match runs the rule's checks one by one (for their message).
+_DISTINCT_ID_SUSPECT = re.compile("^[\\s\ufeff]|[\\s\ufeff]$|[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+# The same for property names: NUL or a lone surrogate anywhere in them.
+_PROPERTY_NAME_SUSPECT = re.compile("[\x00\ud800-\udfff]")
 _JSON_TYPES = {type(None): "null", bool: "a boolean", int: "a number", float: "a number", str: "a string",
                list: "an array", dict: "an object"}
 
@@ -87,7 +92,7 @@ def profiles_upsert(*, project: Project, items: Sequence[dict]) -> BatchResult:
     `set`, `set_once` (only where the profile has no such property yet) and `unset`, applied
     in that order within an item, and items for one distinct id in batch order.
     """
-    _check_batch_size(items)
+    check_batch_size(items)
     result = BatchResult()
     changes: dict[str, list[_ProfileChange]] = {}
     for index, item in enumerate(items):
@@ -278,32 +283,53 @@ def _profile_merged(stored: _StoredProfile | None, changes: list[_ProfileChange]
 def events_track(*, project: Project, items: Sequence[dict]) -> BatchResult:
     """Record events ("Data in: events, batch track"); times more than an hour ahead or older
     than the retention window (COHORTSYNC_EVENT_RETENTION_DAYS) are refused."""
-    _check_batch_size(items)
-    result = BatchResult()
-    now = timezone.now()
-    window = _EventWindow(
-        latest=now + FUTURE_TOLERANCE,
-        earliest=now - timedelta(days=settings.COHORTSYNC_EVENT_RETENTION_DAYS),
-    )
-    rows: list[tuple[str, str, datetime, bytes]] = []
-    for index, item in enumerate(items):
-        try:
-            rows.append(_event_row(item, window))
-        except _ItemInvalid as invalid:
-            result.errors.append(ItemError(index, invalid.field, invalid.message))
-    if rows:
-        _events_write(project, rows)
-    result.accepted = len(rows)
-    return result
+    check_batch_size(items)
+    encoded = EncodedEvents()
+    # Each item is checked as it goes into the COPY: PostgreSQL stores rows while the next are checked.
+    events_write(project=project, rows=encoded.rows_of(items))
+    return BatchResult(accepted=len(encoded.positions), errors=encoded.errors)
+
+
+EventRow = tuple[str, str, datetime, str]  # distinct id, name, time, properties as JSON text
+
+
+class EncodedEvents:
+    """A batch's events checked by events_track's rules and encoded as table rows: the error of
+    each refused item, and the batch positions of the rows given out."""
+
+    def __init__(self) -> None:
+        self.errors: list[ItemError] = []
+        self.positions: list[int] = []
+        now = timezone.now()
+        self._window = _EventWindow(
+            latest=now + FUTURE_TOLERANCE,
+            earliest=now - timedelta(days=settings.COHORTSYNC_EVENT_RETENTION_DAYS),
+        )
+
+    def rows_of(self, items: Sequence[Any]) -> Iterator[EventRow]:
+        """The rows of the valid items, in batch order (lazily: a refused item adds an error)."""
+        window, errors, positions = self._window, self.errors, self.positions
+        for index, item in enumerate(items):
+            try:
+                row = _event_row(item, window)
+            except _ItemInvalid as invalid:
+                errors.append(ItemError(index, invalid.field, invalid.message))
+                continue
+            positions.append(index)
+            yield row
 
 
 @dataclass(frozen=True)
 class _EventWindow:
     latest: datetime
     earliest: datetime
+    latest_timestamp: float = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "latest_timestamp", self.latest.timestamp())
 
 
-def _event_row(item: Any, window: _EventWindow) -> tuple[str, str, datetime, bytes]:
+def _event_row(item: Any, window: _EventWindow) -> EventRow:
     _check_object(item, EVENT_FIELDS)
     distinct_id = _required_name(item, "distinct_id")
     name = _required_name(item, "event")
@@ -311,14 +337,14 @@ def _event_row(item: Any, window: _EventWindow) -> tuple[str, str, datetime, byt
         raise _ItemInvalid("time", "is required")
     time = _event_time(item["time"], window)
     properties = _properties(item["properties"], "properties") if "properties" in item else b"{}"
-    return distinct_id, name, time, properties
+    return distinct_id, name, time, properties.decode()
 
 
 def _event_time(value: Any, window: _EventWindow) -> datetime:
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         if not math.isfinite(value):
             raise _ItemInvalid("time", "must be a finite number of seconds")
-        if value > window.latest.timestamp():
+        if value > window.latest_timestamp:
             raise _ItemInvalid("time", f"{_TOO_FAR_AHEAD} (unix time in milliseconds? send seconds)")
         try:
             time = datetime.fromtimestamp(value, tz=UTC)
@@ -343,14 +369,22 @@ def _event_time(value: Any, window: _EventWindow) -> datetime:
     return time
 
 
-def _events_write(project: Project, rows: list[tuple[str, str, datetime, bytes]]) -> None:
+def events_write(*, project: Project, rows: Iterable[EventRow]) -> None:
+    """Store event rows (from EncodedEvents), in the caller's transaction if there is one."""
     if db.vendor == "postgresql":
+        rows = iter(rows)
+        first = next(rows, None)
+        if first is None:
+            return
         # COPY: several times faster than a multi-row INSERT for batches of thousands.
         copy_sql = f"COPY {Event._meta.db_table} (project_id, distinct_id, name, time, properties) FROM STDIN"
-        with transaction.atomic(), db.cursor() as cursor:
+        project_id = project.pk
+        # No savepoint inside the caller's transaction: two round trips, and nothing to undo alone.
+        with transaction.atomic(savepoint=False), db.cursor() as cursor:
             with cursor.cursor.copy(copy_sql) as copy:
-                for distinct_id, name, time, properties in rows:
-                    copy.write_row((project.pk, distinct_id, name, time, properties.decode()))
+                copy.write_row((project_id, *first))
+                for row in rows:
+                    copy.write_row((project_id, *row))
     else:
         Event.objects.bulk_create(
             Event(project=project, distinct_id=distinct_id, name=name, time=time, properties=orjson.loads(properties))
@@ -384,7 +418,8 @@ def rows_delete_in_chunks(*, rows: QuerySet, chunk_size: int) -> int:
 # --- Validation shared by profiles and events -------------------------------------------------
 
 
-def _check_batch_size(items: Sequence) -> None:
+def check_batch_size(items: Sequence) -> None:
+    """Refuse a batch (ValidationError, code batch_too_large) of more than MAX_BATCH items."""
     if len(items) > MAX_BATCH:
         raise ValidationError(
             f"A batch holds at most {MAX_BATCH:,} items; this one has {len(items):,}. Send it in smaller batches.",
@@ -408,6 +443,8 @@ def distinct_id_problem(value: Any) -> str | None:
     The one rule of every way in (API, imports, static member lists): a string of 1 to 255
     characters, without surrounding whitespace, control characters or lone surrogates.
     """
+    if type(value) is str and 0 < len(value) <= MAX_NAME_LENGTH and not _DISTINCT_ID_SUSPECT.search(value):
+        return None
     if not isinstance(value, str):
         return f"must be a string, not {_json_type(value)}"
     if not value.strip():
@@ -451,8 +488,9 @@ def _properties(value: Any, name: str) -> bytes:
         raise _ItemInvalid(name, f"must be an object, not {_json_type(value)}")
     if not value:
         return b"{}"
-    for property_name in value:
-        _check_property_name(property_name, name)
+    if not _property_names_plain(value):
+        for property_name in value:
+            _check_property_name(property_name, name)
     try:
         encoded = orjson.dumps(value)
     except TypeError as exc:  # orjson.JSONEncodeError: not JSON, or text with a lone surrogate
@@ -461,6 +499,16 @@ def _properties(value: Any, name: str) -> bytes:
     if b"\\u0000" in encoded and _JSON_NUL.search(encoded):
         raise _ItemInvalid(name, "values must not contain NUL characters")
     return encoded
+
+
+def _property_names_plain(properties: dict) -> bool:
+    """Whether every property name passes _check_property_name, checked at once (False: check them one by one)."""
+    try:
+        joined = "".join(properties)
+    except TypeError:  # a name that is not a string
+        return False
+    return (all(properties) and max(map(len, properties)) <= MAX_NAME_LENGTH
+            and not _PROPERTY_NAME_SUSPECT.search(joined))
 
 
 def _check_property_name(value: Any, name: str) -> None:

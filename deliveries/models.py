@@ -128,6 +128,9 @@ class SyncRun(models.Model):
     # A run that stopped (failed, crashed, hit the time limit) is resumed by the next attempt
     # from its first undelivered page; each stop it had is kept here (at, status, error, pages).
     resumed_count = models.PositiveIntegerField(db_default=0, editable=False)
+    # False once the run's picture no longer fits the sync (its connection or exported
+    # properties changed): a stopped run is then started over, not resumed.
+    resumable = models.BooleanField(db_default=True, editable=False)
     stops = models.JSONField(null=True, blank=True, editable=False)
 
     class Meta:

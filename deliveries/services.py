@@ -5,6 +5,7 @@ import logging
 import uuid
 from collections.abc import Iterable
 from datetime import datetime, timedelta
+from functools import partial
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -90,6 +91,8 @@ def sync_update(*, sync: Sync, **fields) -> Sync:
     if {"connection", "properties"} & set(changed):
         sync.force_full = True
         changed.append("force_full")
+        # A stopped run's pages were cut for the old receiver or columns: never resumed.
+        SyncRun.objects.filter(sync=sync).exclude(status=SyncRun.Status.SUCCEEDED).update(resumable=False)
     if "interval_minutes" in changed and sync.state == Sync.State.ACTIVE and sync.next_run_at is not None:
         sync.next_run_at = min(sync.next_run_at, timezone.now() + timedelta(minutes=sync.interval_minutes))
         changed.append("next_run_at")
@@ -356,14 +359,20 @@ def sync_request_run(*, sync: Sync, full: bool = False, trigger: str = "manual")
     task lost later is re-enqueued by the dispatcher. A full run is asked for on the sync
     (force_full), so it survives re-enqueuing.
     """
+    from .engine.run import queue_resumption, unqueue_resumption
     from .tasks import run_sync
 
     sync_check_runnable(sync=sync)
     if full:
-        sync_request_full_refresh(sync=sync)
-    run = SyncRun.objects.create(sync=sync, status=SyncRun.Status.QUEUED, trigger=trigger,
-                                 dispatched_until=timezone.now() + dispatch_lease())
+        sync = sync_request_full_refresh(sync=sync)
+    until = timezone.now() + dispatch_lease()
+    # A run that stopped with pages left is what runs next (engine.run): queue it again.
+    if run := queue_resumption(sync=sync, full=full, trigger=trigger, dispatched_until=until):
+        on_failure = partial(unqueue_resumption, run=run)
+    else:
+        run = SyncRun.objects.create(sync=sync, status=SyncRun.Status.QUEUED, trigger=trigger, dispatched_until=until)
+        on_failure = None
     transaction.on_commit(lambda: run_enqueue_requested(
-        task=run_sync, run=run, args=(sync.pk,), kwargs={"trigger": trigger, "run_id": run.pk}
+        task=run_sync, run=run, args=(sync.pk,), kwargs={"trigger": trigger, "run_id": run.pk}, on_failure=on_failure,
     ))
     return run

@@ -72,9 +72,12 @@ def queued_runs_dispatch(*, runs: QuerySet, task, subject: str, now: datetime) -
     return run_ids
 
 
-def run_enqueue_requested(*, task, run, args: tuple, kwargs: dict) -> None:
+def run_enqueue_requested(*, task, run, args: tuple, kwargs: dict,
+                          on_failure: Callable[[], object] | None = None) -> None:
     """Enqueue the task of a run just committed as `queued`. The broker refusing it deletes
-    the row (nothing is left behind) and raises BrokerUnavailable; a task lost later is the
+    the row (nothing is left behind; `on_failure` instead for a row that existed before, e.g. a
+    stopped run queued for resumption) and raises BrokerUnavailable; a task lost later is the
     dispatcher's to re-enqueue (`dispatched_until`)."""
     enqueue(task, [(args, kwargs)], expires=run.dispatched_until,
-            on_failure=lambda: type(run).objects.filter(pk=run.pk, status=type(run).Status.QUEUED).delete())
+            on_failure=on_failure or (
+                lambda: type(run).objects.filter(pk=run.pk, status=type(run).Status.QUEUED).delete()))

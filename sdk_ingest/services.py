@@ -10,7 +10,14 @@ from django.db import connection as db, transaction
 from django.utils import timezone
 
 from access.services import hashed_key_create
-from cohorts.ingestion import PRUNE_CHUNK, BatchResult, ItemError, events_track, rows_delete_in_chunks
+from cohorts.ingestion import (
+    PRUNE_CHUNK,
+    BatchResult,
+    EncodedEvents,
+    check_batch_size,
+    events_write,
+    rows_delete_in_chunks,
+)
 from cohorts.models import Project
 
 from .models import IngestKey, ReceivedInsertId
@@ -52,46 +59,76 @@ def events_track_once(*, project: Project, items: Sequence[dict], insert_ids: Se
     """events_track, except that an event whose id (`insert_ids[i]`, None for none) was already
     stored for the project, or repeats one earlier in the batch, is acknowledged as accepted and
     not stored again (Mixpanel's `$insert_id` and Segment's `messageId` contract)."""
+    encoded = EncodedEvents()
     with transaction.atomic():
-        claimed = _insert_ids_claim(project, {i for i in insert_ids if i})
-        fresh_items, fresh_positions = [], []
-        for position, (item, insert_id) in enumerate(zip(items, insert_ids, strict=True)):
+        with _InsertIdClaim(project, {i for i in insert_ids if i}) as claim:
+            rows = list(encoded.rows_of(items))  # checked while PostgreSQL records the ids
+        claimed = claim.fresh
+        fresh = []  # positions of the items to store: no id, or the first of a newly recorded one
+        for position, insert_id in enumerate(insert_ids):
             if insert_id:
                 if insert_id not in claimed:
                     continue  # stored before, or earlier in this batch
                 claimed.discard(insert_id)
-            fresh_items.append(item)
-            fresh_positions.append(position)
-        result = events_track(project=project, items=fresh_items)
-        errors = [ItemError(fresh_positions[error.index], error.field, error.message) for error in result.errors]
+            fresh.append(position)
+        check_batch_size(fresh)
+        fresh_set = set(fresh)
+        errors = [error for error in encoded.errors if error.index in fresh_set]
         refused_ids = [insert_ids[error.index] for error in errors if insert_ids[error.index]]
         if refused_ids:
             # A refused event leaves no trace, so the corrected event sent again is stored.
             ReceivedInsertId.objects.filter(project=project, insert_id__in=refused_ids).delete()
-    duplicates = len(items) - len(fresh_items)
-    return BatchResult(accepted=result.accepted + duplicates, errors=errors)
+        events_write(project=project, rows=(row for row, position in zip(rows, encoded.positions, strict=True)
+                                            if position in fresh_set))
+    duplicates = len(items) - len(fresh)
+    return BatchResult(accepted=len(fresh) - len(errors) + duplicates, errors=errors)
 
 
-def _insert_ids_claim(project: Project, insert_ids: set[str]) -> set[str]:
-    """Record these ids; returns the ones not recorded before (the others are duplicates). A
-    concurrent batch holding one of them makes us wait for its commit or rollback."""
-    if not insert_ids:
-        return set()
-    table = ReceivedInsertId._meta.db_table
-    now = timezone.now()
-    ordered = sorted(insert_ids)  # one lock order for concurrent batches
-    with db.cursor() as cursor:
-        if db.vendor == "postgresql":
-            cursor.execute(
-                f"""INSERT INTO {table} (project_id, insert_id, received_at)
+class _InsertIdClaim:
+    """Records a batch's ids while the block runs (`fresh`, on leaving it: the ids not recorded
+    before; the others are duplicates). A concurrent batch holding one of them makes us wait for
+    its commit or rollback. On PostgreSQL the statement runs while the block's Python work does."""
+
+    def __init__(self, project: Project, insert_ids: set[str]):
+        self.project, self.insert_ids = project, sorted(insert_ids)  # one lock order for concurrent batches
+        self.fresh: set[str] = set()
+        self._cursor = self._pipeline = None
+
+    def __enter__(self) -> "_InsertIdClaim":
+        if self.insert_ids and db.vendor == "postgresql":
+            import psycopg  # the PostgreSQL driver, only needed here
+
+            db.ensure_connection()
+            connection = db.connection
+            # Pipeline mode: the INSERT is sent without waiting for its answer.
+            self._pipeline = connection.pipeline()
+            self._pipeline.__enter__()
+            self._cursor = psycopg.Cursor(connection)
+            self._cursor.execute(
+                f"""INSERT INTO {ReceivedInsertId._meta.db_table} (project_id, insert_id, received_at)
                 SELECT %s, insert_id, %s FROM unnest(%s::text[]) AS ids (insert_id)
                 ON CONFLICT (project_id, insert_id) DO NOTHING RETURNING insert_id""",
-                [project.pk, now, ordered],
+                [self.project.pk, timezone.now(), self.insert_ids],
             )
-            return {row[0] for row in cursor.fetchall()}
-        claimed = set()
-        for start in range(0, len(ordered), _SQLITE_CLAIM_CHUNK):
-            chunk = ordered[start:start + _SQLITE_CLAIM_CHUNK]
+        return self
+
+    def __exit__(self, exc_type, exc, traceback) -> None:
+        if self._pipeline is not None:
+            self._pipeline.__exit__(exc_type, exc, traceback)
+            if exc_type is None:
+                self.fresh = {row[0] for row in self._cursor.fetchall()}
+            self._cursor.close()
+        elif exc_type is None and self.insert_ids:
+            self.fresh = _insert_ids_claim_sqlite(self.project, self.insert_ids)
+
+
+def _insert_ids_claim_sqlite(project: Project, insert_ids: list[str]) -> set[str]:
+    table = ReceivedInsertId._meta.db_table
+    now = timezone.now()
+    claimed = set()
+    with db.cursor() as cursor:
+        for start in range(0, len(insert_ids), _SQLITE_CLAIM_CHUNK):
+            chunk = insert_ids[start:start + _SQLITE_CLAIM_CHUNK]
             cursor.execute(
                 f"""INSERT INTO {table} (project_id, insert_id, received_at)
                 VALUES {', '.join(['(%s, %s, %s)'] * len(chunk))}
@@ -99,7 +136,7 @@ def _insert_ids_claim(project: Project, insert_ids: set[str]) -> set[str]:
                 [value for insert_id in chunk for value in (project.pk, insert_id, now)],
             )
             claimed.update(row[0] for row in cursor.fetchall())
-        return claimed
+    return claimed
 
 
 def insert_ids_prune() -> int:

@@ -71,6 +71,31 @@ def page_sessions(*, run: SyncRun, page_plans: list[PagePlan]) -> list[tuple[uui
     return [(run.session_id, page_plans)]
 
 
+@dataclass(frozen=True)
+class PagePosition:
+    """Where page `page_count` (1-based, run-wide) of a run falls: its plan, its place in the
+    plan, its session and its place there."""
+
+    plan: PagePlan
+    index_in_plan: int  # 0-based
+    session_id: uuid.UUID
+    session_page: int  # 1-based, as page_info counts
+    session_pages: int
+
+
+def page_position(*, run: SyncRun, page_plans: list[PagePlan], page_count: int) -> PagePosition:
+    before = 0
+    for session_id, plans in page_sessions(run=run, page_plans=page_plans):
+        session_pages, session_before = sum(plan.pages for plan in plans), 0
+        for plan in plans:
+            if page_count <= before + plan.pages:
+                index = page_count - before - 1
+                return PagePosition(plan, index, session_id, session_before + index + 1, session_pages)
+            before += plan.pages
+            session_before += plan.pages
+    raise ValueError(f"the run has {before} pages, not {page_count}")
+
+
 def run_page_plans(*, run: SyncRun, snapshot_generation: int | None) -> list[PagePlan]:
     """A staged run's pages, from what staging recorded on it (the counts and the page size):
     the same plans whenever they are computed, so a resumed run cuts the same pages."""

@@ -17,9 +17,10 @@ from outbound.sender import Destination, masked_request_headers
 
 from ..models import Sync, SyncRun
 from .pages import stream_pages
-from .plan import ACTIONS, page_sessions, plan_run
+from .plan import ACTIONS, page_position, plan_run
+from .run import last_stopped_run
 from .send import page_context
-from .stage import stage_members
+from .stage import stage_members, staged_page_plans
 
 
 @dataclass(frozen=True)
@@ -62,20 +63,27 @@ def sync_preview(*, sync: Sync, full: bool = False) -> RunPreview:
 
 def _preview(*, sync: Sync, full: bool) -> RunPreview:
     plan = plan_run(sync=sync, full=full)
-    run = SyncRun.objects.create(sync=sync, kind=plan.kind, reason=plan.reason, trigger="preview")
-    page_plans = stage_members(run=run, sync=sync)
+    stopped, resumable = last_stopped_run(sync=sync, plan=plan)
+    if resumable:  # the next run resumes it (engine.run): its picture, from its first undelivered page
+        run, reason = stopped, (f"resumes the stopped run {stopped.session_id} from page "
+                                f"{stopped.pages_delivered + 1} of {stopped.total_pages}")
+        page_plans = staged_page_plans(run=run, sync=sync)
+    else:
+        run = SyncRun.objects.create(sync=sync, kind=plan.kind, reason=plan.reason, trigger="preview")
+        reason = plan.reason
+        page_plans = stage_members(run=run, sync=sync)
     preview = dict(
-        kind=plan.kind, reason=plan.reason, members_count=run.members_count, adds_count=run.adds_count,
+        kind=run.kind, reason=reason, members_count=run.members_count, adds_count=run.adds_count,
         removes_count=run.removes_count, total_pages=run.total_pages,
         pages={ACTIONS[page_plan.op]: page_plan.pages for page_plan in page_plans},
     )
-    # Page 1, as the run sends it first (an empty `add_members` page of a diff included).
-    first = page_plans[0]
+    # The first page the run sends (an empty `add_members` page of a diff included).
+    page_count = min(run.pages_delivered + 1, run.total_pages) if resumable else 1
+    at = page_position(run=run, page_plans=page_plans, page_count=page_count)
     properties = tuple(sync.properties or ())
-    rows = next(stream_pages(run=run, plan=first, properties=properties))
-    first_session_id, first_session = page_sessions(run=run, page_plans=page_plans)[0]
-    context = page_context(run=run, sync=sync, plan=first, page_count=1, session_id=first_session_id,
-                           session_page=1, session_pages=sum(plan.pages for plan in first_session))
+    rows = next(stream_pages(run=run, plan=at.plan, properties=properties, skip=at.index_in_plan))
+    context = page_context(run=run, sync=sync, plan=at.plan, page_count=page_count, session_id=at.session_id,
+                           session_page=at.session_page, session_pages=at.session_pages)
     try:
         body = payloads.page_renderer(sync.connection)(context, rows, properties)
     except PayloadTemplateError as exc:

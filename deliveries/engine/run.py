@@ -31,14 +31,17 @@ def sync_run(
 
     A scheduled trigger runs only a due sync; others (`manual`, `api`, `cli`) run it now.
     `run_id` names a run queued by services.sync_request_run, which this run then fills in.
-    The sync's last run, if it stopped with pages left, is resumed instead (resumable_run).
+    The sync's last run, if it stopped with pages left, is resumed instead (last_stopped_run).
     """
     token = services.sync_claim(sync_id=sync_id, require_due=(trigger == "schedule"))
     if token is None and _claim_of_a_dead_process_broken(sync_id):
         token = services.sync_claim(sync_id=sync_id, require_due=(trigger == "schedule"))
     if token is None:
-        run_skip(model=SyncRun, run_id=run_id, reason=selectors.sync_not_run_reason(
-            sync_id=sync_id, scheduled=trigger == "schedule"))
+        reason = selectors.sync_not_run_reason(sync_id=sync_id, scheduled=trigger == "schedule")
+        # A queued resumption stays resumable: back to failed, saying why it did not run now.
+        SyncRun.objects.filter(pk=run_id, status=SyncRun.Status.QUEUED, total_pages__gt=0).update(
+            status=SyncRun.Status.FAILED, finished_at=timezone.now(), error_message=reason)
+        run_skip(model=SyncRun, run_id=run_id, reason=reason)
         return None
     run = None
     try:
@@ -50,14 +53,22 @@ def sync_run(
                 sync = services.sync_request_full_refresh(sync=sync)
             plan = plan_run(sync=sync, full=full)
             unsuccessful_diffs = history.ids(kind=SyncRun.Kind.DIFF)
-            if stopped := resumable_run(sync=sync, plan=plan, history=history):
+            stopped, resumable = last_stopped_run(sync=sync, plan=plan, history=history)
+            if resumable:
                 run = run_resume(run=stopped, queued_run_id=run_id)
                 page_plans = staged_page_plans(run=run, sync=sync)
                 unsuccessful_diffs = [pk for pk in unsuccessful_diffs if pk != run.pk]
             else:
                 drop_unresumable_pictures(sync=sync, history=history)
+                if stopped is not None and stopped.pk == run_id:
+                    run_id = None  # a queued resumption that cannot resume now: a new run starts over
                 run = run_start(runs=sync.runs, run_id=run_id, kind=plan.kind, reason=plan.reason, trigger=trigger,
                                 worker=claim_holder())
+                if stopped is not None:  # say so on the run that is not resumed
+                    SyncRun.objects.filter(pk=stopped.pk).update(
+                        status=SyncRun.Status.FAILED if stopped.status == SyncRun.Status.QUEUED else stopped.status,
+                        error_message=f"{stopped.error_message} · not resumed ({resumable.why_not}): "
+                                      f"run {run.session_id} started over"[:2000])
                 page_plans = stage_members(run=run, sync=sync, unsuccessful_diffs=unsuccessful_diffs)
             verdict = deliver_run(run=run, sync=sync, page_plans=page_plans, token=token, progress=progress,
                                   heartbeat=heartbeat)
@@ -96,8 +107,8 @@ def _stop_reason(exc: BaseException) -> str:
 @dataclass(frozen=True)
 class RunHistory:
     """What a new run needs of the sync's earlier runs, read once under the claim (one query):
-    those that did not succeed (left running, failed, paused; a few columns of each) and the
-    last run that started, whatever its status."""
+    those that did not succeed (left running, failed, paused, or queued again to resume; a few
+    columns of each) and the last run that started or was queued to resume, whatever its status."""
 
     unsuccessful: list[SyncRun]
     last: SyncRun | None
@@ -106,49 +117,103 @@ class RunHistory:
         return [run.pk for run in self.unsuccessful if run.kind == kind]
 
 
-UNSUCCESSFUL = (SyncRun.Status.RUNNING, SyncRun.Status.FAILED, SyncRun.Status.PAUSED)
+# Runs that may hold a picture that was not delivered: stopped, left running, or queued to resume.
+UNSUCCESSFUL = Q(status__in=[SyncRun.Status.RUNNING, SyncRun.Status.FAILED, SyncRun.Status.PAUSED]) | Q(
+    status=SyncRun.Status.QUEUED, total_pages__gt=0)
 
 
 def run_history(*, sync_id: int) -> RunHistory:
     runs = SyncRun.objects.filter(sync_id=sync_id)
-    last = runs.exclude(status__in=[SyncRun.Status.QUEUED, SyncRun.Status.SKIPPED]).order_by("-started_at", "-id")
-    rows = list(runs.filter(Q(status__in=UNSUCCESSFUL) | Q(pk=Subquery(last.values("pk")[:1])))
+    # Queued requests that have not started have no picture; a queued resumption has one.
+    last = runs.exclude(status=SyncRun.Status.SKIPPED).exclude(status=SyncRun.Status.QUEUED, total_pages=0)
+    last_id = Subquery(last.order_by("-started_at", "-id").values("pk")[:1])
+    rows = list(runs.filter(UNSUCCESSFUL | Q(pk=last_id)).annotate(last_id=last_id)
                 .only("pk", "sync_id", "kind", "status", "started_at", "total_pages", "worker"))
-    return RunHistory(unsuccessful=[run for run in rows if run.status in UNSUCCESSFUL],
-                      last=max(rows, key=lambda run: (run.started_at, run.pk), default=None))
+    # The last run is the only row that may have succeeded.
+    return RunHistory(unsuccessful=[run for run in rows if run.status != SyncRun.Status.SUCCEEDED],
+                      last=next((run for run in rows if run.pk == run.last_id), None))
 
 
-def resumable_run(*, sync: Sync, plan, history: RunHistory) -> SyncRun | None:
-    """The sync's last run, if it stopped (failed or paused) with its picture complete, started
-    within COHORTSYNC_RESUME_MAX_AGE_HOURS, and still answers what is asked: a full picture
-    always does; a diff's only when a diff is asked for (a requested full load starts anew)."""
-    max_age = timedelta(hours=settings.COHORTSYNC_RESUME_MAX_AGE_HOURS)
+class Resumable:
+    """Whether a stopped run is resumed; if not, why (truthy only when it is)."""
+
+    def __init__(self, why_not: str = ""):
+        self.why_not = why_not
+
+    def __bool__(self) -> bool:
+        return not self.why_not
+
+
+def last_stopped_run(*, sync: Sync, plan, history: RunHistory | None = None) -> tuple[SyncRun | None, Resumable]:
+    """The sync's last run if it stopped (failed or paused) with its picture complete and pages
+    left, and whether it is resumed: if it started within COHORTSYNC_RESUME_MAX_AGE_HOURS and
+    still answers what is asked (a full picture always does; a diff's only when a diff is
+    asked for, so a requested full load starts anew). `history`: run_history, if read."""
+    last = (history or run_history(sync_id=sync.pk)).last
+    if (last is None or last.status not in (SyncRun.Status.FAILED, SyncRun.Status.PAUSED, SyncRun.Status.QUEUED)
+            or last.total_pages == 0):
+        return None, Resumable("nothing to resume")
+    last = SyncRun.objects.get(pk=last.pk)  # the whole row: it is resumed, or told why not
+    max_age = settings.COHORTSYNC_RESUME_MAX_AGE_HOURS
     if not max_age:
-        return None
-    last = history.last
-    if (last is None or last.status not in (SyncRun.Status.FAILED, SyncRun.Status.PAUSED)
-            or last.total_pages == 0 or last.started_at < timezone.now() - max_age):
-        return None
+        return last, Resumable("resuming is turned off")
+    if not last.resumable:
+        return last, Resumable("the sync's connection or properties changed since")
+    if last.started_at < timezone.now() - timedelta(hours=max_age):
+        return last, Resumable(f"its picture is older than {max_age:g} h")
     if last.kind == SyncRun.Kind.DIFF and plan.kind != SyncRun.Kind.DIFF:
-        return None
-    return SyncRun.objects.get(pk=last.pk)  # the whole row: the run goes on
+        return last, Resumable(f"a full load is due ({plan.reason})")
+    return last, Resumable()
+
+
+def _stop_record(run: SyncRun) -> dict:
+    return {"at": run.finished_at.isoformat() if run.finished_at else None, "status": run.status,
+            "error": run.error_message, "pages_delivered": run.pages_delivered, "trigger": run.trigger}
 
 
 def run_resume(*, run: SyncRun, queued_run_id: int | None) -> SyncRun:
-    """The stopped run runs again, from its first undelivered page; its stop is kept in `stops`.
-    A run queued by a request is skipped, naming the run resumed in its place."""
-    stop = {"at": run.finished_at.isoformat() if run.finished_at else None, "status": run.status,
-            "error": run.error_message, "pages_delivered": run.pages_delivered}
-    run.stops = [*(run.stops or []), stop]
+    """The stopped run runs again, from its first undelivered page; its stop is kept in `stops`
+    (a queued resumption's was kept when it was queued). Another run queued by a request is
+    skipped, naming the run resumed in its place."""
+    if run.status != SyncRun.Status.QUEUED:
+        run.stops = [*(run.stops or []), _stop_record(run)]
     run.status, run.finished_at, run.error_message, run.http_status = SyncRun.Status.RUNNING, None, "", None
     run.resumed_count += 1
     run.worker = claim_holder()
     run.save(update_fields=["stops", "status", "finished_at", "error_message", "http_status", "resumed_count",
                             "worker"])
-    run_skip(model=SyncRun, run_id=queued_run_id,
-             reason=f"resumed the stopped run {run.session_id} in its place, from page "
-                    f"{run.pages_delivered + 1} of {run.total_pages}")
+    if queued_run_id != run.pk:
+        run_skip(model=SyncRun, run_id=queued_run_id,
+                 reason=f"resumed the stopped run {run.session_id} in its place, from page "
+                        f"{run.pages_delivered + 1} of {run.total_pages}")
     return run
+
+
+def queue_resumption(*, sync: Sync, full: bool, trigger: str, dispatched_until) -> SyncRun | None:
+    """A run asked for now (pages, admin, API) while the sync's last run stopped and can be
+    resumed: that run is queued again, so the run the caller gets, and follows, is the one that
+    resumes. None when there is nothing to resume (the caller queues a new run)."""
+    stopped, resumable = last_stopped_run(sync=sync, plan=plan_run(sync=sync, full=full))
+    if not resumable:
+        return None
+    if stopped.status == SyncRun.Status.QUEUED:  # asked for twice: the same resumption
+        return stopped
+    queued = SyncRun.objects.filter(pk=stopped.pk, status=stopped.status).update(
+        status=SyncRun.Status.QUEUED, stops=[*(stopped.stops or []), _stop_record(stopped)], finished_at=None,
+        error_message="", http_status=None, trigger=trigger, dispatched_until=dispatched_until)
+    if not queued:  # a run took it up meanwhile
+        return None
+    stopped.refresh_from_db()
+    return stopped
+
+
+def unqueue_resumption(*, run: SyncRun) -> None:
+    """The broker refused a queued resumption's task: the run is stopped as it was."""
+    stop = (run.stops or [{}])[-1]
+    SyncRun.objects.filter(pk=run.pk, status=SyncRun.Status.QUEUED).update(
+        status=stop.get("status", SyncRun.Status.FAILED), error_message=stop.get("error", ""),
+        finished_at=stop.get("at") or timezone.now(), trigger=stop.get("trigger", run.trigger),
+        stops=(run.stops or [])[:-1])
 
 
 def drop_unresumable_pictures(*, sync: Sync, history: RunHistory) -> None:

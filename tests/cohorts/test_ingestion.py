@@ -588,3 +588,20 @@ def test_lone_surrogates_elsewhere_in_an_item_refuse_only_that_item():
     assert events.errors == [ItemError(0, "event", "must not contain a lone surrogate (U+D800 at character 3): "
                                                    "it is not valid Unicode text")]
     assert events.accepted == 1
+
+
+@pytest.mark.parametrize(("name", "message"), [
+    pytest.param("", "property names must not be empty", id="empty"),
+    pytest.param("n" * 256, f"property name {'n' * 20!r}… is longer than 255 characters", id="too-long"),
+    pytest.param("a\x00b", "property names must not contain NUL characters", id="nul"),
+    pytest.param("a\ud800", "property name 'a\\ud800' holds a lone surrogate: not valid Unicode text", id="surrogate"),
+    pytest.param(7, "property names must be strings, not a number", id="not-a-string"),
+])
+def test_an_event_property_name_is_refused_with_its_reason_after_good_ones(name, message):
+    now = timezone.now().isoformat()
+    result = events_track(project=ProjectFactory(), items=[
+        {"distinct_id": "a", "event": "Play", "time": now, "properties": {"ok": 1, name: 2, "x" * 300: 3}},
+        {"distinct_id": "a", "event": "Play", "time": now, "properties": {"ok": 1, "n" * 255: 2}},
+    ])
+
+    assert result == BatchResult(accepted=1, errors=[ItemError(0, "properties", message)])

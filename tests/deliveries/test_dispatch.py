@@ -9,7 +9,9 @@ from deliveries import dispatch, services, tasks
 from deliveries.models import SyncRun
 from outbound.dispatch import queued_runs_dispatch
 from outbound.errors import BrokerUnavailable
+from tests.conftest import run_now
 from tests.factories import SyncFactory
+from tests.support.receiver import Reply
 
 
 @pytest.mark.django_db
@@ -64,3 +66,50 @@ def test_the_dispatcher_undoes_its_marks_when_the_broker_is_down(broker_down, dj
 
     sync.refresh_from_db()
     assert sync.dispatched_until is None  # due again at the next tick
+
+
+def stopped_after_page_1(make_sync, receiver, settings):
+    """A sync of two pages whose first run failed after page 1: resumable."""
+    sync = make_sync(members=["A", "B", "C"])
+    sync.connection.page_size = 2
+    sync.connection.save()
+    receiver.reply(Reply(), *[Reply(status=503)] * (len(settings.COHORTSYNC_RETRY_DELAYS) + 1))
+    stopped = run_now(sync)
+    assert stopped.status == SyncRun.Status.FAILED
+    return sync, stopped
+
+
+@pytest.mark.django_db
+def test_run_now_after_a_stopped_run_queues_that_run_to_resume_it(
+    make_sync, receiver, settings, sent_run_tasks, django_capture_on_commit_callbacks,
+):
+    """The run a request returns is the one that runs: the stopped run, resumed in its row."""
+    sync, stopped = stopped_after_page_1(make_sync, receiver, settings)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        requested = services.sync_request_run(sync=sync, trigger="api")
+
+    assert requested.pk == stopped.pk and requested.status == SyncRun.Status.QUEUED
+    assert [stop["status"] for stop in requested.stops] == ["failed"]
+    assert SyncRun.objects.filter(sync=sync).count() == 1
+    receiver.clear()
+    run = tasks.run_sync(sync.pk, trigger="api", run_id=requested.pk)  # the worker's part
+    stored = SyncRun.objects.get(pk=stopped.pk)
+    assert run == str(stopped.session_id) and stored.status == SyncRun.Status.SUCCEEDED
+    assert (stored.resumed_count, stored.trigger, len(stored.stops)) == (1, "api", 1)
+    assert [r.page_info["page_count"] for r in receiver.requests] == [2]
+
+
+@pytest.mark.django_db
+def test_a_resumption_whose_task_the_broker_refuses_is_stopped_as_it_was(
+    make_sync, receiver, settings, django_capture_on_commit_callbacks, request,
+):
+    sync, stopped = stopped_after_page_1(make_sync, receiver, settings)
+    request.getfixturevalue("broker_down")
+
+    with pytest.raises(BrokerUnavailable), django_capture_on_commit_callbacks(execute=True):
+        services.sync_request_run(sync=sync)
+
+    stored = SyncRun.objects.get(pk=stopped.pk)  # not deleted, not queued: resumable as before
+    assert (stored.status, stored.error_message, stored.trigger, stored.stops) == (
+        stopped.status, stopped.error_message, stopped.trigger, [])

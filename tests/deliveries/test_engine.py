@@ -18,6 +18,7 @@ from deliveries.models import DeliveryAttempt, MemberOp, Notification, SnapshotM
 from integrations.payloads import page_id
 from outbound.policy import Outcome
 from tests.conftest import run_now, set_members
+from tests.factories import ConnectionFactory
 from tests.support.receiver import Reply
 
 pytestmark = pytest.mark.django_db
@@ -479,6 +480,56 @@ def test_a_diff_run_failing_on_page_2_is_resumed_and_the_next_diff_brings_what_c
     assert not StagedMember.objects.exists()
 
 
+def test_a_stopped_diff_is_not_resumed_when_a_full_load_is_asked_for_and_says_so(make_sync, receiver, settings):
+    sync = make_sync(members=["A", "B"])
+    delivered(sync, receiver)
+    set_members(sync.cohort, ["A", "B", "C"])
+    receiver.reply(*[Reply(status=503)] * (len(settings.COHORTSYNC_RETRY_DELAYS) + 1))
+    failed = run_now(sync)
+    receiver.clear()
+
+    full = run_now(sync, full=True)
+
+    assert (full.kind, full.status) == (SyncRun.Kind.FULL, SyncRun.Status.SUCCEEDED) and full.pk != failed.pk
+    assert sorted(ids(receiver.requests)) == ["A", "B", "C"]
+    failed.refresh_from_db()
+    assert failed.error_message.endswith(f"not resumed (a full load is due (full refresh)): run {full.session_id} "
+                                         "started over")
+
+
+def test_a_stopped_full_load_is_started_over_for_a_new_connection_not_resumed(make_sync, receiver, settings):
+    """Its first pages went to the old receiver: the new one must get every page."""
+    sync = make_sync(members=names("u", 1500))  # two pages
+    receiver.reply(Reply(), *[Reply(status=500)] * (len(settings.COHORTSYNC_RETRY_DELAYS) + 1))
+    stopped = run_now(sync)
+    new_receiver = ConnectionFactory(project=sync.cohort.project, url=receiver.url("/new"))
+    services.sync_update(sync=sync, connection=new_receiver)
+    receiver.clear()
+
+    run = run_now(sync)
+
+    assert run.pk != stopped.pk and (run.kind, run.status) == (SyncRun.Kind.FULL, SyncRun.Status.SUCCEEDED)
+    assert [(r.path, r.page_info["page_count"]) for r in receiver.requests] == [("/new", 1), ("/new", 2)]
+    stopped.refresh_from_db()
+    assert "not resumed (the sync's connection or properties changed since)" in stopped.error_message
+
+
+def test_a_run_requested_while_one_is_resumable_resumes_it_and_the_request_names_it(make_sync, receiver, settings):
+    sync = make_sync(members=names("u", 1500))  # two pages
+    receiver.reply(Reply(), *[Reply(status=500)] * (len(settings.COHORTSYNC_RETRY_DELAYS) + 1))
+    failed = run_now(sync)
+    receiver.clear()
+    queued = SyncRun.objects.create(sync=sync, status=SyncRun.Status.QUEUED, trigger="api")
+
+    run = sync_run(sync_id=sync.pk, trigger="api", run_id=queued.pk)
+
+    assert (run.pk, run.status, run.resumed_count) == (failed.pk, SyncRun.Status.SUCCEEDED, 1)
+    queued.refresh_from_db()
+    assert queued.status == SyncRun.Status.SKIPPED
+    assert queued.error_message == f"resumed the stopped run {failed.session_id} in its place, from page 2 of 2"
+    assert [r.page_info["page_count"] for r in receiver.requests] == [2]
+
+
 def test_a_diff_run_failing_on_page_2_sends_the_same_change_again_when_resuming_is_off(
         make_sync, receiver, settings):
     settings.COHORTSYNC_RESUME_MAX_AGE_HOURS = 0
@@ -591,6 +642,9 @@ def test_a_failed_first_runs_generation_is_kept_for_its_resumption_and_dropped_b
 
     assert run.pk != failed.pk and run.status == SyncRun.Status.SUCCEEDED
     assert set(SnapshotMember.objects.filter(sync=sync).values_list("generation", flat=True)) == {run.pk}
+    failed.refresh_from_db()  # says why it was not resumed
+    assert failed.error_message.endswith(f" · not resumed (its picture is older than 12 h): run {run.session_id} "
+                                         "started over")
 
 
 def test_refreshes_and_diffs_change_the_current_generation_in_place(make_sync, receiver):

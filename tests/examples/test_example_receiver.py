@@ -131,7 +131,7 @@ def test_a_retried_page_the_receiver_already_applied_is_dropped(example, monkeyp
     assert receiver.copy(sync) == cohort_ids(sync) == {"A", "C"}
 
 
-def test_a_full_load_that_fails_midway_leaves_the_copy_alone_until_a_full_load_completes(example):
+def test_a_full_load_that_fails_midway_leaves_the_copy_alone_until_its_resumption_completes_it(example):
     sync, receiver = example(page_size=1)
     set_members(sync.cohort, ["A", "B", "C"])
     store_apply = receiver.store.apply
@@ -150,10 +150,35 @@ def test_a_full_load_that_fails_midway_leaves_the_copy_alone_until_a_full_load_c
 
     receiver.store.apply = store_apply
     set_members(sync.cohort, ["B", "C", "D"])
+    resumed = succeeded(sync)
+    assert (resumed.pk, resumed.kind) == (run.pk, SyncRun.Kind.FULL)  # page 3 of the same session
+    assert receiver.copy(sync) == {"A", "B", "C"}  # the load as it was fixed, now complete
+    assert receiver.store.sessions == {}
+
+    succeeded(sync)  # the next diff brings what changed since
+    assert receiver.copy(sync) == cohort_ids(sync) == {"B", "C", "D"}
+
+
+def test_a_full_load_that_fails_midway_is_replaced_by_a_new_one_when_resuming_is_off(example, settings):
+    settings.COHORTSYNC_RESUME_MAX_AGE_HOURS = 0
+    sync, receiver = example(page_size=1)
+    set_members(sync.cohort, ["A", "B", "C"])
+    store_apply = receiver.store.apply
+
+    def fail_third_page(page_id, body):
+        if body["parameters"]["page_info"]["page_count"] == 3:
+            raise OSError("disk full")
+        return store_apply(page_id, body)
+
+    receiver.store.apply = fail_third_page
+    with override_settings(COHORTSYNC_RETRY_DELAYS=[0.01]):
+        assert run_now(sync).status == SyncRun.Status.FAILED
+    receiver.store.apply = store_apply
+    set_members(sync.cohort, ["B", "C", "D"])
     run = succeeded(sync)
     assert run.kind == SyncRun.Kind.FULL  # the first load never completed
     assert receiver.copy(sync) == cohort_ids(sync) == {"B", "C", "D"}
-    assert receiver.store.sessions == {}
+    assert receiver.store.sessions == {}  # the abandoned session dropped when the new one completed
 
 
 def test_signatures_are_checked_and_a_bad_one_pauses_the_sync(example):
@@ -228,6 +253,8 @@ def test_a_diff_that_fails_midway_still_converges(example):
 
     receiver.store.apply = store_apply
     set_members(sync.cohort, ["A"])  # C leaves again before the next run
-    succeeded(sync)
+    succeeded(sync)  # the resumption: B's removal
+    assert receiver.copy(sync) == {"A", "C"}
+    succeeded(sync)  # the next diff: C's
 
     assert receiver.copy(sync) == cohort_ids(sync) == {"A"}

@@ -112,18 +112,21 @@ def test_a_user_resumes_a_paused_sync_and_watches_a_run_appear(
     paused_sync.refresh_from_db()
     assert paused_sync.state == Sync.State.ACTIVE
 
+    # The refused run stopped with its pages left: running now resumes it, in the same row.
     page.get_by_role("button", name="Run now").click()
     expect(page.locator(".messages")).to_contain_text("is queued")
     newest = page.locator("table.runs tbody.run").first
     expect(newest).to_contain_text("Queued")
+    expect(page.locator("table.runs tbody.run")).to_have_count(8)
     ((args, kwargs),) = queued_runs
     tasks.run_sync(*args, **kwargs)  # the worker's part, in the foreground
 
     page.reload()
     newest = page.locator("table.runs tbody.run").first
-    expect(page.locator("table.runs tbody.run")).to_have_count(9)
+    expect(page.locator("table.runs tbody.run")).to_have_count(8)
     expect(newest).to_contain_text("Succeeded")
     expect(newest).to_contain_text("manual")
+    expect(newest).to_contain_text("resumed 1×")
     newest.locator("summary").click()
     expect(newest.locator("table.attempts")).to_contain_text("add_members")
     expect(page.locator(".alert")).to_have_count(0)  # the success cleared the stored error

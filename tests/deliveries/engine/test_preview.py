@@ -16,6 +16,7 @@ from outbound.sender import MASKED
 from tests.api.conftest import key_client
 from tests.conftest import run_now, set_members
 from tests.factories import UserFactory
+from tests.support.receiver import Reply
 
 pytestmark = pytest.mark.django_db
 
@@ -59,6 +60,28 @@ def test_a_first_run_preview_shows_the_members_and_the_first_page_exactly_as_sen
     sent = receiver.requests[0]
     assert without_ids(preview.first_page.body) == without_ids(sent.body.decode())
     assert preview.first_page.headers["Content-Type"] == sent.headers["content-type"]
+
+
+def test_the_preview_of_a_stopped_run_shows_its_resumption_from_the_first_undelivered_page(
+        receiver, make_sync, settings):
+    sync = make_sync(members=["a", "b", "c", "d", "e"])
+    sync.connection.page_size = 2
+    sync.connection.save()
+    receiver.reply(Reply(), *[Reply(status=503)] * (len(settings.COHORTSYNC_RETRY_DELAYS) + 1))
+    stopped = run_now(sync)
+    receiver.clear()
+    before = state_of(sync)
+
+    preview = sync_preview(sync=sync)
+
+    assert (preview.kind, preview.reason) == (
+        SyncRun.Kind.FULL, f"resumes the stopped run {stopped.session_id} from page 2 of 3")
+    assert (preview.members_count, preview.total_pages) == (5, 3)
+    assert receiver.requests == [] and state_of(sync) == before
+    run_now(sync)
+    sent = receiver.requests[0]  # the resumption's first page, byte for byte
+    assert preview.first_page.body == sent.body.decode()
+    assert preview.first_page.headers["webhook-id"] == sent.headers["webhook-id"]
 
 
 def test_a_diff_preview_counts_adds_and_removes_and_changes_nothing(receiver, make_sync):

@@ -1,0 +1,83 @@
+"""The event id ledger under concurrent batches (PostgreSQL: the ids are recorded in a pipelined
+statement while the batch's items are checked)."""
+
+import threading
+from datetime import timedelta
+
+import pytest
+from django.db import connection as db, transaction
+from django.utils import timezone
+
+from cohorts.ingestion import BatchResult, ItemError
+from cohorts.models import Event
+from sdk_ingest.models import ReceivedInsertId
+from sdk_ingest.services import events_track_once
+from tests.factories import ProjectFactory
+
+
+def _events(*names: str) -> list[dict]:
+    now = timezone.now().isoformat()
+    return [{"distinct_id": "ada", "event": name, "time": now} for name in names]
+
+
+def _track_in_open_transaction(project, ids, held: threading.Event, release: threading.Event, commit: bool):
+    try:
+        with transaction.atomic():
+            events_track_once(project=project, items=_events(*ids), insert_ids=ids)
+            held.set()
+            release.wait(10)
+            if not commit:
+                transaction.set_rollback(True)
+    finally:
+        db.close()
+
+
+def _wait_for_a_blocked_query() -> None:
+    deadline = timezone.now() + timedelta(seconds=10)
+    with db.cursor() as cursor:
+        while timezone.now() < deadline:
+            cursor.execute("SELECT count(*) FROM pg_locks WHERE NOT granted")
+            if cursor.fetchone()[0]:
+                return
+            threading.Event().wait(0.01)
+    raise AssertionError("the second batch never waited for the first")
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("commit", [True, False], ids=["first commits", "first rolls back"])
+def test_a_concurrent_batch_with_the_same_ids_waits_and_stores_each_event_once(require_postgres, commit):
+    project = ProjectFactory()
+    held, release, answers = threading.Event(), threading.Event(), []
+    first = threading.Thread(target=_track_in_open_transaction, args=(project, ["a", "b"], held, release, commit))
+    first.start()
+    assert held.wait(10)
+
+    def second_batch():
+        try:
+            answers.append(events_track_once(project=project, items=_events("b", "c"), insert_ids=["b", "c"]))
+        finally:
+            db.close()
+
+    second = threading.Thread(target=second_batch)
+    second.start()
+    _wait_for_a_blocked_query()
+    release.set()
+    first.join(10)
+    second.join(10)
+
+    assert answers == [BatchResult(accepted=2)]
+    stored = sorted(Event.objects.filter(project=project).values_list("name", flat=True))
+    assert stored == (["a", "b", "c"] if commit else ["b", "c"])
+    assert sorted(ReceivedInsertId.objects.values_list("insert_id", flat=True)) == stored
+
+
+@pytest.mark.django_db
+def test_ids_of_refused_events_are_forgotten_and_repeats_are_acknowledged():
+    project = ProjectFactory()
+    items = [*_events("ok"), {"distinct_id": "ada", "event": "late"}, *_events("again", "plain")]
+
+    result = events_track_once(project=project, items=items, insert_ids=["i-1", "i-2", "i-1", None])
+
+    assert result == BatchResult(accepted=3, errors=[ItemError(1, "time", "is required")])
+    assert sorted(Event.objects.filter(project=project).values_list("name", flat=True)) == ["ok", "plain"]
+    assert list(ReceivedInsertId.objects.values_list("insert_id", flat=True)) == ["i-1"]
