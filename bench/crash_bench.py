@@ -36,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import sync_bench  # noqa: E402  (the same database rules)
-from dispatch_bench import start_worker, stop, wait_for_workers  # noqa: E402
+from dispatch_bench import django_with_redis_broker, start_worker, stop, wait_for_workers  # noqa: E402
 
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/cohortsync_crash_bench"
 
@@ -122,18 +122,11 @@ def main(argv=None) -> None:
     parser.add_argument("--faults", default="worker,child")
     args = parser.parse_args(argv)
 
-    os.environ.setdefault("DATABASE_URL", DEFAULT_DATABASE_URL)
-    sync_bench.configure_environment()
-    if not os.environ.get("CELERY_BROKER_URL", "").startswith("redis"):
-        sys.exit("CELERY_BROKER_URL must point at Redis.")
-    sync_bench.prepare_database(recreate=True)
-    sync_bench.django_setup()
+    django_with_redis_broker(DEFAULT_DATABASE_URL)
     from django.conf import settings
-    from django.core.management import call_command
 
     from config import celery_app
 
-    call_command("migrate", verbosity=0)
     print(f"claim lease {settings.COHORTSYNC_CLAIM_LEASE_SECONDS} s, beat dispatches syncs every 30 s; "
           f"{args.members:,} members, {args.delay} s a page, kill after {args.kill_at} pages; "
           f"1-minute load {os.getloadavg()[0]:.1f}")

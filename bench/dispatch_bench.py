@@ -67,6 +67,20 @@ def seed(*, syncs: int, members: int, url: str) -> None:
         )
 
 
+def django_with_redis_broker(default_database_url: str) -> None:
+    """A fresh, migrated benchmark database (DATABASE_URL, else `default_database_url`) and Django
+    set up on it; the broker must be a Redis whose queues the benchmark may empty."""
+    os.environ.setdefault("DATABASE_URL", default_database_url)
+    sync_bench.configure_environment()
+    if not os.environ.get("CELERY_BROKER_URL", "").startswith("redis"):
+        sys.exit("CELERY_BROKER_URL must point at Redis.")
+    sync_bench.prepare_database(recreate=True)
+    sync_bench.django_setup()
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+
+
 def start_worker(name: str, queues: str, concurrency: int) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-m", "celery", "-A", "config", "worker", "-Q", queues, "-c", str(concurrency),
@@ -101,13 +115,7 @@ def main(argv=None) -> None:
     parser.add_argument("--drain", type=int, default=None, help="stop after this many runs (default: all)")
     args = parser.parse_args(argv)
 
-    os.environ.setdefault("DATABASE_URL", DEFAULT_DATABASE_URL)
-    sync_bench.configure_environment()
-    if not os.environ.get("CELERY_BROKER_URL", "").startswith("redis"):
-        sys.exit("CELERY_BROKER_URL must point at Redis.")
-    sync_bench.prepare_database(recreate=True)
-    sync_bench.django_setup()
-    from django.core.management import call_command
+    django_with_redis_broker(DEFAULT_DATABASE_URL)
     from django.utils import timezone
 
     from config import celery_app
@@ -116,7 +124,6 @@ def main(argv=None) -> None:
     from tests.support.faults import purge_queues, queued_tasks
     from tests.support.receiver import LoopbackReceiver
 
-    call_command("migrate", verbosity=0)
     drain = min(args.drain or args.syncs, args.syncs)
     with LoopbackReceiver(record_bodies=False) as receiver:
         started = time.perf_counter()
