@@ -139,7 +139,7 @@ def queued_run(sync) -> SyncRun:
 @pytest.mark.parametrize("fields, reason", [
     (dict(state=Sync.State.PAUSED), "not run: the sync is paused"),
     (FINISHED, "not run: the sync is finished (a one-time export runs once)"),
-    (dict(claimed_until=timezone.now() + timedelta(minutes=5)), "not run: another run of the sync was in progress"),
+    (dict(claimed_until=timezone.now() + timedelta(days=1)), "not run: another run of the sync was in progress"),
 ])
 def test_a_skipped_queued_run_says_which_state_stopped_it(make_sync, receiver, fields, reason):
     sync = make_sync(members=["a"])
