@@ -97,8 +97,10 @@ def start_server(port: int, threads: int, conn_max_age: int) -> subprocess.Popen
          f"127.0.0.1:{port}", "--log-level", "warning", "--timeout", "120",
          *(["--threads", str(threads)] if threads > 1 else [])],
         cwd=ROOT, env={**os.environ, "COHORTSYNC_API_THROTTLE_RATE": "1000000/min",
-                       # django-environ reads the persistent-connection setting from the URL's query.
-                       "DATABASE_URL": f"{os.environ['DATABASE_URL']}?conn_max_age={conn_max_age}"},
+                       # django-environ reads the persistent-connection setting from the URL's query;
+                       # DATABASE_CONN_MAX_AGE, where settings read it, takes precedence over that.
+                       "DATABASE_URL": f"{os.environ['DATABASE_URL']}?conn_max_age={conn_max_age}",
+                       "DATABASE_CONN_MAX_AGE": str(conn_max_age)},
     )
     for _ in range(100):
         try:
