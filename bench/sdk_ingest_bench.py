@@ -18,7 +18,9 @@ carries a `messageId` / `$insert_id`), validation and COPY. Events are spread ov
 4 days, over 20,000 distinct ids.
 
 Beside the rate, each line gives the worker's CPU time per 1,000 events (user + system, read
-from /proc): unlike the rate it does not move much when other work shares the machine.
+from /proc): unlike the rate it does not move much when other work shares the machine. With
+`--conn-max-age`, the PostgreSQL backends' CPU time per 1,000 events too (PostgreSQL on this
+machine; with the default, each request's backend exits before it can be read).
 `--only segment` (or `ours`, `mixpanel`) measures one endpoint; `--profile DIR` records the
 worker under py-spy (`pip install py-spy`), one raw (collapsed-stack) file an endpoint.
 """
@@ -95,8 +97,10 @@ def start_server(port: int, threads: int, conn_max_age: int) -> subprocess.Popen
          f"127.0.0.1:{port}", "--log-level", "warning", "--timeout", "120",
          *(["--threads", str(threads)] if threads > 1 else [])],
         cwd=ROOT, env={**os.environ, "COHORTSYNC_API_THROTTLE_RATE": "1000000/min",
-                       # django-environ reads the persistent-connection setting from the URL's query.
-                       "DATABASE_URL": f"{os.environ['DATABASE_URL']}?conn_max_age={conn_max_age}"},
+                       # django-environ reads the persistent-connection setting from the URL's query;
+                       # DATABASE_CONN_MAX_AGE, where settings read it, takes precedence over that.
+                       "DATABASE_URL": f"{os.environ['DATABASE_URL']}?conn_max_age={conn_max_age}",
+                       "DATABASE_CONN_MAX_AGE": str(conn_max_age)},
     )
     for _ in range(100):
         try:
@@ -124,8 +128,26 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def database_backends_cpu() -> dict[int, float]:
+    """CPU seconds used so far by each PostgreSQL backend connected to the benchmark database
+    (same machine); a backend that exits takes its figure with it, so only persistent
+    connections (--conn-max-age) give the database's whole work."""
+    import psycopg
+
+    with psycopg.connect(os.environ["DATABASE_URL"], autocommit=True) as conn:
+        pids = [pid for (pid,) in conn.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()")]
+    usage = {}
+    for pid in pids:
+        try:
+            usage[pid] = cpu_seconds(pid)
+        except (FileNotFoundError, ProcessLookupError):
+            pass  # exited meanwhile
+    return usage
+
+
 def timed(label: str, url: str, bodies: list[bytes], empty: bytes, headers: dict, auth, total: int, compress: bool,
-          concurrency: int, worker: int, profile: Path | None) -> None:
+          concurrency: int, worker: int, profile: Path | None, database_cpu: bool) -> None:
     import requests
 
     if compress:
@@ -153,17 +175,23 @@ def timed(label: str, url: str, bodies: list[bytes], empty: bytes, headers: dict
         spy = subprocess.Popen([str(Path(sys.executable).parent / "py-spy"), "record", "--idle", "--format", "raw", "--rate",
                                 "200", "--pid", str(worker), "--output", str(output)], stdout=subprocess.DEVNULL)
         time.sleep(1)  # attached before the first request
+    database_before = database_backends_cpu() if database_cpu else None
     cpu_before = cpu_seconds(worker)
     started = time.perf_counter()
     with ThreadPoolExecutor(concurrency) as pool:
         list(pool.map(send, range(concurrency)))
     elapsed = time.perf_counter() - started
     cpu = cpu_seconds(worker) - cpu_before
+    database = ""
+    if database_before is not None:
+        database_after = database_backends_cpu()
+        used = sum(after - database_before.get(pid, 0.0) for pid, after in database_after.items())
+        database = f"  PostgreSQL CPU {1000 * used / total * 1000:5.1f} ms/1,000 events"
     if spy is not None:
         spy.send_signal(signal.SIGINT)
         spy.wait(timeout=30)
     print(f"{label:<34} {total:>9,} events {len(bodies):>5} requests {elapsed:7.2f} s = {total / elapsed:>8,.0f} events/s"
-          f"  worker CPU {1000 * cpu / total * 1000:5.1f} ms/1,000 events  (load {os.getloadavg()[0]:.2f})")
+          f"  worker CPU {1000 * cpu / total * 1000:5.1f} ms/1,000 events{database}  (load {os.getloadavg()[0]:.2f})")
 
 
 def production_environment() -> None:
@@ -224,7 +252,8 @@ def main() -> None:
         for label, path, bodies, empty, headers in work:
             auth = {"/v1/batch": (write_key, ""), "/import": (secret, "")}.get(path)
             timed(label, f"http://127.0.0.1:{port}{path}", bodies, empty, headers, auth, total,
-                  options.gzip and path != "/api/v1/events/", options.concurrency, worker, options.profile)
+                  options.gzip and path != "/api/v1/events/", options.concurrency, worker, options.profile,
+                  options.conn_max_age > 0)
     finally:
         server.terminate()
         server.wait(timeout=10)

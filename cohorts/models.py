@@ -82,7 +82,11 @@ class CohortSize(models.Model):
 class Event(models.Model):
     """Something a person did. Keyed by distinct id: events may arrive before the profile."""
 
-    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="+", db_index=False)
+    # No database FK: PostgreSQL checks a deferred FK once per row at COMMIT, the largest part
+    # of an ingested batch's commit (docs/benchmarks.md); Django's CASCADE still deletes a
+    # project's events, and rows are only written for a project the request resolved.
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="+", db_index=False,
+                                db_constraint=False)
     distinct_id = models.CharField(max_length=255)
     name = models.CharField(max_length=255)
     time = models.DateTimeField()

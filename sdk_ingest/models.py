@@ -31,7 +31,9 @@ class ReceivedInsertId(models.Model):
     a resent event with it is acknowledged and not stored twice. Kept for the event retention
     window, like the events themselves."""
 
-    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="+", db_index=False)
+    # No database FK, as Event.project: a check per row at COMMIT; Django's CASCADE deletes them.
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="+", db_index=False,
+                                db_constraint=False)
     insert_id = models.CharField(max_length=255)
     received_at = models.DateTimeField()
 

@@ -81,3 +81,16 @@ def test_ids_of_refused_events_are_forgotten_and_repeats_are_acknowledged():
     assert result == BatchResult(accepted=3, errors=[ItemError(1, "time", "is required")])
     assert sorted(Event.objects.filter(project=project).values_list("name", flat=True)) == ["ok", "plain"]
     assert list(ReceivedInsertId.objects.values_list("insert_id", flat=True)) == ["i-1"]
+
+
+@pytest.mark.django_db
+def test_a_deleted_project_takes_its_events_and_event_ids_with_it():
+    # Neither table has a database FK to the project (a check per row at COMMIT): Django cascades.
+    project, other = ProjectFactory(), ProjectFactory()
+    events_track_once(project=project, items=_events("gone"), insert_ids=["i-1"])
+    events_track_once(project=other, items=_events("kept"), insert_ids=["i-1"])
+
+    project.delete()
+
+    assert list(Event.objects.values_list("name", flat=True)) == ["kept"]
+    assert list(ReceivedInsertId.objects.values_list("project_id", flat=True)) == [other.pk]
