@@ -9,10 +9,11 @@ Mixpanel /import beside our own batch API (POST /api/v1/events/).
 Recreates the database named by DATABASE_URL (default
 postgres://postgres@127.0.0.1:5432/cohortsync_sdk_bench; its name must contain "bench"
 because it is dropped), migrates it, starts ONE gunicorn process (`-w 1`, sync worker: the
-per-process figure) on loopback, and POSTs request bodies built beforehand over one
-connection, one request at a time (`--concurrency N`: N connections at once to one gthread
-worker with N threads, still one process; `--concurrency 2 --threads 1`: two connections to the
-sync worker, so that it never waits for the client between requests). The time is the server's whole work: HTTP,
+per-process figure) on loopback, configured as the Procfile and the settings ship it: 4 threads
+(gthread) and database connections kept (`DATABASE_CONN_MAX_AGE` 300), and POSTs request bodies
+built beforehand over 4 connections at once (`--concurrency 1 --conn-max-age 0`: one request at
+a time to a sync worker with a connection a request, the earlier figure; `--concurrency 2
+--threads 1`: two connections to the sync worker, so that it never waits for the client). The time is the server's whole work: HTTP,
 gzip (with --gzip), JSON, translation, the event id ledger (every Segment and Mixpanel event
 carries a `messageId` / `$insert_id`), validation and COPY. Events are spread over the last
 4 days, over 20,000 distinct ids.
@@ -208,11 +209,11 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=200_000, help="events per endpoint")
     parser.add_argument("--gzip", action="store_true",
                         help="gzip the SDK request bodies (Content-Encoding: gzip; our batch API takes plain JSON)")
-    parser.add_argument("--concurrency", type=int, default=1, help="connections at once")
+    parser.add_argument("--concurrency", type=int, default=4,
+                        help="connections at once (default 4: the Procfile's threads a web process)")
     parser.add_argument("--threads", type=int, help="the worker's threads (default: --concurrency; 1: sync worker)")
-    parser.add_argument("--conn-max-age", type=int, default=0, metavar="SECONDS",
-                        help="keep the worker's database connection between requests (Django's CONN_MAX_AGE; "
-                             "the project's default 0 connects for each request)")
+    parser.add_argument("--conn-max-age", type=int, default=300, metavar="SECONDS",
+                        help="DATABASE_CONN_MAX_AGE of the server (default 300, the project's; 0: a connection a request)")
     parser.add_argument("--only", choices=["ours", "segment", "mixpanel"], help="measure one endpoint")
     parser.add_argument("--profile", type=Path, metavar="DIR", help="record the worker under py-spy into DIR")
     options = parser.parse_args()
