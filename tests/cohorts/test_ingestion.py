@@ -26,6 +26,7 @@ from cohorts.models import Cohort, CohortMember, Event, Profile
 from cohorts.services import cohort_members_import
 from cohorts.tasks import prune_events
 from tests.factories import CohortFactory, CohortMemberFactory, ProfileFactory, ProjectFactory
+from tests.support.faults import wait_for_a_blocked_query
 
 pytestmark = pytest.mark.django_db
 
@@ -260,17 +261,6 @@ def _upsert(project, items):
         db.close()
 
 
-def _wait_for_a_blocked_query() -> None:
-    deadline = timezone.now() + timedelta(seconds=10)
-    with db.cursor() as cursor:
-        while timezone.now() < deadline:
-            cursor.execute("SELECT count(*) FROM pg_locks WHERE NOT granted")
-            if cursor.fetchone()[0]:
-                return
-            threading.Event().wait(0.01)
-    raise AssertionError("the second batch never waited for the first")
-
-
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize("exists", [True, False], ids=["existing profile", "new profile"])
 def test_a_concurrent_batch_waits_and_merges_onto_the_first_ones_changes(require_postgres, exists):
@@ -286,7 +276,7 @@ def test_a_concurrent_batch_waits_and_merges_onto_the_first_ones_changes(require
     first.start()
     assert written.wait(10)
     second.start()
-    _wait_for_a_blocked_query()
+    wait_for_a_blocked_query()
     release.set()
     first.join(10)
     second.join(10)

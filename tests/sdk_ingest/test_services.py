@@ -2,7 +2,6 @@
 statement while the batch's items are checked)."""
 
 import threading
-from datetime import timedelta
 
 import pytest
 from django.db import connection as db, transaction
@@ -13,6 +12,7 @@ from cohorts.models import Event
 from sdk_ingest.models import ReceivedInsertId
 from sdk_ingest.services import events_track_once
 from tests.factories import ProjectFactory
+from tests.support.faults import wait_for_a_blocked_query
 
 
 def _events(*names: str) -> list[dict]:
@@ -32,17 +32,6 @@ def _track_in_open_transaction(project, ids, held: threading.Event, release: thr
         db.close()
 
 
-def _wait_for_a_blocked_query() -> None:
-    deadline = timezone.now() + timedelta(seconds=10)
-    with db.cursor() as cursor:
-        while timezone.now() < deadline:
-            cursor.execute("SELECT count(*) FROM pg_locks WHERE NOT granted")
-            if cursor.fetchone()[0]:
-                return
-            threading.Event().wait(0.01)
-    raise AssertionError("the second batch never waited for the first")
-
-
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize("commit", [True, False], ids=["first commits", "first rolls back"])
 def test_a_concurrent_batch_with_the_same_ids_waits_and_stores_each_event_once(require_postgres, commit):
@@ -60,7 +49,7 @@ def test_a_concurrent_batch_with_the_same_ids_waits_and_stores_each_event_once(r
 
     second = threading.Thread(target=second_batch)
     second.start()
-    _wait_for_a_blocked_query()
+    wait_for_a_blocked_query()
     release.set()
     first.join(10)
     second.join(10)

@@ -141,3 +141,16 @@ class PrivateRedis:
             return redis.Redis.from_url(self.url, socket_connect_timeout=0.2).ping()
         except redis.ConnectionError:
             return False
+
+
+def wait_for_a_blocked_query(seconds: float = 10) -> None:
+    """Until another connection's statement waits for a lock (PostgreSQL): a second batch queued
+    behind the first one's open transaction."""
+    deadline = time.monotonic() + seconds
+    with db.cursor() as cursor:
+        while time.monotonic() < deadline:
+            cursor.execute("SELECT count(*) FROM pg_locks WHERE NOT granted")
+            if cursor.fetchone()[0]:
+                return
+            time.sleep(0.01)
+    raise AssertionError("the second batch never waited for the first")
