@@ -204,6 +204,21 @@ def production_environment() -> None:
     os.environ.setdefault("DJANGO_BEHIND_TLS_PROXY", "true")
 
 
+def ledger_fill(project, ids: int) -> None:
+    """Event ids received over the last 30 days, as random as SDKs make them (uuid4)."""
+    from django.db import connection
+
+    from sdk_ingest.models import ReceivedInsertId
+
+    started = time.perf_counter()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""INSERT INTO {ReceivedInsertId._meta.db_table} (project_id, insert_id, received_at)
+            SELECT %s, gen_random_uuid()::text, now() - random() * interval '30 days'
+            FROM generate_series(1, %s)""", [project.pk, ids])
+    print(f"id ledger: {ids:,} ids already received ({time.perf_counter() - started:.1f} s to write them)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--events", type=int, default=200_000, help="events per endpoint")
@@ -216,6 +231,9 @@ def main() -> None:
                         help="DATABASE_CONN_MAX_AGE of the server (default 300, the project's; 0: a connection a request)")
     parser.add_argument("--only", choices=["ours", "segment", "mixpanel"], help="measure one endpoint")
     parser.add_argument("--profile", type=Path, metavar="DIR", help="record the worker under py-spy into DIR")
+    parser.add_argument("--ledger", type=int, default=0, metavar="IDS",
+                        help="event ids already in the id ledger before the clock starts (a deployment that has "
+                             "been receiving for weeks; default 0: a new one)")
     options = parser.parse_args()
     production_environment()
 
@@ -231,6 +249,8 @@ def main() -> None:
     write_key = ingest_key_create(project=project, kind=IngestKey.Kind.SEGMENT_WRITE_KEY, name="bench")[1]
     secret = ingest_key_create(project=project, kind=IngestKey.Kind.MIXPANEL_SECRET, name="bench")[1]
     api_key = api_key_create(project=project, name="bench")[1]
+    if options.ledger:
+        ledger_fill(project, options.ledger)
     connection.close()
 
     now = time.time()
