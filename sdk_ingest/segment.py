@@ -27,6 +27,7 @@ from .services import events_track_once, insert_id_problem
 
 MESSAGE_MAX_BYTES = 32 * 1024  # Segment: 32 KB per call and per message in a batch
 BATCH_MAX_BYTES = 500 * 1024  # Segment: 500 KB per batch request
+BATCH_MAX_MESSAGES = 2_500  # Segment: messages past it are refused with a 200 answer
 MESSAGE_TYPES = ("identify", "track", "page", "screen", "alias", "group")
 ACKNOWLEDGED_TYPES = frozenset({"alias", "group"})
 EVENT_NAMES = {"page": "$page", "screen": "$screen"}
@@ -52,6 +53,10 @@ def segment_messages_ingest(*, project: Project, messages: Sequence[Any], messag
     acknowledged = 0
     received = datetime.now(tz=UTC).isoformat()
     for position, message in enumerate(messages):
+        if position >= BATCH_MAX_MESSAGES:
+            errors.append(ItemError(position, None, f"is past Segment's {BATCH_MAX_MESSAGES:,} messages a batch: "
+                                    "not stored, send it in another batch"))
+            continue
         try:
             kind = _message_type(message, message_type)
             if kind in ACKNOWLEDGED_TYPES:

@@ -88,9 +88,15 @@ def test_segment_limits_answer_400_in_segment_shape(client, write_key):
     assert answer.status_code == 400 and answer.json() == {
         "success": False, "code": "payload_too_large",
         "message": "The request body is larger than the 512,000 bytes allowed: send smaller batches."}
-    tiny = {"batch": [{"type": "identify", "userId": "a"}] * 10_001}  # under 500 KB, past a batch's 10,000
+    # Under 500 KB, past Segment's 2,500 messages a batch: as Segment, 200 and those past it refused.
+    tiny = {"batch": [{"type": "track", "userId": f"u{n}", "event": "E"} for n in range(2_502)]}
     answer = _segment(client, "/v1/batch", tiny, write_key)
-    assert answer.status_code == 400 and answer.json()["code"] == "batch_too_large"
+    assert answer.status_code == 200, answer.content
+    body = answer.json()
+    assert (body["accepted"], body["rejected"]) == (2_500, 2)
+    assert [error["index"] for error in body["errors"]] == [2_500, 2_501]
+    assert "2,500 messages a batch" in body["errors"][0]["message"]
+    assert Event.objects.count() == 2_500 and not Event.objects.filter(distinct_id__in=["u2500", "u2501"]).exists()
     answer = _segment(client, "/v1/batch", b"{not json", write_key)
     assert answer.status_code == 400 and answer.json()["code"] == "invalid_json"
 
