@@ -38,8 +38,8 @@ def basic_credentials(request) -> tuple[str, str] | None:
     return username, password
 
 
-def _ingest_key_login(key: str, kind: str, what: str):
-    ingest_key = ingest_key_for_secret(key=key, kinds=(kind,))
+def _ingest_key_login(key: str, kinds: tuple[str, ...], what: str):
+    ingest_key = ingest_key_for_secret(key=key, kinds=kinds)
     if ingest_key is None:
         raise exceptions.AuthenticationFailed(f"Invalid or revoked {what}.")
     hashed_key_mark_used(hashed_key=ingest_key)
@@ -53,14 +53,14 @@ class SegmentWriteKeyAuthentication(authentication.BaseAuthentication):
         credentials = basic_credentials(request)
         if credentials is None:
             return None
-        return _ingest_key_login(credentials[0], IngestKey.Kind.SEGMENT_WRITE_KEY, "write key")
+        return _ingest_key_login(credentials[0], (IngestKey.Kind.SEGMENT_WRITE_KEY,), "write key")
 
     def authenticate_header(self, request) -> str:
         return 'Basic realm="segment"'
 
 
 class MixpanelSecretAuthentication(authentication.BaseAuthentication):
-    """/import: the project secret as the Basic username, or a service account whose secret is
+    """/import: the project secret (or token) as the Basic username, or a service account whose secret is
     a Cohortsync API key (`?project_id=`, when sent, must be the key's project)."""
 
     def authenticate(self, request):
@@ -69,7 +69,9 @@ class MixpanelSecretAuthentication(authentication.BaseAuthentication):
             return None
         username, password = credentials
         if not password:
-            return _ingest_key_login(username, IngestKey.Kind.MIXPANEL_SECRET, "project secret")
+            # Mixpanel takes the project token there too (its Java library sends it).
+            return _ingest_key_login(username, (IngestKey.Kind.MIXPANEL_SECRET, IngestKey.Kind.MIXPANEL_TOKEN),
+                                     "project secret or token")
         api_key = api_key_for_secret(key=password) if len(password) <= MAX_KEY_LENGTH else None
         if api_key is None or api_key.is_revoked:
             raise exceptions.AuthenticationFailed("Invalid or revoked service account secret (a Cohortsync API key).")

@@ -213,6 +213,28 @@ def test_mixpanel_import_answers_and_errors(client, ingest_project, mixpanel_sec
     assert answer.status_code == 413 and answer.json()["status"] == "Request Entity Too Large"
 
 
+def test_mixpanel_import_takes_the_project_token_as_username_too(client, ingest_project, mixpanel_token,
+                                                                 other_token, write_key):
+    good = [{"event": "Paid", "properties": {"distinct_id": "ada", "time": int(NOW().timestamp())}}]
+    answer = client.post("/import", json.dumps(good), content_type="application/json",
+                         HTTP_AUTHORIZATION=_basic(mixpanel_token))
+    assert answer.json() == {"code": 200, "num_records_imported": 1, "status": 1}
+    assert Event.objects.get().project == ingest_project
+    for wrong in (write_key, mixpanel_token + "x"):  # a Segment write key is no Mixpanel credential
+        answer = client.post("/import", json.dumps(good), content_type="application/json",
+                             HTTP_AUTHORIZATION=_basic(wrong))
+        assert answer.status_code == 401 and answer.json()["status"] == "Unauthorized"
+    answer = client.post("/import", json.dumps(good), content_type="application/json",
+                         HTTP_AUTHORIZATION=_basic(other_token))
+    assert answer.json()["num_records_imported"] == 1
+    assert Event.objects.exclude(project=ingest_project).count() == 1  # stored in the token's own project
+    IngestKey.objects.filter(kind=IngestKey.Kind.MIXPANEL_TOKEN).update(revoked_at=NOW())
+    answer = client.post("/import", json.dumps(good), content_type="application/json",
+                         HTTP_AUTHORIZATION=_basic(mixpanel_token))
+    assert answer.status_code == 401
+    assert Event.objects.count() == 2
+
+
 def test_mixpanel_import_service_account_must_match_project_id(client, ingest_project):
     api = key_client(ingest_project)
     good = [{"event": "Paid", "properties": {"distinct_id": "ada", "time": int(NOW().timestamp())}}]
