@@ -494,7 +494,8 @@ def _properties(value: Any, name: str) -> bytes:
     try:
         encoded = orjson.dumps(value)
     except TypeError as exc:  # orjson.JSONEncodeError: not JSON, or text with a lone surrogate
-        problem = "holds a lone surrogate: not valid Unicode text" if "surrogates" in str(exc) else "is not a JSON value"
+        problem = ("holds a lone surrogate: not valid Unicode text" if "surrogates" in str(exc)
+                   else f"nests deeper than {_MAX_NESTING} levels" if "Recursion" in str(exc) else "is not a JSON value")
         raise _ItemInvalid(f"{name}.{_unencodable(value)}", problem) from None
     if b"\\u0000" in encoded and _JSON_NUL.search(encoded):
         raise _ItemInvalid(name, "values must not contain NUL characters")
@@ -522,6 +523,9 @@ def _check_property_name(value: Any, name: str) -> None:
         raise _ItemInvalid(name, "property names must not contain NUL characters")
     if LONE_SURROGATE.search(value):
         raise _ItemInvalid(name, f"property name {value[:20]!r} holds a lone surrogate: not valid Unicode text")
+
+
+_MAX_NESTING = 254  # orjson's limit when it encodes
 
 
 def _unencodable(properties: dict) -> str:

@@ -171,6 +171,7 @@ class _MixpanelView(_SdkView):
         fields but `data`) even when the records cannot be read."""
         self.params = {name: value for name, value in request.query_params.items()}
         body = request_body(request, limit=mixpanel.MAX_BODY_BYTES)
+        self.body_size = len(body)
         media = (request.content_type or "").split(";")[0].strip().lower()
         if media == "application/x-www-form-urlencoded":
             fields = form_fields(body)
@@ -240,7 +241,7 @@ class MixpanelTrackView(_MixpanelTokenView):
 
     def ingest(self, *, project, records, token):
         return mixpanel.mixpanel_events_ingest(project=project, events=records, token=token,
-                                               max_age=mixpanel.TRACK_MAX_AGE)
+                                               max_age=mixpanel.TRACK_MAX_AGE, body_size=self.body_size)
 
 
 @_records_schema("Mixpanel: profile updates ($set, $set_once, $unset, $delete)")
@@ -270,7 +271,8 @@ class MixpanelImportView(_MixpanelView):
             records = self.records(request)
         except PayloadInvalid as invalid:
             return _import_error(invalid.status, invalid.message)
-        result = mixpanel.mixpanel_events_ingest(project=request.auth.project, events=records)
+        result = mixpanel.mixpanel_events_ingest(project=request.auth.project, events=records,
+                                                 body_size=self.body_size)
         if not result.errors:
             return _json({"code": 200, "num_records_imported": result.accepted, "status": 1})
         return _json({"code": 400, "error": "some data points in the request failed validation",

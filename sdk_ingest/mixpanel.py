@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
+import orjson
 from django.utils import timezone
 
 from cohorts.ingestion import BatchResult, ItemError, profile_delete, profiles_upsert
@@ -26,6 +27,10 @@ from .services import events_track_once, insert_id_problem
 MAX_BATCH = 2000  # events or profile updates a request, as Mixpanel
 MAX_BODY_BYTES = 10 * 1024 * 1024  # uncompressed, as Mixpanel's /import
 TRACK_MAX_AGE = timedelta(days=5)  # /track: older events go through /import
+# Mixpanel's limits of one event: under 1 MB of JSON, fewer than 255 properties, and fewer than
+# 255 keys or elements in every object or array among them.
+EVENT_MAX_BYTES = 1024 * 1024
+EVENT_MAX_ENTRIES = 254
 _MILLISECONDS_FROM = 1e11  # a unix time above this is in milliseconds (year 5138 in seconds)
 RESERVED_EVENT_PROPERTIES = ("token", "distinct_id", "time")
 IDENTITY_PROPERTIES = {"$email": "email", "$first_name": "first_name", "$last_name": "last_name",
@@ -55,13 +60,16 @@ def update_token(update: Any) -> Any:
 
 
 def mixpanel_events_ingest(*, project: Project, events: Sequence[Any], token: str | None = None,
-                           max_age: timedelta | None = None) -> BatchResult:
-    """Store /track (`token`: the one every event must carry; `max_age`: 5 days) or /import events."""
+                           max_age: timedelta | None = None, body_size: int = 0) -> BatchResult:
+    """Store /track (`token`: the one every event must carry; `max_age`: 5 days) or /import events
+    (`body_size`: the request's, uncompressed; only a body past 1 MB can hold an event past it)."""
     now = timezone.now().timestamp()
     errors: list[ItemError] = []
     items, positions, insert_ids = [], [], []
     for position, event in enumerate(events):
         try:
+            if body_size > EVENT_MAX_BYTES and _json_size(event) > EVENT_MAX_BYTES:
+                raise _UpdateInvalid(None, f"is larger than Mixpanel's {EVENT_MAX_BYTES // 1024:,} KB an event")
             item, insert_id = _event_item(event, token=token, now=now, max_age=max_age)
         except _UpdateInvalid as invalid:
             errors.append(ItemError(position, invalid.field, invalid.message))
@@ -86,6 +94,7 @@ def _event_item(event: Any, *, token: str | None, now: float, max_age: timedelta
         raise _UpdateInvalid("properties", "is required, an object")
     if token is not None and properties.get("token") != token:
         raise _UpdateInvalid("properties.token", "must be the same project token as the batch's first event")
+    _check_entries(properties, "properties")
     item = {"event": event["event"]} if "event" in event else {}
     item["properties"] = {name: value for name, value in properties.items() if name not in RESERVED_EVENT_PROPERTIES}
     item["distinct_id"] = _distinct_id(properties.get("distinct_id"), "properties.distinct_id")
@@ -104,6 +113,27 @@ def _event_item(event: Any, *, token: str | None, now: float, max_age: timedelta
     if insert_id is not None and (problem := insert_id_problem(insert_id)):
         raise _UpdateInvalid("properties.$insert_id", problem)
     return item, insert_id or None
+
+
+def _json_size(value: Any) -> int:
+    try:
+        return len(orjson.dumps(value))
+    except TypeError:  # nested too deep for JSON: the properties' check says so
+        return 0
+
+
+def _check_entries(properties: dict, field: str) -> None:
+    """Mixpanel's fewer than 255 properties, keys of an object, or elements of an array (a loop,
+    not recursion: JSON may nest deeper than Python's recursion limit)."""
+    pending: list[tuple[dict | list, str]] = [(properties, field)]
+    while pending:
+        value, path = pending.pop()
+        if len(value) > EVENT_MAX_ENTRIES:
+            what = "properties" if value is properties else "keys" if isinstance(value, dict) else "elements"
+            raise _UpdateInvalid(path, f"has {len(value):,} {what}: Mixpanel takes fewer than {EVENT_MAX_ENTRIES + 1}")
+        for name, member in (value.items() if isinstance(value, dict) else enumerate(value)):
+            if type(member) is dict or type(member) is list:
+                pending.append((member, f"{path}.{name}"))
 
 
 def _distinct_id(value: Any, field: str) -> Any:

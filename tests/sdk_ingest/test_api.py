@@ -282,3 +282,30 @@ def test_admin_shows_a_new_key_once_and_lists_no_secret(admin_client, ingest_pro
     assert key.startswith("cst_") and key in answer.content.decode()
     listing = admin_client.get("/admin/sdk_ingest/ingestkey/").content.decode()
     assert stored.prefix in listing and key not in listing
+
+
+def test_mixpanel_event_limits_refuse_that_event_only(client, ingest_project, mixpanel_secret):
+    now = int(NOW().timestamp())
+
+    def event(n, **properties):
+        return {"event": "E", "properties": {"distinct_id": f"u{n}", "time": now, **properties}}
+
+    nested = {"a": [{"b": list(range(255))}]}
+    deep = '{"d":' * 1000 + "{}" + "}" * 1000  # deeper than Python's recursion limit, within JSON's
+    records = [
+        event(0, **{f"p{n}": n for n in range(252)}),  # 254 properties with distinct_id and time: taken
+        event(1, **{f"p{n}": n for n in range(253)}),  # 255: refused
+        event(2, nest=nested),
+        event(3, blob="x" * (1024 * 1024)),
+        event(4, deep="DEEP", list=list(range(254))),
+    ]
+    body = json.dumps(records).replace('"DEEP"', deep)
+    answer = client.post("/import", body, content_type="application/json", HTTP_AUTHORIZATION=_basic(mixpanel_secret))
+    assert answer.status_code == 400, answer.content
+    failed = answer.json()["failed_records"]
+    assert [(r["index"], r["field"]) for r in failed] == [
+        (1, "properties"), (2, "properties.nest.a.0.b"), (3, None), (4, "properties.deep")]
+    assert failed[3]["message"] == "nests deeper than 254 levels"
+    assert "255 properties" in failed[0]["message"] and "fewer than 255" in failed[1]["message"]
+    assert "1,024 KB" in failed[2]["message"]
+    assert list(Event.objects.values_list("distinct_id", flat=True)) == ["u0"]
