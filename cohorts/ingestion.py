@@ -351,7 +351,10 @@ def _properties_operated(stored: dict[str, Any], change: _ProfileChange) -> dict
             current = 0 if name not in properties else current
             if type(current) not in (int, float):
                 raise _ItemInvalid(field, f"the profile's value is {_json_type(current)}, not a number to add to")
-            total = current + value
+            try:
+                total = current + value
+            except OverflowError:  # an integer too large for a float
+                total = math.inf
             if type(total) is int and total not in _INTEGER_RANGE:
                 raise _ItemInvalid(field, "the sum is out of range (64-bit integers)")
             if type(total) is float and not math.isfinite(total):
