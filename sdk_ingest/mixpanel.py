@@ -1,14 +1,17 @@
-"""Mixpanel's ingestion API (/track, /import, /engage) onto the batch services, with the same
-rules and per-item errors as our own batch API, reported by position and Mixpanel's field names.
+"""Mixpanel's ingestion API (/track, /import, /engage, /groups) onto the batch services, with the
+same rules and per-item errors as our own batch API, reported by position and Mixpanel's field names.
 
 - Events: `properties.distinct_id`, `event`, `properties.time` (seconds or milliseconds;
   /track: now when absent, and at most 5 days old; /import: required, any age within the
   retention window). `token`, `distinct_id` and `time` leave the properties, the others stay
   (`$insert_id` too, which also de-duplicates resent events).
 - Profiles (/engage): `$set` (`$email`, `$first_name`, `$last_name`, `$phone` are the identity
-  fields, the rest properties), `$set_once`, `$unset` and `$delete` are applied in order;
-  `$append`, `$union`, `$remove` and `$add` are refused per update: Cohortsync stores whole
-  values, so send the resulting value with `$set`.
+  fields, the rest properties), `$set_once`, `$add`, `$append`, `$union`, `$remove` (the
+  profile service's `add`, `append`, `union`, `remove`: on properties, computed under the row
+  lock), `$unset` and `$delete`, the updates in order. Mixpanel does not document what `$add`
+  does to a non-number or `$append` to a non-list: such an update is refused, with its field.
+- Group profiles (/groups): checked (`$group_key`, `$group_id`, one operation) and acknowledged,
+  not stored: Cohortsync keeps user profiles only.
 """
 
 from collections.abc import Sequence
