@@ -253,6 +253,8 @@ class MixpanelEngageView(_MixpanelTokenView):
 
 @_records_schema("Mixpanel: group profile updates (checked and acknowledged, not stored)")
 class MixpanelGroupsView(_MixpanelTokenView):
+    """/groups: group profile updates, `$token` in each; Cohortsync keeps no group profiles."""
+
     token = staticmethod(mixpanel.update_token)
 
     def ingest(self, *, project, records, token):
