@@ -131,7 +131,11 @@ class ProfilesInput(ProjectScopedInput):
     profiles = serializers.ListField(
         child=ParsedItemField(),
         help_text=f"At most {ingestion.MAX_BATCH:,} items, each {{\"distinct_id\", \"email\", \"first_name\", "
-        "\"last_name\", \"phone_number\", \"set\": {…}, \"set_once\": {…}, \"unset\": [names]}.",
+        "\"last_name\", \"phone_number\", \"set_once\": {…}, \"set\": {…}, \"add\": {name: number}, "
+        "\"append\": {name: value}, \"union\": {name: [values]}, \"remove\": {name: value}, \"unset\": [names]}, "
+        "the operations applied in that order. `add` adds to the stored number (absent: 0); `append`, `union` "
+        "(the values not yet in it) and `remove` (every equal element) change the stored array. An item whose "
+        "operation does not fit the stored value is refused whole.",
     )
 
 

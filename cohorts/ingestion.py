@@ -33,7 +33,11 @@ _TOO_FAR_AHEAD = f"is more than {_HOURS_AHEAD:g} hour{'' if _HOURS_AHEAD == 1 el
 PRUNE_CHUNK = 10_000  # event rows deleted per statement, so no delete holds locks for long
 
 IDENTITY_MAX_LENGTHS = {name: Profile._meta.get_field(name).max_length for name in IDENTITY_FIELDS}
-PROFILE_FIELDS = frozenset({"distinct_id", *IDENTITY_FIELDS, "set", "set_once", "unset"})
+# Operations on a stored value (an increment, list changes): applied after `set`, before `unset`.
+PROFILE_OPERATIONS = ("add", "append", "union", "remove")
+PROFILE_FIELDS = frozenset({"distinct_id", *IDENTITY_FIELDS, "set", "set_once", "unset", *PROFILE_OPERATIONS})
+# What orjson (our JSON codec) can write: a sum outside is refused rather than stored otherwise.
+_INTEGER_RANGE = range(-(2**63), 2**64)
 EVENT_FIELDS = frozenset({"distinct_id", "event", "time", "properties"})
 # PostgreSQL refuses NUL in text and jsonb: an escaped \u0000 not itself escaped.
 _JSON_NUL = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
@@ -79,32 +83,42 @@ class _ItemInvalid(Exception):
 
 @dataclass
 class _ProfileChange:
+    index: int  # in the batch
     identity: dict[str, str]
     set: dict[str, Any]
     set_once: dict[str, Any]
     unset: list[str]
+    operations: tuple[tuple[str, str, Any], ...] = ()  # (operation, property, value), in PROFILE_OPERATIONS order
 
 
 def profiles_upsert(*, project: Project, items: Sequence[dict]) -> BatchResult:
     """Create or update profiles by distinct id ("Data in: profiles, batch upsert").
 
     Identity fields given replace the stored ones, absent ones stay. Properties change by
-    `set`, `set_once` (only where the profile has no such property yet) and `unset`, applied
-    in that order within an item, and items for one distinct id in batch order.
+    `set_once` (only where the profile has no such property yet), `set`, `add` (numbers added
+    to the stored ones, absent counting as 0), `append` (a value to the end of an array),
+    `union` (an array's values not yet in the stored array), `remove` (every element equal to
+    a value from an array) and `unset`, applied in that order within an item, and items for one
+    distinct id in batch order. The stored values are read under the row lock, so concurrent
+    batches' increments all count. An item whose operation does not fit the stored value (a
+    number added to text, a value appended to a non-array) is refused whole, the others apply.
     """
     check_batch_size(items)
     result = BatchResult()
     changes: dict[str, list[_ProfileChange]] = {}
     for index, item in enumerate(items):
         try:
-            distinct_id, change = _profile_change(item)
+            distinct_id, change = _profile_change(item, index)
         except _ItemInvalid as invalid:
             result.errors.append(ItemError(index, invalid.field, invalid.message))
             continue
         changes.setdefault(distinct_id, []).append(change)
         result.accepted += 1
     if changes:
-        _profiles_write(project, changes)
+        refused = _profiles_write(project, changes)
+        if refused:
+            result.accepted -= len(refused)
+            result.errors = sorted([*result.errors, *refused], key=lambda error: error.index)
     return result
 
 
@@ -115,7 +129,7 @@ def profile_delete(*, project: Project, distinct_id: str) -> bool:
     return deleted > 0
 
 
-def _profile_change(item: Any) -> tuple[str, _ProfileChange]:
+def _profile_change(item: Any, index: int) -> tuple[str, _ProfileChange]:
     _check_object(item, PROFILE_FIELDS)
     distinct_id = _required_name(item, "distinct_id")
     identity = {}
@@ -126,7 +140,24 @@ def _profile_change(item: Any) -> tuple[str, _ProfileChange]:
     set_properties = orjson.loads(_properties(item["set"], "set")) if "set" in item else {}
     set_once = orjson.loads(_properties(item["set_once"], "set_once")) if "set_once" in item else {}
     unset = _property_names(item["unset"], "unset") if "unset" in item else []
-    return distinct_id, _ProfileChange(identity, set_properties, set_once, unset)
+    change = _ProfileChange(index, identity, set_properties, set_once, unset)
+    if "add" in item or "append" in item or "union" in item or "remove" in item:
+        change.operations = _profile_operations(item)
+    return distinct_id, change
+
+
+def _profile_operations(item: dict) -> tuple[tuple[str, str, Any], ...]:
+    operations = []
+    for operation in PROFILE_OPERATIONS:
+        if operation not in item:
+            continue
+        for name, value in orjson.loads(_properties(item[operation], operation)).items():
+            if operation == "add" and type(value) not in (int, float):
+                raise _ItemInvalid(f"add.{name}", f"must be a number, not {_json_type(value)}")
+            if operation == "union" and not isinstance(value, list):
+                raise _ItemInvalid(f"union.{name}", f"must be an array of values, not {_json_type(value)}")
+            operations.append((operation, name, value))
+    return tuple(operations)
 
 
 def _identity_value(value: Any, name: str) -> str:
@@ -162,12 +193,12 @@ class _StoredProfile(NamedTuple):
     ctid: str | None = None  # PostgreSQL: the row version we hold locked, found again by a TID scan
 
 
-def _profiles_write(project: Project, changes: dict[str, list[_ProfileChange]]) -> None:
+def _profiles_write(project: Project, changes: dict[str, list[_ProfileChange]]) -> list[ItemError]:
+    """Write the batch's changes; returns the errors of the items the stored values refused."""
     # Sorted, so that concurrent batches lock and create rows in one order (no deadlock).
     distinct_ids = sorted(changes)
     if db.vendor == "postgresql":
-        _profiles_write_postgresql(project, distinct_ids, changes)
-        return
+        return _profiles_write_postgresql(project, distinct_ids, changes)
     with transaction.atomic():
         stored = {
             row[0]: _StoredProfile(row[1], row[2:-1], row[-1])
@@ -175,15 +206,14 @@ def _profiles_write(project: Project, changes: dict[str, list[_ProfileChange]]) 
                 "distinct_id", "pk", *IDENTITY_FIELDS, "properties"
             )
         }
+        rows, refused = _profiles_merged(stored, distinct_ids, changes)
         Profile.objects.bulk_create(
-            [
-                Profile(project=project, distinct_id=d, **_profile_merged(stored.get(d), changes[d]))
-                for d in distinct_ids
-            ],
+            [Profile(project=project, distinct_id=d, **row) for d, row in rows.items()],
             update_conflicts=True,
             unique_fields=["project", "distinct_id"],
             update_fields=[*IDENTITY_FIELDS, "properties", "updated_at"],
         )
+    return [error for errors in refused.values() for error in errors]
 
 
 # The batch's merged rows on their way in: COPY into it, then one INSERT and one UPDATE from
@@ -196,7 +226,7 @@ _BATCH_TABLE_CREATE = f"""CREATE TEMPORARY TABLE IF NOT EXISTS {_BATCH_TABLE} (
 _BATCH_COLUMNS = f"distinct_id, is_new, {', '.join(IDENTITY_FIELDS)}, properties"
 
 
-def _profiles_write_postgresql(project: Project, distinct_ids: list[str], changes: dict) -> None:
+def _profiles_write_postgresql(project: Project, distinct_ids: list[str], changes: dict) -> list[ItemError]:
     import psycopg  # the PostgreSQL driver, only needed here
 
     profile_table = Profile._meta.db_table
@@ -207,7 +237,8 @@ def _profiles_write_postgresql(project: Project, distinct_ids: list[str], change
         cursor.execute(_BATCH_TABLE_CREATE)
         cursor.execute(f"TRUNCATE {_BATCH_TABLE}")
         stored = _profiles_locked(cursor, project, distinct_ids)
-        _batch_table_fill(cursor, {d: _profile_merged(stored.get(d), changes[d]) for d in distinct_ids}, stored)
+        rows, refused = _profiles_merged(stored, distinct_ids, changes)
+        _batch_table_fill(cursor, rows, stored)
         cursor.execute(
             f"""INSERT INTO {profile_table} (project_id, distinct_id, {', '.join(IDENTITY_FIELDS)}, properties,
                 created_at, updated_at)
@@ -217,13 +248,14 @@ def _profiles_write_postgresql(project: Project, distinct_ids: list[str], change
             [project.pk, now, now],
         )
         inserted = {row[0] for row in cursor.fetchall()}
-        raced = [d for d in distinct_ids if d not in stored and d not in inserted]
+        raced = [d for d in rows if d not in stored and d not in inserted]
         if raced:
             # A concurrent batch created these ids after we looked: merge onto its rows.
             stored_raced = _profiles_locked(cursor, project, raced)
             cursor.execute(f"DELETE FROM {_BATCH_TABLE} WHERE distinct_id = ANY(%s)", [raced])
-            _batch_table_fill(cursor, {d: _profile_merged(stored_raced[d], changes[d]) for d in stored_raced},
-                              stored_raced)
+            rows_raced, refused_raced = _profiles_merged(stored_raced, list(stored_raced), changes)
+            _batch_table_fill(cursor, rows_raced, stored_raced)
+            refused = {d: errors for d, errors in refused.items() if d not in stored_raced} | refused_raced
             stored |= stored_raced
         if stored:
             # The locked rows by TID: no plan can turn this into a scan of the table.
@@ -233,6 +265,7 @@ def _profiles_write_postgresql(project: Project, distinct_ids: list[str], change
                 FROM {_BATCH_TABLE} b WHERE p.ctid = ANY(%s::tid[]) AND b.distinct_id = p.distinct_id""",
                 [now, [profile.ctid for profile in stored.values()]],
             )
+    return [error for errors in refused.values() for error in errors]
 
 
 def _profiles_locked(cursor, project: Project, distinct_ids: list[str]) -> dict[str, _StoredProfile]:
@@ -261,20 +294,108 @@ def _batch_table_fill(cursor, rows: dict[str, dict], stored: dict[str, _StoredPr
             ))
 
 
-def _profile_merged(stored: _StoredProfile | None, changes: list[_ProfileChange]) -> dict[str, Any]:
-    """The profile's fields after applying the batch's changes, in order, to the stored ones."""
+def _profiles_merged(stored: dict[str, _StoredProfile], distinct_ids: Iterable[str],
+                     changes: dict[str, list[_ProfileChange]]) -> tuple[dict[str, dict], dict[str, list[ItemError]]]:
+    """The rows to write (none for a profile whose every change was refused) and the errors
+    of the refused items, by distinct id."""
+    rows, refused = {}, {}
+    for distinct_id in distinct_ids:
+        row, errors = _profile_merged(stored.get(distinct_id), changes[distinct_id])
+        if errors:
+            refused[distinct_id] = errors
+        if row is not None:
+            rows[distinct_id] = row
+    return rows, refused
+
+
+def _profile_merged(stored: _StoredProfile | None,
+                    changes: list[_ProfileChange]) -> tuple[dict[str, Any] | None, list[ItemError]]:
+    """The profile's fields after applying the batch's changes, in order, to the stored ones
+    (None when every change was refused), and the errors of the refused ones."""
     if stored is None:
         identity, properties = dict.fromkeys(IDENTITY_FIELDS, ""), {}
     else:
         identity, properties = dict(zip(IDENTITY_FIELDS, stored.identity)), dict(stored.properties or {})
+    errors = []
     for change in changes:
+        if change.operations:
+            try:
+                # On a copy: a refused item changes nothing.
+                properties = _properties_operated(properties, change)
+            except _ItemInvalid as invalid:
+                errors.append(ItemError(change.index, invalid.field, invalid.message))
+                continue
+            identity.update(change.identity)
+            continue
         identity.update(change.identity)
         for name, value in change.set_once.items():
             properties.setdefault(name, value)
         properties.update(change.set)
         for name in change.unset:
             properties.pop(name, None)
-    return {**identity, "properties": properties}
+    if errors and len(errors) == len(changes):
+        return None, errors
+    return {**identity, "properties": properties}, errors
+
+
+def _properties_operated(stored: dict[str, Any], change: _ProfileChange) -> dict[str, Any]:
+    """A change with operations applied to a copy of the properties (_ItemInvalid: refused)."""
+    properties = dict(stored)
+    for name, value in change.set_once.items():
+        properties.setdefault(name, value)
+    properties.update(change.set)
+    for operation, name, value in change.operations:
+        current = properties.get(name)
+        field = f"{operation}.{name}"
+        if operation == "add":
+            current = 0 if name not in properties else current
+            if type(current) not in (int, float):
+                raise _ItemInvalid(field, f"the profile's value is {_json_type(current)}, not a number to add to")
+            try:
+                total = current + value
+            except OverflowError:  # an integer too large for a float
+                total = math.inf
+            if type(total) is int and total not in _INTEGER_RANGE:
+                raise _ItemInvalid(field, "the sum is out of range (64-bit integers)")
+            if type(total) is float and not math.isfinite(total):
+                raise _ItemInvalid(field, "the sum is not a finite number")
+            properties[name] = total
+            continue
+        if name not in properties:
+            current = []
+        elif not isinstance(current, list):
+            raise _ItemInvalid(field, f"the profile's value is {_json_type(current)}, not an array")
+        if operation == "append":
+            properties[name] = [*current, value]
+        elif operation == "union":
+            present = {json_key(element) for element in current}
+            added = []
+            for element in value:
+                key = json_key(element)
+                if key not in present:
+                    present.add(key)
+                    added.append(element)
+            properties[name] = [*current, *added]
+        elif name in properties:  # remove: nothing to do on an absent property
+            key = json_key(value)
+            properties[name] = [element for element in current if json_key(element) != key]
+    for name in change.unset:
+        properties.pop(name, None)
+    return properties
+
+
+def json_key(value: Any) -> Any:
+    """A hashable key equal for equal JSON values: numbers by value (1 and 1.0), never equal to
+    a boolean (Python's True == 1), objects whatever their key order."""
+    if isinstance(value, bool) or value is None:
+        return (type(value).__name__, value)
+    if isinstance(value, (int, float)):
+        return ("number", value)
+    if isinstance(value, str):
+        return ("string", value)
+    if isinstance(value, list):
+        return ("array", tuple(json_key(element) for element in value))
+    return ("object", frozenset((name, json_key(element)) for name, element in value.items()))
 
 
 # --- Events --------------------------------------------------------------------------------

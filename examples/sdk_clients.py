@@ -38,6 +38,7 @@ def send_with_mixpanel(*, host: str, token: str, secret: str | None) -> None:
     mp = mixpanel.Mixpanel(token, consumer=consumer)
     mp.people_set("user-7", {"$email": "grace@example.com", "$first_name": "Grace", "plan": "team"})
     mp.people_set_once("user-7", {"first_seen": "2026-01-01"})
+    mp.people_increment("user-7", {"songs_played": 1})
     mp.track("user-7", "Played song", {"song": "Hopper's march"})
     if secret:  # older events go through /import, with the project secret
         mp.import_data(None, "user-7", "Played song", int(time.time()) - 30 * 86_400, api_secret=secret)

@@ -244,12 +244,22 @@ class MixpanelTrackView(_MixpanelTokenView):
                                                max_age=mixpanel.TRACK_MAX_AGE, body_size=self.body_size)
 
 
-@_records_schema("Mixpanel: profile updates ($set, $set_once, $unset, $delete)")
+@_records_schema("Mixpanel: profile updates ($set, $set_once, $add, $append, $union, $remove, $unset, $delete)")
 class MixpanelEngageView(_MixpanelTokenView):
     token = staticmethod(mixpanel.update_token)
 
     def ingest(self, *, project, records, token):
         return mixpanel.mixpanel_engage_ingest(project=project, updates=records, token=token)
+
+
+@_records_schema("Mixpanel: group profile updates (checked and acknowledged, not stored)")
+class MixpanelGroupsView(_MixpanelTokenView):
+    """/groups: group profile updates, `$token` in each; Cohortsync keeps no group profiles."""
+
+    token = staticmethod(mixpanel.update_token)
+
+    def ingest(self, *, project, records, token):
+        return mixpanel.mixpanel_groups_ingest(updates=records, token=token)
 
 
 class MixpanelImportView(_MixpanelView):

@@ -1,14 +1,17 @@
-"""Mixpanel's ingestion API (/track, /import, /engage) onto the batch services, with the same
-rules and per-item errors as our own batch API, reported by position and Mixpanel's field names.
+"""Mixpanel's ingestion API (/track, /import, /engage, /groups) onto the batch services, with the
+same rules and per-item errors as our own batch API, reported by position and Mixpanel's field names.
 
 - Events: `properties.distinct_id`, `event`, `properties.time` (seconds or milliseconds;
   /track: now when absent, and at most 5 days old; /import: required, any age within the
   retention window). `token`, `distinct_id` and `time` leave the properties, the others stay
   (`$insert_id` too, which also de-duplicates resent events).
 - Profiles (/engage): `$set` (`$email`, `$first_name`, `$last_name`, `$phone` are the identity
-  fields, the rest properties), `$set_once`, `$unset` and `$delete` are applied in order;
-  `$append`, `$union`, `$remove` and `$add` are refused per update: Cohortsync stores whole
-  values, so send the resulting value with `$set`.
+  fields, the rest properties), `$set_once`, `$add`, `$append`, `$union`, `$remove` (the
+  profile service's `add`, `append`, `union`, `remove`: on properties, computed under the row
+  lock), `$unset` and `$delete`, the updates in order. Mixpanel does not document what `$add`
+  does to a non-number or `$append` to a non-list: such an update is refused, with its field.
+- Group profiles (/groups): checked (`$group_key`, `$group_id`, one operation) and acknowledged,
+  not stored: Cohortsync keeps user profiles only.
 """
 
 from collections.abc import Sequence
@@ -35,12 +38,14 @@ _MILLISECONDS_FROM = 1e11  # a unix time above this is in milliseconds (year 513
 RESERVED_EVENT_PROPERTIES = ("token", "distinct_id", "time")
 IDENTITY_PROPERTIES = {"$email": "email", "$first_name": "first_name", "$last_name": "last_name",
                        "$phone": "phone_number"}
-UNSUPPORTED_OPERATIONS = ("$append", "$union", "$remove", "$add")
+# Mixpanel's operations on a stored value, as the profile service's item keys.
+VALUE_OPERATIONS = {"$add": "add", "$append": "append", "$union": "union", "$remove": "remove"}
 # Keys of an /engage update that carry no change.
 ENGAGE_META = frozenset({"$token", "$distinct_id", "$time", "$ip", "$ignore_time", "$ignore_alias", "$device_id",
                          "$user_id"})
 _EVENT_FIELDS = {"distinct_id": "properties.distinct_id", "time": "properties.time"}
 _PROFILE_FIELDS = {"distinct_id": "$distinct_id", "set": "$set", "set_once": "$set_once", "unset": "$unset",
+                   **{ours: theirs for theirs, ours in VALUE_OPERATIONS.items()},
                    **{ours: f"$set.{theirs}" for theirs, ours in IDENTITY_PROPERTIES.items()}}
 
 
@@ -187,10 +192,6 @@ def _profile_change(update: Any, *, token: str | None) -> tuple[dict, bool]:
     distinct_id = _distinct_id(update.get("$distinct_id"), "$distinct_id")
     if not isinstance(distinct_id, str) or not distinct_id.strip():
         raise _UpdateInvalid("$distinct_id", "must be a non-blank string")
-    for operation in UNSUPPORTED_OPERATIONS:
-        if operation in update:
-            raise _UpdateInvalid(operation, "is not supported: Cohortsync stores whole values, so send the "
-                                            "resulting value with $set")
     unknown = next((key for key in update if key not in ENGAGE_META and key not in _OPERATIONS), None)
     if unknown is not None:
         raise _UpdateInvalid(str(unknown), f"unknown key (operations: {', '.join(_OPERATIONS)})")
@@ -215,10 +216,16 @@ def _profile_change(update: Any, *, token: str | None) -> tuple[dict, bool]:
             if name in IDENTITY_PROPERTIES:
                 item[IDENTITY_PROPERTIES[name]] = ""
         item["unset"] = [name for name in names if name not in IDENTITY_PROPERTIES]
+    for operation, ours in VALUE_OPERATIONS.items():
+        if operation in update:
+            item[ours] = _operation_object(update, operation)
+            # Identity fields are text, not numbers or lists: these operations apply to properties.
+            if identity := next((name for name in item[ours] if name in IDENTITY_PROPERTIES), None):
+                raise _UpdateInvalid(f"{operation}.{identity}", "is an identity field (text): change it with $set")
     return item, False
 
 
-_OPERATIONS = ("$set", "$set_once", "$unset", "$delete")
+_OPERATIONS = ("$set", "$set_once", "$add", "$append", "$union", "$remove", "$unset", "$delete")
 
 
 def _operation_object(update: dict, operation: str) -> dict:
@@ -226,6 +233,49 @@ def _operation_object(update: dict, operation: str) -> dict:
     if not isinstance(value, dict):
         raise _UpdateInvalid(operation, "must be an object of properties")
     return value
+
+
+GROUP_OPERATIONS = ("$set", "$set_once", "$unset", "$union", "$remove", "$delete")
+GROUP_META = frozenset({"$token", "$group_key", "$group_id", "$time", "$ip", "$ignore_time"})
+
+
+def mixpanel_groups_ingest(*, updates: Sequence[Any], token: str | None = None) -> BatchResult:
+    """Check /groups updates (group profiles) and acknowledge them: Cohortsync keeps user
+    profiles only, so nothing is stored (as Segment's `group` calls)."""
+    errors = []
+    for position, update in enumerate(updates):
+        try:
+            _group_update_check(update, token=token)
+        except _UpdateInvalid as invalid:
+            errors.append(ItemError(position, invalid.field, invalid.message))
+    return BatchResult(accepted=len(updates) - len(errors), errors=errors)
+
+
+def _group_update_check(update: Any, *, token: str | None) -> None:
+    if not isinstance(update, dict):
+        raise _UpdateInvalid(None, "must be an object")
+    if token is not None and update.get("$token") != token:
+        raise _UpdateInvalid("$token", "must be the same project token as the batch's first update")
+    if not isinstance(update.get("$group_key"), str) or not update["$group_key"].strip():
+        raise _UpdateInvalid("$group_key", "is required, a non-blank string")
+    group_id = update.get("$group_id")
+    if isinstance(group_id, bool) or not isinstance(group_id, (str, int, float)) or group_id == "":
+        raise _UpdateInvalid("$group_id", "is required, a string or a number")
+    unknown = next((key for key in update if key not in GROUP_META and key not in GROUP_OPERATIONS), None)
+    if unknown is not None:
+        raise _UpdateInvalid(str(unknown), f"unknown key (operations: {', '.join(GROUP_OPERATIONS)})")
+    operations = [key for key in update if key in GROUP_OPERATIONS]
+    if len(operations) != 1:
+        raise _UpdateInvalid(None, f"must hold one operation ({', '.join(GROUP_OPERATIONS)}), "
+                                   f"not {len(operations)}")
+    operation = operations[0]
+    if operation == "$unset":
+        if not isinstance(update[operation], list):
+            raise _UpdateInvalid(operation, "must be an array of property names")
+    elif operation != "$delete":
+        values = _operation_object(update, operation)
+        if operation == "$union" and (name := next((n for n, v in values.items() if not isinstance(v, list)), None)):
+            raise _UpdateInvalid(f"$union.{name}", "must be an array of values")
 
 
 def event_properties(event: Any) -> dict:

@@ -19,4 +19,5 @@ urlpatterns = [
     *_also_with_slash("track", api.MixpanelTrackView, "mixpanel-track"),
     *_also_with_slash("engage", api.MixpanelEngageView, "mixpanel-engage"),
     *_also_with_slash("import", api.MixpanelImportView, "mixpanel-import"),
+    *_also_with_slash("groups", api.MixpanelGroupsView, "mixpanel-groups"),
 ]

@@ -24,13 +24,28 @@ def test_profiles_upsert_keeps_the_good_items_and_reports_the_bad(api):
     assert response.json() == {"accepted": 2, "rejected": 3, "errors": [
         {"index": 1, "field": "distinct_id", "message": "is required"},
         {"index": 3, "field": None, "message": "must be an object, not a string"},
-        {"index": 4, "field": "colour", "message": "unknown field (expected distinct_id, email, first_name, "
-                                                   "last_name, phone_number, set, set_once, unset)"},
+        {"index": 4, "field": "colour", "message": "unknown field (expected add, append, distinct_id, email, "
+                                                   "first_name, last_name, phone_number, remove, set, set_once, "
+                                                   "union, unset)"},
     ]}
     known = Profile.objects.get(distinct_id="known")
     assert (known.email, known.properties) == ("new@example.com", {"plan": "pro"})
     assert Profile.objects.get(distinct_id="fresh").properties == {"source": "ads"}
     assert Profile.objects.filter(project=api.project).count() == 2
+
+
+def test_profiles_upsert_adds_to_numbers_and_changes_arrays(api):
+    ProfileFactory(project=api.project, distinct_id="known", properties={"logins": 4, "plan": "pro", "tags": ["a"]})
+    response = api.post("/api/v1/profiles/", {"profiles": [
+        {"distinct_id": "known", "add": {"logins": 1}, "union": {"tags": ["a", "b"]}},
+        {"distinct_id": "known", "add": {"plan": 1}},
+        {"distinct_id": "known", "append": {"tags": "c"}, "remove": {"tags": "a"}},
+    ]})
+    assert response.status_code == 200
+    assert response.json() == {"accepted": 2, "rejected": 1, "errors": [
+        {"index": 1, "field": "add.plan", "message": "the profile's value is a string, not a number to add to"},
+    ]}
+    assert Profile.objects.get(distinct_id="known").properties == {"logins": 5, "plan": "pro", "tags": ["b", "c"]}
 
 
 def test_events_track_keeps_the_good_items_and_reports_the_bad(api):

@@ -44,7 +44,7 @@ SCHEMA_CANNOT_SAY = {
     "GET /api/v1/profiles/{distinct_id}/", "DELETE /api/v1/profiles/{distinct_id}/",
     "POST /api/v1/ingest-keys/",
 }
-# Segment's and Mixpanel's wire formats (/v1/…, /track, /engage, /import) answer as those
+# Segment's and Mixpanel's wire formats (/v1/…, /track, /engage, /groups, /import) answer as those
 # vendors do: an item the schema would refuse is refused on its own, inside a 200 that keeps
 # the good items, and base64 form bodies are a rule no schema states. Both input checks are
 # off there; no server error and documented responses still hold (docs/api-conformance.md).

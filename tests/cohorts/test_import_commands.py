@@ -89,19 +89,22 @@ def test_profiles_jsonl_takes_the_service_item_format_and_rejects_bad_lines(tmp_
         {"distinct_id": "b", "colour": "red"},
         "[1, 2]",
         {"distinct_id": "c", "email": "c@example.com"},
+        {"distinct_id": "a", "add": {"logins": 2}},
+        {"distinct_id": "a", "add": {"plan": 1}},
     ))
 
     output = run("import_profiles", path, "--project", project.pk)
 
     assert output[0].startswith("line 2: invalid JSON: ")
     assert output[1:] == [
-        "line 4: colour: unknown field (expected distinct_id, email, first_name, last_name, phone_number, set, "
-        "set_once, unset)",
+        "line 4: colour: unknown field (expected add, append, distinct_id, email, first_name, last_name, "
+        "phone_number, remove, set, set_once, union, unset)",
         "line 5: must be an object, not an array",
-        "imported 2, rejected 3",
+        "line 8: add.plan: the profile's value is a string, not a number to add to",
+        "imported 3, rejected 4",
     ]
     rows = profiles(project)
-    assert rows["a"].properties == {"plan": "pro", "since": 2020}
+    assert rows["a"].properties == {"plan": "pro", "since": 2020, "logins": 2}
     assert rows["c"].email == "c@example.com"
     assert "b" not in rows
 

@@ -18,3 +18,4 @@ def test_the_example_sends_through_both_clients(live_server, monkeypatch, ingest
     assert sorted(Profile.objects.filter(project=ingest_project).values_list("distinct_id", "email")) == [
         ("user-42", "ada@example.com"), ("user-7", "grace@example.com")]
     assert Event.objects.filter(project=ingest_project).count() == 4  # two from each client
+    assert Profile.objects.get(project=ingest_project, distinct_id="user-7").properties["songs_played"] == 1

@@ -174,20 +174,45 @@ def test_mixpanel_engage_operations(client, ingest_project, mixpanel_token):
         {"$token": mixpanel_token, "$distinct_id": "ada", "$set": {"$email": "a@x.io", "$phone": "+1", "plan": "pro"}},
         {"$token": mixpanel_token, "$distinct_id": "ada", "$set_once": {"plan": "free", "since": 2020}},
         {"$token": mixpanel_token, "$distinct_id": "ada", "$unset": ["$phone", "nothing"]},
-        {"$token": mixpanel_token, "$distinct_id": "ada", "$append": {"tags": "x"}},
+        {"$token": mixpanel_token, "$distinct_id": "ada", "$append": {"tags": "x"}, "$add": {"logins": 2}},
         {"$token": mixpanel_token, "$distinct_id": "ada", "$frobnicate": {}},
         {"$token": mixpanel_token, "$distinct_id": "bob", "$set": {"plan": "pro"}},
         {"$token": mixpanel_token, "$distinct_id": "bob", "$delete": ""},
         {"$token": mixpanel_token, "$distinct_id": "cy", "$delete": ""},
         {"$token": mixpanel_token, "$distinct_id": "cy", "$set": {"$first_name": 7}},
+        {"$token": mixpanel_token, "$distinct_id": "ada", "$add": {"plan": 1}},
+        {"$token": mixpanel_token, "$distinct_id": "ada", "$add": {"logins": True}},
+        {"$token": mixpanel_token, "$distinct_id": "ada", "$union": {"$email": ["b@x.io"]}},
+        {"$token": mixpanel_token, "$distinct_id": "ada", "$union": {"tags": ["x", "y"]}, "$remove": {"tags": "x"}},
     ]
     body = _form(client, "/engage", updates, verbose=1).json()
     assert body["status"] == 0
     assert [(r["index"], r["field"]) for r in body["failed_records"]] == [
-        (3, "$append"), (4, "$frobnicate"), (8, "$set.$first_name")]
+        (4, "$frobnicate"), (8, "$set.$first_name"), (9, "$add.plan"), (10, "$add.logins"), (11, "$union.$email")]
+    assert body["failed_records"][2]["message"] == "the profile's value is a string, not a number to add to"
     ada = Profile.objects.get(distinct_id="ada")
-    assert (ada.email, ada.phone_number, ada.properties) == ("a@x.io", "", {"plan": "pro", "since": 2020})
+    assert (ada.email, ada.phone_number) == ("a@x.io", "")
+    assert ada.properties == {"plan": "pro", "since": 2020, "logins": 2, "tags": ["y"]}
     assert not Profile.objects.filter(distinct_id__in=["bob", "cy"]).exists()
+
+
+@pytest.mark.parametrize("path", ["/groups", "/groups/"])
+def test_mixpanel_groups_are_checked_and_acknowledged_not_stored(client, ingest_project, mixpanel_token, path):
+    group = {"$token": mixpanel_token, "$group_key": "company", "$group_id": "Acme"}
+    assert _form(client, path, [{**group, "$set": {"plan": "pro"}}, {**group, "$group_id": 7, "$delete": ""},
+                                {**group, "$union": {"tags": ["a"]}}]).content == b"1"
+    body = _form(client, path, [
+        {**group, "$set": {"plan": "pro"}, "$unset": ["x"]},
+        {**group, "$group_key": ""},
+        {**group, "$union": {"tags": "a"}},
+        {**group, "$add": {"n": 1}},
+        {**group, "$set_once": {"since": 2020}},
+    ], verbose=1).json()
+    assert body["status"] == 0
+    assert [(r["index"], r["field"]) for r in body["failed_records"]] == [
+        (0, None), (1, "$group_key"), (2, "$union.tags"), (3, "$add")]
+    assert _form(client, path, [{**group, "$token": "cst_unknown", "$set": {}}]).status_code == 401
+    assert not Profile.objects.exists()
 
 
 def test_mixpanel_import_answers_and_errors(client, ingest_project, mixpanel_secret):

@@ -83,7 +83,8 @@ def test_segment_refused_write_key_is_reported_not_stored(live_server, ingest_pr
 def test_mixpanel_track_engage_import_with_retries(live_server, flaky_proxy, ingest_project, mixpanel_token,
                                                    mixpanel_secret):
     consumer = mixpanel.Consumer(events_url=f"{flaky_proxy.url}/track", people_url=f"{live_server.url}/engage",
-                                 import_url=f"{live_server.url}/import", retry_backoff_factor=0)
+                                 import_url=f"{live_server.url}/import", groups_url=f"{live_server.url}/groups",
+                                 retry_backoff_factor=0)
     # The client mounts its retrying adapter on https:// only; the loopback server speaks http.
     consumer._session.mount("http://", consumer._session.get_adapter("https://"))
     mp = mixpanel.Mixpanel(mixpanel_token, consumer=consumer)
@@ -93,8 +94,15 @@ def test_mixpanel_track_engage_import_with_retries(live_server, flaky_proxy, ing
     mp.people_unset("bob", ["temp"])
     mp.people_set("gone", {"plan": "pro"})
     mp.people_delete("gone")
-    with pytest.raises(mixpanel.MixpanelException, match=r"\$union.*not supported"):
-        mp.people_union("ada", {"tags": ["a"]})
+    mp.people_increment("ada", {"logins": 1})
+    mp.people_increment("ada", {"logins": 2, "spent": 1.5})
+    mp.people_append("ada", {"tags": "a"})
+    mp.people_union("ada", {"tags": ["a", "b", "c"]})
+    mp.people_remove("ada", {"tags": "a"})
+    with pytest.raises(mixpanel.MixpanelException, match=r"\$add\.plan the profile's value is a string"):
+        mp.people_increment("ada", {"plan": 1})
+    mp.group_set("company", "Acme", {"plan": "pro"})  # acknowledged, not stored
+    mp.group_union("company", "Acme", {"regions": ["eu"]})
 
     mp.track("ada", "Opened app", {"screen": "home"})  # the first answer is lost: retried, stored once
     mp.track("ada", "Opened app")
@@ -107,7 +115,8 @@ def test_mixpanel_track_engage_import_with_retries(live_server, flaky_proxy, ing
     assert flaky_proxy.requests >= 2
     ada = Profile.objects.get(project=ingest_project, distinct_id="ada")
     assert (ada.email, ada.first_name) == ("ada@example.com", "Ada")
-    assert ada.properties == {"plan": "pro", "first_seen": "2026-01-01"}
+    assert ada.properties == {"plan": "pro", "first_seen": "2026-01-01", "logins": 3, "spent": 1.5, "tags": ["b", "c"]}
+    assert not Profile.objects.filter(distinct_id="Acme").exists()
     assert Profile.objects.get(project=ingest_project, distinct_id="bob").properties == {"plan": "pro"}
     assert not Profile.objects.filter(distinct_id="gone").exists()
     opened = Event.objects.filter(project=ingest_project, name="Opened app")
