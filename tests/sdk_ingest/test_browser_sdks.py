@@ -31,8 +31,8 @@ class Site:
     the loopback address space) serving a page and the bundles. A request anywhere but Cohortsync
     and this site is refused and recorded: the libraries must not need Segment's or Mixpanel's hosts."""
 
-    def __init__(self, page, api: str):
-        self.page, self.api = page, api
+    def __init__(self, tab, api: str):
+        self.page, self.api = tab, api
         self.files: dict[str, tuple[str, bytes]] = {}
         self.elsewhere: list[str] = []
         self.answers: list[tuple[str, str, int]] = []  # (method, path, status) of Cohortsync's answers
@@ -54,10 +54,10 @@ class Site:
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.origin = f"http://127.0.0.1:{self.server.server_port}"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        page.context.route("**/*", self._route)
-        page.on("response", lambda r: r.url.startswith(api) and self.answers.append(
+        tab.context.route("**/*", self._route)
+        tab.on("response", lambda r: r.url.startswith(api) and self.answers.append(
             (r.request.method, urlsplit(r.url).path, r.status)))
-        page.on("console", lambda message: self.console.append(message.text))
+        tab.on("console", lambda message: self.console.append(message.text))
 
     def _route(self, route):
         if route.request.url.startswith((self.api, self.origin)):
@@ -78,7 +78,7 @@ class Site:
 
 
 @pytest.fixture
-def site(page, live_server):
+def site(page, live_server):  # noqa: F811  (the fixture imported above)
     site = Site(page, live_server.url)
     yield site
     site.close()
