@@ -42,6 +42,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",  # Swagger UI assets served from here: /api/docs/ works offline
     "django_celery_beat",
+    "corsheaders",  # CORS for the SDK endpoints only (CORS_URLS_REGEX below)
     "axes",  # login lockout
     "cohorts",
     "integrations",
@@ -56,6 +57,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "corsheaders.middleware.CorsMiddleware",  # before CommonMiddleware, as django-cors-headers asks
     "access.api.ApiJsonErrorsMiddleware",  # /api/ errors are JSON even where DEBUG shows HTML pages
     # Serves /static/ from STATIC_ROOT (collectstatic) in production: no separate web server.
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -188,6 +190,20 @@ SPECTACULAR_SETTINGS = {
         "IngestKeyKindEnum": "sdk_ingest.models.IngestKey.Kind",
     },
 }
+
+# --- CORS: the browser SDKs (analytics.js, mixpanel-js) ---------------------------------
+# Only the SDK endpoints of sdk_ingest/urls.py (Segment's /v1/…, Mixpanel's /track, /engage,
+# /groups; not /import, a server-side secret's endpoint), never /api/ or the pages.
+# Any origin, reflected with credentials allowed (mixpanel-js always sends withCredentials):
+# safe only because these endpoints never authenticate by cookie (a key in the header or the
+# body), so a page can send nothing it could not send without the browser. Keep it that way.
+CORS_URLS_REGEX = r"^/(v1/|(track|engage|groups)/?$)"
+CORS_ALLOW_ALL_ORIGINS = True
+CORS_ALLOW_CREDENTIALS = True
+CORS_ALLOW_METHODS = ("GET", "POST", "OPTIONS")
+# analytics.js sends Authorization and, on a retry, X-Retry-Count; Content-Encoding for gzip.
+CORS_ALLOW_HEADERS = ("accept", "authorization", "content-type", "content-encoding", "x-retry-count",
+                      "user-agent", "x-requested-with")
 
 # --- Email ----------------------------------------------------------------------------
 # Console by default; SMTP with EMAIL_URL=smtp+tls://user:password@host:587

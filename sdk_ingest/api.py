@@ -21,7 +21,7 @@ from cohorts.api_common import ProjectScopedInput, client_projects, read_only_me
 from cohorts.ingestion import BatchResult
 
 from . import mixpanel, segment
-from .authentication import MixpanelSecretAuthentication, SegmentWriteKeyAuthentication
+from .authentication import MixpanelSecretAuthentication, SegmentWriteKeyAuthentication, segment_body_write_key
 from .models import IngestKey
 from .payloads import PayloadInvalid, form_fields, json_value, mixpanel_data_field, ndjson_values, request_body
 from .selectors import ingest_key_for_secret, ingest_key_list
@@ -57,10 +57,17 @@ class SegmentMessageInput(serializers.Serializer):
                                    "`phone` are identity fields; the others profile properties.")
     timestamp = serializers.DateTimeField(required=False)
     context = serializers.DictField(required=False, help_text="Kept on events as the `$context` property.")
+    sentAt = serializers.DateTimeField(required=False, help_text="When the device sent it: `timestamp` is "
+                                       "corrected by the device's clock skew (receivedAt − (sentAt − timestamp)).")
+    writeKey = serializers.CharField(required=False, help_text="The write key, when no Authorization header "
+                                     "is sent (analytics.js).")
 
 
 class SegmentBatchInput(serializers.Serializer):
     batch = SegmentMessageInput(many=True)
+    sentAt = serializers.DateTimeField(required=False, help_text="As a message's, for those without one.")
+    writeKey = serializers.CharField(required=False, help_text="The write key, when no Authorization header "
+                                     "is sent (analytics.js).")
 
 
 class SegmentOutput(serializers.Serializer):
@@ -81,20 +88,24 @@ class SegmentView(_SdkView):
     400 for a body Segment refuses too (larger than its limits, not JSON)."""
 
     authentication_classes = [SegmentWriteKeyAuthentication, ApiKeyAuthentication]
-    permission_classes = [IsAuthenticated]
+    # Without an Authorization header the write key is the body's `writeKey` (analytics.js):
+    # checked in post(), once the body is read.
+    permission_classes = [AllowAny]
     message_type: str | None = None  # None: /v1/batch
 
     def post(self, request):
         batch = self.message_type is None
         try:
             body = request_body(request, limit=segment.BATCH_MAX_BYTES if batch else segment.MESSAGE_MAX_BYTES)
-            messages = segment.segment_payload_messages(json_value(body), batch=batch, body_size=len(body))
+            payload = json_value(body)
+            messages = segment.segment_payload_messages(payload, batch=batch, body_size=len(body))
         except PayloadInvalid as invalid:
             # Segment answers 400 for every body it cannot take, too large included.
             return _json({"success": False, "code": invalid.code, "message": invalid.message}, status=400)
+        project = request.auth.project if request.auth is not None else segment_body_write_key(payload).project
         try:
-            result = segment.segment_messages_ingest(project=request.auth.project, messages=messages,
-                                                     message_type=self.message_type)
+            result = segment.segment_messages_ingest(project=project, messages=messages, message_type=self.message_type,
+                                                     sent_at=payload.get("sentAt") if batch else None)
         except DjangoValidationError as error:  # the batch as a whole: more messages than a batch holds
             return _json({"success": False, "code": "batch_too_large", "message": " ".join(error.messages)},
                          status=400)
@@ -125,6 +136,21 @@ class SegmentBatchView(SegmentView):
                    tags=["segment"])
     def post(self, request):
         return super().post(request)
+
+
+class SegmentSettingsView(_SdkView):
+    """analytics.js's settings, which it loads from its `cdnURL` before sending anything."""
+
+    authentication_classes = []
+    permission_classes = [AllowAny]
+
+    @extend_schema(summary="Segment: analytics.js's settings (its `cdnURL` set to Cohortsync)", tags=["segment"],
+                   auth=[], responses={200: OpenApiTypes.OBJECT},
+                   description="The same document for any write key (it names this host as analytics.js's "
+                               "`apiHost`); the key is checked when events arrive.")
+    def get(self, request, write_key: str):
+        return _json(segment.analytics_js_settings(write_key=write_key, api_host=f"{request.get_host()}/v1",
+                                                   protocol=request.scheme))
 
 
 # --- Mixpanel ---------------------------------------------------------------------------------

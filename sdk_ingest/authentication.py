@@ -59,6 +59,15 @@ class SegmentWriteKeyAuthentication(authentication.BaseAuthentication):
         return 'Basic realm="segment"'
 
 
+def segment_body_write_key(payload) -> IngestKey:
+    """analytics.js's other convention (before it sent Basic too): the write key as the body's
+    `writeKey`, for a request without an Authorization header. The same key rules as Basic."""
+    key = payload.get("writeKey") if isinstance(payload, dict) else None
+    if not isinstance(key, str) or not key:
+        raise exceptions.NotAuthenticated("Send the write key as the Basic username (or the body's `writeKey`).")
+    return _ingest_key_login(key, IngestKey.Kind.SEGMENT_WRITE_KEY, "write key")[1]
+
+
 class MixpanelSecretAuthentication(authentication.BaseAuthentication):
     """/import: the project secret (or token) as the Basic username, or a service account whose secret is
     a Cohortsync API key (`?project_id=`, when sent, must be the key's project)."""

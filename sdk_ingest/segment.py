@@ -4,13 +4,17 @@ per-item errors as our own batch API, reported by the message's position and Seg
 
 - identify: `userId` (else `anonymousId`) is the distinct id; traits `email`, `firstName`,
   `lastName`, `phone` are the identity fields (null clears one), other traits are `set`.
-- track: `event`, `properties`, `timestamp` (else `originalTimestamp`, else the time received).
+- track: `event`, `properties`, `timestamp` (else `originalTimestamp`, else the time received);
+  with `sentAt` (the message's, else the request's) corrected for the device's clock skew as
+  Segment does: receivedAt − (sentAt − timestamp).
 - page / screen: events named `$page` / `$screen`, with the message's `name` and `category`
   added to the properties.
 - track, page, screen: `context` (less `library`, the SDK's own name and version) is kept in
   the event's properties as `$context`; `messageId` de-duplicates resent events.
 - alias and group: acknowledged (counted as accepted) and not stored: Cohortsync has no
   identity merging and no group profiles.
+- Whatever else a message carries (`writeKey`, `sentAt`, `_metadata`, `integrations`, …) is
+  not stored.
 """
 
 from collections.abc import Sequence
@@ -44,14 +48,16 @@ class _MessageInvalid(Exception):
         self.field, self.message = field, message
 
 
-def segment_messages_ingest(*, project: Project, messages: Sequence[Any], message_type: str | None = None) -> BatchResult:
+def segment_messages_ingest(*, project: Project, messages: Sequence[Any], message_type: str | None = None,
+                            sent_at: Any = None) -> BatchResult:
     """Store a batch of Segment messages (`message_type` for the single-call endpoints, else each
-    message's `type`); errors carry the message's position and Segment's field name."""
+    message's `type`; `sent_at`: the batch's `sentAt`); errors carry the message's position and
+    Segment's field name."""
     errors: list[ItemError] = []
     profiles, profile_positions = [], []
     events, event_positions, insert_ids = [], [], []
     acknowledged = 0
-    received = datetime.now(tz=UTC).isoformat()
+    received = _Received(datetime.now(tz=UTC), sent_at)
     for position, message in enumerate(messages):
         if position >= BATCH_MAX_MESSAGES:
             errors.append(ItemError(position, None, f"is past Segment's {BATCH_MAX_MESSAGES:,} messages a batch: "
@@ -127,11 +133,40 @@ def _profile_item(message: dict) -> dict:
     return item
 
 
-def _event_item(message: dict, kind: str, received: str) -> dict:
-    item = {
-        "distinct_id": _distinct_id(message),
-        "time": message.get("timestamp") or message.get("originalTimestamp") or received,
-    }
+class _Received:
+    """When the request came in, and the `sentAt` of its batch."""
+
+    def __init__(self, at: datetime, sent_at: Any):
+        self.at, self.sent_at = at, sent_at
+
+    def time(self, message: dict) -> Any:
+        """The message's time: its `timestamp` (else `originalTimestamp`) corrected for the device's
+        clock skew, Segment's receivedAt − (sentAt − originalTimestamp), when both are date-times
+        (else as sent, for the usual check); the time received when it has none."""
+        original = message.get("timestamp") or message.get("originalTimestamp")
+        if not original:
+            return self.at.isoformat()
+        original_time, sent_time = _iso_time(original), _iso_time(message.get("sentAt") or self.sent_at)
+        if original_time is None or sent_time is None:
+            return original
+        try:
+            return (self.at - (sent_time - original_time)).isoformat()
+        except OverflowError:  # years apart beyond datetime's range: refused by the usual check
+            return original
+
+
+def _iso_time(value: Any) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        time = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return time.replace(tzinfo=UTC) if time.tzinfo is None else time
+
+
+def _event_item(message: dict, kind: str, received: _Received) -> dict:
+    item = {"distinct_id": _distinct_id(message), "time": received.time(message)}
     if kind == "track":
         if "event" in message:
             item["event"] = message["event"]
@@ -191,3 +226,19 @@ def segment_payload_messages(payload: Any, *, batch: bool, body_size: int) -> li
                 raise PayloadInvalid(f"batch[{position}] is larger than {MESSAGE_MAX_BYTES // 1024} KB.",
                                      code="payload_too_large")
     return messages
+
+
+def analytics_js_settings(*, write_key: str, api_host: str, protocol: str) -> dict:
+    """What analytics.js loads from `<cdnURL>/v1/projects/<write key>/settings`: only its
+    Segment.io destination, sending to `<protocol>://<api_host>/<t|i|p|s|a|g>` (or `/b`, batching)
+    with this write key, and no metrics sent (its `/m`). The same document for any key, valid or
+    not: it tells nothing about keys, and the key is checked when events arrive."""
+    return {
+        "integrations": {"Segment.io": {"apiKey": write_key, "apiHost": api_host, "protocol": protocol}},
+        "plan": {},
+        "metrics": {"sampleRate": 0},
+        "middlewareSettings": {},
+        "enabledMiddleware": {},
+        "legacyVideoPluginsEnabled": False,
+        "remotePlugins": [],
+    }
