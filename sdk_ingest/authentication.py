@@ -65,7 +65,7 @@ def segment_body_write_key(payload) -> IngestKey:
     key = payload.get("writeKey") if isinstance(payload, dict) else None
     if not isinstance(key, str) or not key:
         raise exceptions.NotAuthenticated("Send the write key as the Basic username (or the body's `writeKey`).")
-    return _ingest_key_login(key, IngestKey.Kind.SEGMENT_WRITE_KEY, "write key")[1]
+    return _ingest_key_login(key, (IngestKey.Kind.SEGMENT_WRITE_KEY,), "write key")[1]
 
 
 class MixpanelSecretAuthentication(authentication.BaseAuthentication):

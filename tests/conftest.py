@@ -1,3 +1,5 @@
+import contextlib
+import threading
 from datetime import timedelta
 from pathlib import Path
 
@@ -22,6 +24,35 @@ def _fast_delivery_settings(settings):
     settings.COHORTSYNC_READ_TIMEOUT = 2.0
     settings.COHORTSYNC_CONNECT_TIMEOUT = 2.0
     settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+
+
+@pytest.fixture(scope="session")
+def live_server(django_db_setup, live_server):
+    """pytest-django's live server, started once the test database exists, so that on SQLite its
+    threads share the test's in-memory connection (else each would open its own to the shared
+    cache, where concurrent writers fail with "database table is locked"). One connection cannot
+    interleave transactions: there requests are served one at a time, and a test that reads the
+    database while a browser still sends holds `live_server.exclusive` meanwhile (PostgreSQL gives
+    each thread its own connection: there it holds nothing)."""
+    live_server.exclusive = contextlib.nullcontext()
+    if live_server.thread.connections_override:
+        live_server.exclusive = threading.Lock()
+        httpd = live_server.thread.httpd
+        httpd.set_app(_one_request_at_a_time(httpd.get_app(), live_server.exclusive))
+    return live_server
+
+
+def _one_request_at_a_time(app, lock):
+    def serialized(environ, start_response):
+        with lock:  # the whole request, its body read included
+            response = app(environ, start_response)
+            try:
+                return [b"".join(response)]
+            finally:
+                if hasattr(response, "close"):
+                    response.close()
+
+    return serialized
 
 
 @pytest.fixture
