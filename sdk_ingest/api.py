@@ -2,7 +2,6 @@
 REST API for ingestion keys."""
 
 import orjson
-from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import HttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
@@ -103,12 +102,9 @@ class SegmentView(_SdkView):
             # Segment answers 400 for every body it cannot take, too large included.
             return _json({"success": False, "code": invalid.code, "message": invalid.message}, status=400)
         project = request.auth.project if request.auth is not None else segment_body_write_key(payload).project
-        try:
-            result = segment.segment_messages_ingest(project=project, messages=messages, message_type=self.message_type,
-                                                     sent_at=payload.get("sentAt") if batch else None)
-        except DjangoValidationError as error:  # the batch as a whole: more messages than a batch holds
-            return _json({"success": False, "code": "batch_too_large", "message": " ".join(error.messages)},
-                         status=400)
+        # At most 2,500 messages (segment.BATCH_MAX_MESSAGES): under the batch services' limit.
+        result = segment.segment_messages_ingest(project=project, messages=messages, message_type=self.message_type,
+                                                 sent_at=payload.get("sentAt") if batch else None)
         return _json({"success": True, "accepted": result.accepted, "rejected": result.rejected,
                       "errors": _item_errors(result)})
 

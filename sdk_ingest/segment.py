@@ -146,8 +146,9 @@ class _Received:
         original = message.get("timestamp") or message.get("originalTimestamp")
         if not original:
             return self.at.isoformat()
-        original_time, sent_time = _iso_time(original), _iso_time(message.get("sentAt") or self.sent_at)
-        if original_time is None or sent_time is None:
+        sent_time = _iso_time(message.get("sentAt") or self.sent_at)
+        original_time = _iso_time(original) if sent_time is not None else None
+        if original_time is None:
             return original
         try:
             return (self.at - (sent_time - original_time)).isoformat()
