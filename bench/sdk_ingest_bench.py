@@ -64,7 +64,8 @@ def segment_bodies(total: int, now: float) -> list[bytes]:
             "properties": {"song": f"s{n % 500}", "seconds": n % 300},
             "context": {"library": {"name": "analytics-python", "version": "2.4.0"}, "ip": "10.0.0.1"},
         } for n in range(start, min(total, start + SEGMENT_BATCH))]
-        bodies.append(orjson.dumps({"batch": batch}))
+        # As segment-analytics-python sends it: the batch's sentAt (each time is then corrected by it).
+        bodies.append(orjson.dumps({"batch": batch, "sentAt": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now))}))
     return bodies
 
 
