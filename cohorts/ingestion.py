@@ -479,7 +479,10 @@ def _event_time(value: Any, window: _EventWindow) -> datetime:
                 "time", f"{value[:40]!r} is not an ISO 8601 date-time (e.g. 2024-05-01T12:00:00Z) or unix seconds"
             ) from None
         # Times without an offset are UTC, whatever the server's zone.
-        time = time.replace(tzinfo=UTC) if time.tzinfo is None else time.astimezone(UTC)
+        try:
+            time = time.replace(tzinfo=UTC) if time.tzinfo is None else time.astimezone(UTC)
+        except OverflowError:  # year 1 or 9999 with an offset: outside datetime's range once in UTC
+            raise _ItemInvalid("time", "is out of range") from None
     else:
         raise _ItemInvalid("time", f"must be an ISO 8601 string or unix seconds, not {_json_type(value)}")
     if time > window.latest:

@@ -77,6 +77,17 @@ def test_segment_message_id_is_stored_once_and_a_refused_one_can_be_resent(clien
     assert list(ReceivedInsertId.objects.values_list("insert_id", flat=True)) == ["m-1"]
 
 
+@pytest.mark.parametrize("timestamp", ["9999-12-31T23:59:59.999999-23:59", "0001-01-01T00:00:00+23:59"])
+def test_segment_timestamp_out_of_range_in_utc_is_refused_by_its_field(client, ingest_project, write_key, timestamp):
+    """A valid ISO date-time whose offset takes it past datetime's range once in UTC: a per-message
+    error, not a 500."""
+    message = {"type": "track", "userId": "ada", "event": "Played", "timestamp": timestamp}
+    answer = _segment(client, "/v1/batch", {"batch": [message, {**message, "timestamp": NOW().isoformat()}]}, write_key)
+    assert answer.status_code == 200
+    assert answer.json()["errors"] == [{"index": 0, "field": "timestamp", "message": "is out of range"}]
+    assert Event.objects.filter(project=ingest_project).count() == 1
+
+
 def test_segment_limits_answer_400_in_segment_shape(client, write_key):
     big = {"userId": "ada", "event": "Played", "properties": {"blob": "x" * (33 * 1024)}}
     answer = _segment(client, "/v1/track", big, write_key)
