@@ -30,19 +30,33 @@ def request_body(request, *, limit: int) -> bytes:
     body = request.body
     encoding = request.META.get("HTTP_CONTENT_ENCODING", "").strip().lower()
     if encoding in ("gzip", "x-gzip"):
-        # Bounded: a small bomb must not expand into memory past the limit.
-        inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
-        try:
-            body = inflater.decompress(body, limit + 1)
-        except zlib.error:
-            raise PayloadInvalid("The body is not valid gzip (Content-Encoding: gzip).") from None
-        if inflater.unconsumed_tail:
-            raise too_large
+        body = _gunzipped(body, limit=limit, too_large=too_large)
     elif encoding not in ("", "identity"):
         raise PayloadInvalid(f"Unsupported Content-Encoding {encoding[:40]!r}: send gzip or no encoding.")
     if len(body) > limit:
         raise too_large
     return body
+
+
+def _gunzipped(body: bytes, *, limit: int, too_large: PayloadInvalid) -> bytes:
+    """Every member of a gzip body (RFC 1952: a gzip stream is a series of members, as concatenated
+    .gz files are), bounded: a small bomb must not expand into memory past the limit. A truncated
+    member or bytes after the last one refuse the body rather than drop what they held."""
+    parts, size, rest = [], 0, body
+    while rest:
+        inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+        try:
+            part = inflater.decompress(rest, limit + 1 - size)
+        except zlib.error:
+            raise PayloadInvalid("The body is not valid gzip (Content-Encoding: gzip).") from None
+        size += len(part)
+        if inflater.unconsumed_tail or size > limit:
+            raise too_large
+        if not inflater.eof:
+            raise PayloadInvalid("The gzip body is truncated (Content-Encoding: gzip).")
+        parts.append(part)
+        rest = inflater.unused_data.lstrip(b"\x00")  # zero padding after a member, as gzip allows
+    return b"".join(parts)
 
 
 def json_value(raw: bytes | str):

@@ -121,6 +121,26 @@ def test_segment_gzip_body_and_its_bomb(client, ingest_project, write_key):
     assert answer.status_code == 400 and answer.json()["code"] == "payload_too_large"
 
 
+def test_gzip_of_several_members_is_read_whole_and_a_broken_one_refused(client, ingest_project, mixpanel_secret):
+    """A gzip stream may hold several members (concatenated .gz files of ndjson): every record is
+    imported. A truncated member or bytes after the last one are refused, not silently dropped."""
+    now = int(NOW().timestamp())
+    lines = [json.dumps({"event": "Played", "properties": {"distinct_id": f"u{i}", "time": now}}).encode() + b"\n"
+             for i in range(4)]
+    auth = {"HTTP_AUTHORIZATION": _basic(mixpanel_secret), "HTTP_CONTENT_ENCODING": "gzip"}
+
+    def post(body):
+        return client.post("/import", body, content_type="application/x-ndjson", **auth)
+
+    answer = post(gzip.compress(lines[0] + lines[1]) + gzip.compress(lines[2] + lines[3]))
+    assert answer.status_code == 200 and answer.json()["num_records_imported"] == 4
+    assert Event.objects.filter(project=ingest_project).count() == 4
+    for broken in (gzip.compress(lines[0]) + b"trailing bytes", gzip.compress(lines[0] + lines[1])[:-4]):
+        answer = post(broken)
+        assert answer.status_code == 400 and "gzip" in answer.json()["error"]
+    assert Event.objects.filter(project=ingest_project).count() == 4
+
+
 def test_segment_credentials(client, ingest_project, write_key):
     revoked, revoked_key = ingest_key_create(project=ingest_project, kind=IngestKey.Kind.SEGMENT_WRITE_KEY, name="x")
     hashed_key_revoke(hashed_key=revoked)
