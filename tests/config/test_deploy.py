@@ -2,6 +2,7 @@
 with the README's production environment, and gunicorn, started as the Procfile starts it,
 serves collected static files through whitenoise with DEBUG off."""
 
+import base64
 import os
 import re
 import signal
@@ -94,8 +95,9 @@ def production_web(tmp_path_factory):
     })
     collected = manage("collectstatic", "--noinput", env=env)
     assert collected.returncode == 0, collected.stderr
+    access_log = (tmp_path / "access.log").open("wb")  # the Procfile's --access-logfile - is stdout
     web = subprocess.Popen(["sh", "-c", f"exec {procfile_command('web')}"], cwd=REPO, env=env,
-                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+                           stdout=access_log, stderr=subprocess.PIPE, start_new_session=True)
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60
@@ -107,14 +109,15 @@ def production_web(tmp_path_factory):
                 assert web.poll() is None, web.stderr.read().decode()
                 assert time.monotonic() < deadline, "gunicorn did not start"
                 time.sleep(0.2)
-        yield base, tmp_path / "static"
+        yield base, tmp_path / "static", tmp_path / "access.log"
     finally:
         os.killpg(web.pid, signal.SIGTERM)
         web.wait(timeout=30)
+        access_log.close()
 
 
 def test_gunicorn_serves_static_files_through_whitenoise(production_web):
-    base, static_root = production_web
+    base, static_root, _ = production_web
     https = {"X-Forwarded-Proto": "https"}  # as the TLS proxy says
     source = (REPO / "deliveries/static/deliveries/status.css").read_bytes()
 
@@ -137,7 +140,7 @@ def test_gunicorn_serves_static_files_through_whitenoise(production_web):
 
 
 def test_production_redirects_to_https_but_not_probes(production_web):
-    base, _ = production_web
+    base, _, _ = production_web
     login = requests.get(f"{base}/login/", allow_redirects=False, timeout=10)
     assert login.status_code == 301
     assert login.headers["Location"].startswith("https://127.0.0.1")
@@ -147,3 +150,18 @@ def test_production_redirects_to_https_but_not_probes(production_web):
     health = requests.get(f"{base}/healthz", allow_redirects=False, timeout=30)
     assert health.status_code == 503
     assert health.headers["Content-Type"] == "application/json"
+
+
+def test_access_log_leaves_out_basic_usernames(production_web):
+    """The SDKs send their write key or project secret as the Basic username: gunicorn's default
+    access log format (`%(u)s`) would write every key in full."""
+    base, _, access_log = production_web
+    key = "csw_" + os.urandom(12).hex()
+    credentials = base64.b64encode(f"{key}:".encode()).decode()
+    requests.get(f"{base}/healthz?probe={key[4:10]}", headers={"Authorization": f"Basic {credentials}"}, timeout=30)
+    deadline = time.monotonic() + 10
+    while key[4:10] not in access_log.read_text() and time.monotonic() < deadline:
+        time.sleep(0.1)  # the line is written after the answer
+    logged = access_log.read_text()
+    assert f"GET /healthz?probe={key[4:10]}" in logged
+    assert key not in logged
