@@ -311,20 +311,40 @@ def _profiles_merged(stored: dict[str, _StoredProfile], distinct_ids: Iterable[s
 def _profile_merged(stored: _StoredProfile | None,
                     changes: list[_ProfileChange]) -> tuple[dict[str, Any] | None, list[ItemError]]:
     """The profile's fields after applying the batch's changes, in order, to the stored ones
-    (None when every change was refused), and the errors of the refused ones."""
+    (None when every change was refused), and the errors of the refused ones. A change that
+    would take the properties past COHORTSYNC_PROFILE_MAX_BYTES is refused too."""
+    merged, errors = _profile_changes_applied(stored, changes, bounded=False)
+    if merged is not None and _json_size(merged["properties"]) > settings.COHORTSYNC_PROFILE_MAX_BYTES:
+        # Rare: again, one change at a time, to refuse the ones that go past it.
+        merged, errors = _profile_changes_applied(stored, changes, bounded=True)
+    return merged, errors
+
+
+def _json_size(value: Any) -> int:
+    return len(orjson.dumps(value))
+
+
+def _profile_changes_applied(stored: _StoredProfile | None, changes: list[_ProfileChange], *,
+                             bounded: bool) -> tuple[dict[str, Any] | None, list[ItemError]]:
     if stored is None:
         identity, properties = dict.fromkeys(IDENTITY_FIELDS, ""), {}
     else:
         identity, properties = dict(zip(IDENTITY_FIELDS, stored.identity)), dict(stored.properties or {})
     errors = []
+    limit = settings.COHORTSYNC_PROFILE_MAX_BYTES
     for change in changes:
-        if change.operations:
+        if change.operations or bounded:
             try:
                 # On a copy: a refused item changes nothing.
-                properties = _properties_operated(properties, change)
+                changed = _properties_operated(properties, change)
+                # Only growth is refused: a profile stored past the limit may still shrink.
+                if bounded and limit < _json_size(changed) > _json_size(properties):
+                    raise _ItemInvalid(None, f"would grow the profile's properties past {limit:,} bytes of JSON "
+                                             "(COHORTSYNC_PROFILE_MAX_BYTES)")
             except _ItemInvalid as invalid:
                 errors.append(ItemError(change.index, invalid.field, invalid.message))
                 continue
+            properties = changed
             identity.update(change.identity)
             continue
         identity.update(change.identity)

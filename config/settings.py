@@ -301,6 +301,9 @@ COHORTSYNC_RUN_SLOT_WAIT_SECONDS = env.float("COHORTSYNC_RUN_SLOT_WAIT_SECONDS",
 COHORTSYNC_BASE_URL = env.str("COHORTSYNC_BASE_URL", default="http://127.0.0.1:8000")
 # Events older than this are refused on the way in and pruned daily (cohorts.prune_events).
 COHORTSYNC_EVENT_RETENTION_DAYS = env.int("COHORTSYNC_EVENT_RETENTION_DAYS", default=90)
+# A profile's properties, as JSON: an item that would grow them past it is refused (SDK clients
+# append to lists with a public token; nothing else bounds a profile).
+COHORTSYNC_PROFILE_MAX_BYTES = env.int("COHORTSYNC_PROFILE_MAX_BYTES", default=1024 * 1024)
 # Rule cohorts referring to cohorts: how long a chain, and how many cohorts one may reach.
 COHORTSYNC_RULE_MAX_REFERENCE_DEPTH = env.int("COHORTSYNC_RULE_MAX_REFERENCE_DEPTH", default=5)
 COHORTSYNC_RULE_MAX_REFERENCED_COHORTS = env.int("COHORTSYNC_RULE_MAX_REFERENCED_COHORTS", default=20)

@@ -726,3 +726,28 @@ def test_an_event_property_name_is_refused_with_its_reason_after_good_ones(name,
     ])
 
     assert result == BatchResult(accepted=1, errors=[ItemError(0, "properties", message)])
+
+
+def test_a_profile_cannot_grow_past_its_size_limit_and_may_still_shrink(project, settings):
+    settings.COHORTSYNC_PROFILE_MAX_BYTES = 2_000
+    chunk = "x" * 300
+    result = ingestion.profiles_upsert(project=project, items=[
+        {"distinct_id": "ada", "set": {"plan": "pro"}},
+        *({"distinct_id": "ada", "append": {"log": chunk}} for _ in range(8)),  # ≈ 2.5 KB: the last two refused
+        {"distinct_id": "bob", "set": {"plan": "team"}},
+    ])
+    assert [(error.index, error.field) for error in result.errors] == [(7, None), (8, None)]
+    assert "past 2,000 bytes of JSON (COHORTSYNC_PROFILE_MAX_BYTES)" in result.errors[0].message
+    assert result.accepted == 8
+    ada = Profile.objects.get(distinct_id="ada")
+    assert ada.properties["plan"] == "pro" and len(ada.properties["log"]) == 6
+    assert Profile.objects.get(distinct_id="bob").properties == {"plan": "team"}
+    # A later batch: more growth refused, whatever the operation; what shrinks it is applied.
+    settings.COHORTSYNC_PROFILE_MAX_BYTES = 1_000  # now stored past the limit
+    result = ingestion.profiles_upsert(project=project, items=[
+        {"distinct_id": "ada", "set": {"big": chunk * 4}},
+        {"distinct_id": "ada", "set": {"plan": "team"}, "unset": ["log"]},
+    ])
+    assert [error.index for error in result.errors] == [0]
+    ada.refresh_from_db()
+    assert ada.properties == {"plan": "team"}
