@@ -27,7 +27,7 @@ def request_body(request, *, limit: int) -> bytes:
         declared = 0
     if declared > limit:
         raise too_large  # refused before reading it
-    body = request.body
+    body = _chunked_body(request, limit=limit, too_large=too_large) if not declared else request.body
     encoding = request.META.get("HTTP_CONTENT_ENCODING", "").strip().lower()
     if encoding in ("gzip", "x-gzip"):
         body = _gunzipped(body, limit=limit, too_large=too_large)
@@ -36,6 +36,22 @@ def request_body(request, *, limit: int) -> bytes:
     if len(body) > limit:
         raise too_large
     return body
+
+
+def _chunked_body(request, *, limit: int, too_large: PayloadInvalid) -> bytes:
+    """A body sent without Content-Length (`Transfer-Encoding: chunked`, e.g. OkHttp's gzip in
+    the Java SDKs), which Django reads as empty: read up to the limit from a server that ends the
+    input itself (gunicorn's `wsgi.input_terminated`; the development server does not)."""
+    meta = request.META
+    if "chunked" not in meta.get("HTTP_TRANSFER_ENCODING", "").lower() or not meta.get("wsgi.input_terminated"):
+        return request.body
+    parts, size = [], 0
+    while chunk := meta["wsgi.input"].read(64 * 1024):
+        size += len(chunk)
+        if size > limit:
+            raise too_large
+        parts.append(chunk)
+    return b"".join(parts)
 
 
 def _gunzipped(body: bytes, *, limit: int, too_large: PayloadInvalid) -> bytes:

@@ -165,3 +165,30 @@ def test_access_log_leaves_out_basic_usernames(production_web):
     logged = access_log.read_text()
     assert f"GET /healthz?probe={key[4:10]}" in logged
     assert key not in logged
+
+
+def test_a_chunked_sdk_body_is_read_whole(production_web):
+    """A body without Content-Length (chunked, as OkHttp sends the Java SDKs' gzip) is read, not
+    taken as empty: here a body whose only fault is a missing write key, answered as such."""
+    import gzip
+    import http.client
+
+    base, _, _ = production_web
+    host, port = base.removeprefix("http://").split(":")
+
+    def post_chunked(body: bytes, **headers) -> tuple[int, bytes]:
+        connection = http.client.HTTPConnection(host, int(port), timeout=30)
+        try:
+            connection.request("POST", "/v1/batch", body=iter([body[:5], body[5:]]), encode_chunked=True,
+                               headers={"Content-Type": "application/json", "X-Forwarded-Proto": "https", **headers})
+            answer = connection.getresponse()
+            return answer.status, answer.read()
+        finally:
+            connection.close()
+
+    body = b'{"batch": [{"type": "track", "userId": "ada", "event": "Played"}]}'
+    assert post_chunked(body) == (401, b'{"success":false,"code":"unauthorized","message":"Send the write key as '
+                                        b'the Basic username (or the body\'s `writeKey`)."}')
+    assert post_chunked(gzip.compress(body), **{"Content-Encoding": "gzip"})[0] == 401
+    status, answer = post_chunked(b"x" * (600 * 1024))  # past the 500 KB a batch, counted as it arrives
+    assert (status, b'"code":"payload_too_large"' in answer) == (400, True), answer  # Segment's 400
