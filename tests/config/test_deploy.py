@@ -168,7 +168,7 @@ def test_access_log_leaves_out_basic_usernames(production_web):
 
 
 def test_a_chunked_sdk_body_is_read_whole(production_web):
-    """A body without Content-Length (chunked, as OkHttp sends the Java SDKs' gzip) is read, not
+    """A body without Content-Length (chunked, as a client that gzips as it sends does) is read, not
     taken as empty: here a body whose only fault is a missing write key, answered as such."""
     import gzip
     import http.client
