@@ -147,6 +147,10 @@ CACHES = {"default": env.cache("CACHE_URL", default="locmemcache://")}
 COHORTSYNC_API_THROTTLE_RATE = env.str("COHORTSYNC_API_THROTTLE_RATE", default="1000/min")
 # Requests with an invalid API key per client address (REMOTE_ADDR); more are answered 429.
 COHORTSYNC_INVALID_API_KEY_RATE = env.str("COHORTSYNC_INVALID_API_KEY_RATE", default="30/min")
+# SDK endpoints (Segment's, Mixpanel's): records (events, messages, profile updates) a key may
+# send a minute, counted in the cache (per process unless CACHE_URL is shared); 0: no budget.
+# A public browser token can be read by anyone: a budget bounds what a flood with it stores.
+COHORTSYNC_SDK_RECORDS_PER_MINUTE = env.int("COHORTSYNC_SDK_RECORDS_PER_MINUTE", default=0)
 # Largest request body: a batch of 10,000 profiles or events must fit (Django's default is 2.5 MB).
 DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("COHORTSYNC_MAX_REQUEST_BYTES", default=16 * 1024 * 1024)
 REST_FRAMEWORK = {

@@ -2,6 +2,7 @@
 REST API for ingestion keys."""
 
 import orjson
+from django.conf import settings
 from django.http import HttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
@@ -24,7 +25,7 @@ from .authentication import MixpanelSecretAuthentication, SegmentWriteKeyAuthent
 from .models import IngestKey
 from .payloads import PayloadInvalid, form_fields, json_value, mixpanel_data_field, ndjson_values, request_body
 from .selectors import ingest_key_for_secret, ingest_key_list
-from .services import ingest_key_create
+from .services import ingest_key_create, records_budget_wait
 
 
 def _json(body: dict, status: int = 200) -> HttpResponse:
@@ -101,9 +102,13 @@ class SegmentView(_SdkView):
         except PayloadInvalid as invalid:
             # Segment answers 400 for every body it cannot take, too large included.
             return _json({"success": False, "code": invalid.code, "message": invalid.message}, status=400)
-        project = request.auth.project if request.auth is not None else segment_body_write_key(payload).project
+        key = request.auth if request.auth is not None else segment_body_write_key(payload)
+        if wait := records_budget_wait(key=key, records=len(messages)):
+            return _too_many(_json({"success": False, "code": "rate_limited", "message": _budget_message(wait)},
+                                   status=429), wait)
         # At most 2,500 messages (segment.BATCH_MAX_MESSAGES): under the batch services' limit.
-        result = segment.segment_messages_ingest(project=project, messages=messages, message_type=self.message_type,
+        result = segment.segment_messages_ingest(project=key.project, messages=messages,
+                                                 message_type=self.message_type,
                                                  sent_at=payload.get("sentAt") if batch else None)
         return _json({"success": True, "accepted": result.accepted, "rejected": result.rejected,
                       "errors": _item_errors(result)})
@@ -117,7 +122,8 @@ class SegmentView(_SdkView):
         return super().handle_exception(exc)
 
 
-_SEGMENT_RESPONSES = {200: SegmentOutput, 400: SegmentErrorOutput, 401: SegmentErrorOutput}
+_SEGMENT_RESPONSES = {200: SegmentOutput, 400: SegmentErrorOutput, 401: SegmentErrorOutput,
+                      429: SegmentErrorOutput}
 
 
 class SegmentCallView(SegmentView):
@@ -180,7 +186,7 @@ VERBOSE = OpenApiParameter("verbose", str, enum=["0", "1"], required=False,
                            description="1: answer JSON `{\"status\": 1, \"error\": null}`, else `1` or `0`.")
 _STATUS_RESPONSES = {
     (code, media): (MixpanelStatusOutput if media == "application/json" else OpenApiTypes.STR)
-    for code in (200, 400, 401, 413) for media in ("application/json", "text/plain")
+    for code in (200, 400, 401, 413, 429) for media in ("application/json", "text/plain")
 }
 _RECORDS_REQUEST = {"application/x-www-form-urlencoded": MixpanelFormInput, "application/json": OpenApiTypes.ANY}
 
@@ -233,6 +239,8 @@ class _MixpanelTokenView(_MixpanelView):
         if ingest_key is None:
             return _status_answer(verbose, "Invalid or revoked project token.", status=401)
         hashed_key_mark_used(hashed_key=ingest_key)
+        if wait := records_budget_wait(key=ingest_key, records=len(records)):
+            return _too_many(_status_answer(verbose, _budget_message(wait), status=429), wait)
         result = self.ingest(project=ingest_key.project, records=records, token=token)
         if not result.errors:
             return _status_answer(verbose, None)
@@ -240,6 +248,16 @@ class _MixpanelTokenView(_MixpanelView):
         error = (f"{result.rejected} of {len(records)} records failed validation ({result.accepted} stored); "
                  f"record {first.index}: {first.field or 'record'} {first.message}")
         return _status_answer(verbose, error, failed=_item_errors(result))
+
+
+def _budget_message(wait: int) -> str:
+    return (f"This key sent its {settings.COHORTSYNC_SDK_RECORDS_PER_MINUTE:,} records of this minute "
+            f"(COHORTSYNC_SDK_RECORDS_PER_MINUTE): retry in {wait} s.")
+
+
+def _too_many(response: HttpResponse, wait: int) -> HttpResponse:
+    response["Retry-After"] = str(wait)
+    return response
 
 
 def _status_answer(verbose: bool, error: str | None, *, status: int = 200, failed: list | None = None):
@@ -296,13 +314,17 @@ class MixpanelImportView(_MixpanelView):
                     "the `data=` form field; gzip allowed.",
         parameters=[OpenApiParameter("project_id", str, required=False,
                                      description="Service accounts: the key's project id.")],
-        responses={code: MixpanelImportOutput for code in (200, 400, 401, 413)},
+        responses={code: MixpanelImportOutput for code in (200, 400, 401, 413, 429)},
     )
     def post(self, request):
         try:
             records = self.records(request)
         except PayloadInvalid as invalid:
             return _import_error(invalid.status, invalid.message)
+        if wait := records_budget_wait(key=request.auth, records=len(records)):
+            # Mixpanel's own words for it, which its libraries and docs know.
+            return _too_many(_import_error(429, "Project exceeded rate limits. Please retry the request with "
+                                                f"exponential backoff. ({_budget_message(wait)})"), wait)
         result = mixpanel.mixpanel_events_ingest(project=request.auth.project, events=records,
                                                  body_size=self.body_size)
         if not result.errors:
@@ -320,7 +342,7 @@ class MixpanelImportView(_MixpanelView):
         return super().handle_exception(exc)
 
 
-_REASONS = {400: "Bad Request", 401: "Unauthorized", 413: "Request Entity Too Large"}
+_REASONS = {400: "Bad Request", 401: "Unauthorized", 413: "Request Entity Too Large", 429: "Too Many Requests"}
 
 
 def _import_error(code: int, message: str) -> HttpResponse:

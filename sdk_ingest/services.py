@@ -2,13 +2,17 @@
 idempotent (Mixpanel `$insert_id`, Segment `messageId`)."""
 
 import logging
+import math
+import time
 from collections.abc import Sequence
 from datetime import timedelta
 
 from django.conf import settings
+from django.core.cache import cache
 from django.db import connection as db, transaction
 from django.utils import timezone
 
+from access.models import HashedKey
 from access.services import hashed_key_create
 from cohorts.ingestion import (
     PRUNE_CHUNK,
@@ -33,6 +37,29 @@ KEY_MARKERS = {
 PREFIX_LENGTH = 12
 MAX_INSERT_ID_LENGTH = ReceivedInsertId._meta.get_field("insert_id").max_length
 _SQLITE_CLAIM_CHUNK = 300  # rows a statement: 3 parameters each, under SQLite's variable limit
+
+
+def records_budget_wait(*, key: HashedKey, records: int) -> int | None:
+    """Seconds until `key` may send again, when these records would take its minute past
+    COHORTSYNC_SDK_RECORDS_PER_MINUTE; None (and the records counted) when they fit. A fixed
+    window a minute, in the cache: two cache operations a request."""
+    limit = settings.COHORTSYNC_SDK_RECORDS_PER_MINUTE
+    if not limit or not records:
+        return None
+    now = time.time()
+    counter = f"sdk-records:{key._meta.label_lower}:{key.pk}:{int(now // 60)}"
+    cache.add(counter, 0, timeout=120)
+    try:
+        spent = cache.incr(counter, records)
+    except ValueError:  # expired between the two calls
+        cache.set(counter, spent := records, timeout=120)
+    if spent <= limit:
+        return None
+    try:
+        cache.decr(counter, records)  # refused records do not count
+    except ValueError:
+        pass
+    return max(1, math.ceil(60 - now % 60))
 
 
 def insert_id_problem(value) -> str | None:

@@ -365,3 +365,46 @@ def test_mixpanel_event_limits_refuse_that_event_only(client, ingest_project, mi
     assert "255 properties" in failed[0]["message"] and "fewer than 255" in failed[1]["message"]
     assert "1,024 KB" in failed[2]["message"]
     assert list(Event.objects.values_list("distinct_id", flat=True)) == ["u0"]
+
+
+def test_a_key_past_its_records_a_minute_gets_429_in_each_vendor_shape(client, ingest_project, write_key,
+                                                                      mixpanel_token, mixpanel_secret, settings,
+                                                                      monkeypatch):
+    import time
+    from types import SimpleNamespace
+
+    from django.core.cache import cache
+
+    cache.clear()  # counts of other tests' keys
+    # The clock stopped 15 s into a minute, so the test never spans two budget windows.
+    minute = time.time() // 60 * 60
+    monkeypatch.setattr("sdk_ingest.services.time", SimpleNamespace(time=lambda: minute + 15))
+    settings.COHORTSYNC_SDK_RECORDS_PER_MINUTE = 3
+    now = int(NOW().timestamp())
+    two = {"batch": [{"type": "track", "userId": f"u{n}", "event": "E"} for n in range(2)]}
+    assert _segment(client, "/v1/batch", two, write_key).json()["accepted"] == 2
+    refused = _segment(client, "/v1/batch", two, write_key)  # 4 > 3: refused whole, and not counted
+    assert refused.status_code == 429 and refused["Retry-After"] == "45"
+    assert refused.json()["code"] == "rate_limited" and "3 records" in refused.json()["message"]
+    one = {"type": "track", "userId": "u9", "event": "E"}
+    assert _segment(client, "/v1/track", one, write_key).json()["accepted"] == 1  # 3: fits
+    assert _segment(client, "/v1/track", one, write_key).status_code == 429
+    body_key = client.post("/v1/track", json.dumps({**one, "writeKey": write_key}), content_type="text/plain")
+    assert body_key.status_code == 429  # the same key, sent in the body
+
+    # Each key has its own budget: the token and the secret of the same project are untouched.
+    events = [{"event": "E", "properties": {"token": mixpanel_token, "distinct_id": f"m{n}", "time": now}}
+              for n in range(3)]
+    assert _form(client, "/track", events).content == b"1"
+    answer = _form(client, "/track", events[:1], verbose="1")
+    assert answer.status_code == 429 and answer.json()["status"] == 0 and answer["Retry-After"]
+    auth = {"HTTP_AUTHORIZATION": _basic(mixpanel_secret)}
+    assert client.post("/import", json.dumps(events), content_type="application/json", **auth).json()["status"] == 1
+    answer = client.post("/import", json.dumps(events[:1]), content_type="application/json", **auth)
+    assert answer.status_code == 429
+    assert answer.json()["status"] == "Too Many Requests" and answer.json()["code"] == 429
+    assert "Project exceeded rate limits" in answer.json()["error"]
+    assert Event.objects.count() == 3 + 3 + 3
+
+    settings.COHORTSYNC_SDK_RECORDS_PER_MINUTE = 0  # the default: no budget
+    assert _segment(client, "/v1/batch", two, write_key).json()["accepted"] == 2
