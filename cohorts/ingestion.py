@@ -314,14 +314,18 @@ def _profile_merged(stored: _StoredProfile | None,
     (None when every change was refused), and the errors of the refused ones. A change that
     would take the properties past COHORTSYNC_PROFILE_MAX_BYTES is refused too."""
     merged, errors = _profile_changes_applied(stored, changes, bounded=False)
-    if merged is not None and _json_size(merged["properties"]) > settings.COHORTSYNC_PROFILE_MAX_BYTES:
+    if merged is not None and json_size(merged["properties"]) > settings.COHORTSYNC_PROFILE_MAX_BYTES:
         # Rare: again, one change at a time, to refuse the ones that go past it.
         merged, errors = _profile_changes_applied(stored, changes, bounded=True)
     return merged, errors
 
 
-def _json_size(value: Any) -> int:
-    return len(orjson.dumps(value))
+def json_size(value: Any) -> int:
+    """Bytes of `value` as JSON; 0 when it cannot be encoded (the item's own check says why)."""
+    try:
+        return len(orjson.dumps(value))
+    except TypeError:  # not JSON, or nested past orjson's depth
+        return 0
 
 
 def _profile_changes_applied(stored: _StoredProfile | None, changes: list[_ProfileChange], *,
@@ -338,7 +342,7 @@ def _profile_changes_applied(stored: _StoredProfile | None, changes: list[_Profi
                 # On a copy: a refused item changes nothing.
                 changed = _properties_operated(properties, change)
                 # Only growth is refused: a profile stored past the limit may still shrink.
-                if bounded and limit < _json_size(changed) > _json_size(properties):
+                if bounded and limit < json_size(changed) > json_size(properties):
                     raise _ItemInvalid(None, f"would grow the profile's properties past {limit:,} bytes of JSON "
                                              "(COHORTSYNC_PROFILE_MAX_BYTES)")
             except _ItemInvalid as invalid:

@@ -18,10 +18,9 @@ from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
-import orjson
 from django.utils import timezone
 
-from cohorts.ingestion import BatchResult, ItemError, profile_delete, profiles_upsert
+from cohorts.ingestion import BatchResult, ItemError, json_size, profile_delete, profiles_upsert
 from cohorts.models import Project
 
 from .segment import vendor_field
@@ -73,7 +72,7 @@ def mixpanel_events_ingest(*, project: Project, events: Sequence[Any], token: st
     items, positions, insert_ids = [], [], []
     for position, event in enumerate(events):
         try:
-            if body_size > EVENT_MAX_BYTES and _json_size(event) > EVENT_MAX_BYTES:
+            if body_size > EVENT_MAX_BYTES and json_size(event) > EVENT_MAX_BYTES:
                 raise _UpdateInvalid(None, f"is larger than Mixpanel's {EVENT_MAX_BYTES // 1024:,} KB an event")
             item, insert_id = _event_item(event, token=token, now=now, max_age=max_age)
         except _UpdateInvalid as invalid:
@@ -118,13 +117,6 @@ def _event_item(event: Any, *, token: str | None, now: float, max_age: timedelta
     if insert_id is not None and (problem := insert_id_problem(insert_id)):
         raise _UpdateInvalid("properties.$insert_id", problem)
     return item, insert_id or None
-
-
-def _json_size(value: Any) -> int:
-    try:
-        return len(orjson.dumps(value))
-    except TypeError:  # nested too deep for JSON: the properties' check says so
-        return 0
 
 
 def _check_entries(properties: dict, field: str) -> None:
@@ -185,10 +177,7 @@ def mixpanel_engage_ingest(*, project: Project, updates: Sequence[Any], token: s
 
 
 def _profile_change(update: Any, *, token: str | None) -> tuple[dict, bool]:
-    if not isinstance(update, dict):
-        raise _UpdateInvalid(None, "must be an object")
-    if token is not None and update.get("$token") != token:
-        raise _UpdateInvalid("$token", "must be the same project token as the batch's first update")
+    _check_update(update, token=token)
     distinct_id = _distinct_id(update.get("$distinct_id"), "$distinct_id")
     if not isinstance(distinct_id, str) or not distinct_id.strip():
         raise _UpdateInvalid("$distinct_id", "must be a non-blank string")
@@ -251,11 +240,16 @@ def mixpanel_groups_ingest(*, updates: Sequence[Any], token: str | None = None) 
     return BatchResult(accepted=len(updates) - len(errors), errors=errors)
 
 
-def _group_update_check(update: Any, *, token: str | None) -> None:
+def _check_update(update: Any, *, token: str | None) -> None:
+    """An /engage or /groups update is an object carrying the batch's token."""
     if not isinstance(update, dict):
         raise _UpdateInvalid(None, "must be an object")
     if token is not None and update.get("$token") != token:
         raise _UpdateInvalid("$token", "must be the same project token as the batch's first update")
+
+
+def _group_update_check(update: Any, *, token: str | None) -> None:
+    _check_update(update, token=token)
     if not isinstance(update.get("$group_key"), str) or not update["$group_key"].strip():
         raise _UpdateInvalid("$group_key", "is required, a non-blank string")
     group_id = update.get("$group_id")

@@ -40,8 +40,9 @@ def request_body(request, *, limit: int) -> bytes:
 
 def _chunked_body(request, *, limit: int, too_large: PayloadInvalid) -> bytes:
     """A body sent without Content-Length (`Transfer-Encoding: chunked`, e.g. from a client that
-    gzips as it sends, as OkHttp's usual gzip interceptor does), which Django reads as empty: read up to the limit from a server that ends the
-    input itself (gunicorn's `wsgi.input_terminated`; the development server does not)."""
+    gzips as it sends, as OkHttp's usual gzip interceptor does), which Django reads as empty:
+    read up to the limit from a server that ends the input itself (gunicorn's
+    `wsgi.input_terminated`; the development server does not)."""
     meta = request.META
     if "chunked" not in meta.get("HTTP_TRANSFER_ENCODING", "").lower() or not meta.get("wsgi.input_terminated"):
         return request.body
